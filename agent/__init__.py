@@ -1,0 +1,1 @@
+"""The earshot agent: command line, settings, audio capture and the daemon."""

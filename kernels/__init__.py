@@ -1,0 +1,1 @@
+"""GPU compute kernels (WGSL through wgpu) and their numpy references."""

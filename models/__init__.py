@@ -1,0 +1,1 @@
+"""Speech networks, weights, training and evaluation."""
