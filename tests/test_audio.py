@@ -1,0 +1,114 @@
+"""Loading audio files: formats, channels, rates and sample types; clear errors for bad files."""
+
+import numpy as np
+import pytest
+import soundfile
+
+from dsp.audio import load_audio, resample
+from kernels.errors import AudioError
+from tests.conftest import fsdd_files, tone
+
+SR = 16_000
+
+
+def dominant_frequency_hz(samples: np.ndarray, sr: int) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(samples.size)))
+    return float(np.fft.rfftfreq(samples.size, 1 / sr)[np.argmax(spectrum)])
+
+
+@pytest.mark.parametrize(
+    ("fmt", "subtype"),
+    [("WAV", "PCM_16"), ("WAV", "PCM_24"), ("WAV", "PCM_32"), ("WAV", "FLOAT"), ("WAV", "PCM_U8"),
+     ("FLAC", "PCM_16"), ("OGG", "VORBIS")],
+)  # fmt: skip
+def test_loads_common_formats_and_sample_types(tmp_path, fmt, subtype):
+    signal = tone(440, 0.5, SR)
+    path = tmp_path / f"x.{fmt.lower()}"
+    soundfile.write(path, signal, SR, format=fmt, subtype=subtype)
+    loaded = load_audio(path)
+    assert loaded.shape == signal.shape
+    assert loaded.dtype == np.float32
+    lossy = subtype in ("VORBIS", "PCM_U8")
+    np.testing.assert_allclose(loaded, signal, atol=0.05 if lossy else 1e-3)
+
+
+def test_multichannel_is_averaged_to_mono(tmp_path):
+    left, right = tone(300, 0.25, SR), tone(700, 0.25, SR, amplitude=0.25)
+    path = tmp_path / "stereo.wav"
+    soundfile.write(path, np.stack([left, right], axis=1), SR, subtype="FLOAT")
+    np.testing.assert_allclose(load_audio(path), (left + right) / 2, atol=1e-6)
+
+
+def test_sine_at_44k1_stays_at_1khz_after_resampling(tmp_path):
+    path = tmp_path / "sine44k.wav"
+    soundfile.write(path, tone(1000, 1.0, 44_100), 44_100, subtype="PCM_16")
+    loaded = load_audio(path)
+    assert loaded.size == SR
+    assert dominant_frequency_hz(loaded, SR) == pytest.approx(1000, abs=1.0)
+    # A proper band-limited resampler keeps the tone clean: no alias or image carries real energy.
+    spectrum = np.abs(np.fft.rfft(loaded[1000:-1000] * np.hanning(SR - 2000))) ** 2
+    freqs = np.fft.rfftfreq(SR - 2000, 1 / SR)
+    assert spectrum[np.abs(freqs - 1000) > 50].sum() / spectrum.sum() < 1e-4
+
+
+def test_resample_to_same_rate_is_identity():
+    x = tone(500, 0.1, SR)
+    np.testing.assert_array_equal(resample(x, orig_sr=SR, target_sr=SR), x)
+
+
+def test_real_recordings_at_8khz_load_at_16khz():
+    path = fsdd_files("0_jackson_0.wav")[0]
+    native, native_sr = soundfile.read(path, dtype="float32")
+    loaded = load_audio(path)
+    assert native_sr == 8000
+    assert loaded.size == 2 * native.size
+    assert loaded.dtype == np.float32
+
+
+def _wav_bytes(tmp_path) -> bytes:
+    path = tmp_path / "good.wav"
+    soundfile.write(path, tone(440, 1.0, SR), SR, subtype="PCM_16")
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "reason"),
+    [
+        ("empty.wav", lambda good: b"", "empty file"),
+        ("text.wav", lambda good: b"this is not audio at all\n" * 20, "not a readable audio file"),
+        ("half.wav", lambda good: good[: len(good) // 2], "truncated WAV"),
+        ("header_only.wav", lambda good: good[:30], "no data chunk"),
+        ("riff_only.wav", lambda good: good[:12], "no data chunk"),
+        ("random.flac", lambda good: np.random.default_rng(0).bytes(5000), "not a readable audio file"),
+    ],
+)
+def test_bad_files_raise_audio_error_naming_the_file(tmp_path, name, make, reason):
+    path = tmp_path / name
+    path.write_bytes(make(_wav_bytes(tmp_path)))
+    with pytest.raises(AudioError, match=reason) as info:
+        load_audio(path)
+    assert str(path) in str(info.value)
+
+
+def test_truncated_flac_raises_audio_error(tmp_path):
+    good = tmp_path / "good.flac"
+    soundfile.write(good, np.random.default_rng(1).uniform(-0.5, 0.5, SR).astype(np.float32), SR)
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(AudioError, match="cut.flac"):
+        load_audio(cut)
+
+
+def test_missing_directory_zero_frame_and_nan_files(tmp_path):
+    with pytest.raises(AudioError, match="no such file"):
+        load_audio(tmp_path / "absent.wav")
+    with pytest.raises(AudioError, match="not a regular file"):
+        load_audio(tmp_path)
+    zero = tmp_path / "zero.wav"
+    soundfile.write(zero, np.zeros(0, np.float32), SR)
+    with pytest.raises(AudioError, match="no audio samples"):
+        load_audio(zero)
+    nan = tmp_path / "nan.wav"
+    soundfile.write(nan, np.array([0.0, np.nan, 0.1], np.float32), SR, subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN"):
+        load_audio(nan)
