@@ -1,0 +1,233 @@
+"""The ``earshot`` command line.
+
+User errors (bad config, missing device, unreadable file) print one line naming the problem and
+exit with the error's code (2 config, 3 audio, 4 compute device, 5 model); nothing else prints a
+traceback unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from kernels.errors import AudioError, EarshotError
+
+_LOGGER = logging.getLogger("earshot")
+
+EXIT_INTERRUPTED = 130
+DEMO_AUDIO = Path(__file__).resolve().parent / "data" / "demo.wav"
+
+
+def _add_source_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--device", help="microphone: name substring or index (see `earshot devices`)"
+    )
+    group.add_argument("--file", type=Path, help="read audio from a file instead of the microphone")
+    group.add_argument(
+        "--stdin", action="store_true", help="read raw 16 kHz 16-bit mono PCM from stdin"
+    )
+    group.add_argument("--demo", action="store_true", help="use the bundled demo recording")
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help="with --file or --demo: read as fast as possible, not in real time",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with one sub-command per job."""
+    parser = argparse.ArgumentParser(
+        prog="earshot",
+        description="Private wake-word and voice-command agent: audio stays on this machine "
+        "until a wake word is heard.",
+    )
+    parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser("run", help="listen and process audio (the agent's main job)")
+    run.add_argument(
+        "--config",
+        type=Path,
+        help="config file (default: ~/.config/earshot/earshot.yaml or the shipped one)",
+    )
+    run.add_argument("--seconds", type=float, help="stop after this many seconds of audio")
+    _add_source_options(run)
+
+    commands.add_parser("devices", help="list audio input devices and their default rates")
+
+    record = commands.add_parser("record", help="record the microphone to a 16 kHz WAV file")
+    record.add_argument("output", type=Path, help="WAV file to write")
+    record.add_argument("--seconds", type=float, default=5.0, help="length to record (default 5)")
+    record.add_argument("--device", help="microphone: name substring or index")
+
+    config = commands.add_parser("config", help="configuration tools")
+    config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    check = config_commands.add_parser("check", help="validate a config file and print the result")
+    check.add_argument("file", type=Path)
+
+    bench = commands.add_parser("bench", help="benchmarks that print measured figures")
+    bench.add_argument("suite", choices=["frontend", "engine"], help="what to measure")
+    bench.add_argument(
+        "--json", action="store_true", help="print one JSON document instead of a table"
+    )
+    return parser
+
+
+def _open_source(
+    args: argparse.Namespace, device: str | int | None, block_ms: int, queue_blocks: int
+):
+    from agent.sources import FileSource, MicrophoneSource, StdinSource
+
+    if args.demo or args.file is not None:
+        return FileSource(
+            DEMO_AUDIO if args.demo else args.file, realtime=not args.fast, block_ms=block_ms
+        )
+    if args.stdin:
+        return StdinSource(block_ms=block_ms)
+    return MicrophoneSource(args.device or device, block_ms=block_ms, queue_blocks=queue_blocks)
+
+
+def _want_demo(err: AudioError) -> bool:
+    """Offer the demo recording when no microphone exists; raise when nobody can answer."""
+    if not sys.stdin.isatty():
+        raise AudioError(
+            f"{err}; `earshot run --demo` uses the bundled demo recording instead"
+        ) from err
+    print(f"earshot: {err}", file=sys.stderr)
+    answer = input("Use the bundled demo recording instead? [Y/n] ").strip().lower()
+    return answer in ("", "y", "yes")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Listen to the chosen source through the front end until it ends or is stopped."""
+    from agent.listen import listen
+    from agent.settings import load_settings
+    from agent.sources import NoInputDeviceError
+
+    settings = load_settings(args.config)
+    logging.getLogger().setLevel(logging.DEBUG if args.debug else settings.logging.level.upper())
+    audio = settings.audio
+    try:
+        source = _open_source(args, audio.device, audio.block_ms, audio.queue_blocks)
+    except NoInputDeviceError as err:
+        if not _want_demo(err):
+            raise
+        args.demo = True
+        source = _open_source(args, None, audio.block_ms, audio.queue_blocks)
+    signal.signal(signal.SIGTERM, lambda *_: source.close())
+    _LOGGER.info("listening to %s", source.name)
+    _LOGGER.info("no wake-word detector is installed yet: showing the audio front end only")
+    with source:
+        stats = listen(
+            source, max_seconds=args.seconds, status_interval_s=settings.logging.status_interval_s
+        )
+    _LOGGER.info(
+        "processed %.1f s of audio into %d feature frames, peak %.1f dBFS",
+        stats.seconds,
+        stats.frames,
+        stats.peak_dbfs,
+    )
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    """Print every audio input device; '*' marks the default."""
+    from agent.sources import list_input_devices
+
+    devices = list_input_devices()
+    if not devices:
+        print("no audio input devices found (no microphone or sound server)")
+        print("`earshot run --demo` runs on the bundled demo recording instead")
+        return 0
+    for d in devices:
+        mark = "*" if d.is_default else " "
+        channels, rate_hz = d.max_input_channels, d.default_samplerate_hz
+        print(f"{mark} [{d.index}] {d.name} ({d.host_api}): {channels} ch, {rate_hz:.0f} Hz")
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    """Record the microphone to a 16 kHz 16-bit mono WAV file."""
+    import numpy as np
+    import soundfile
+
+    from agent.sources import MicrophoneSource
+    from dsp.constants import SAMPLE_RATE_HZ
+
+    wanted = int(args.seconds * SAMPLE_RATE_HZ)
+    chunks, have = [], 0
+    with MicrophoneSource(args.device) as mic:
+        print(f"recording {args.seconds:g} s from {mic.name}", file=sys.stderr, flush=True)
+        for chunk in mic.chunks():
+            chunks.append(chunk)
+            have += chunk.size
+            if have >= wanted:
+                break
+    audio = np.concatenate(chunks)[:wanted] if chunks else np.zeros(0, np.float32)
+    try:
+        soundfile.write(args.output, audio, SAMPLE_RATE_HZ, subtype="PCM_16")
+    except (OSError, soundfile.LibsndfileError) as err:
+        raise AudioError(f"{args.output}: cannot write WAV file: {err}") from err
+    print(f"wrote {audio.size / SAMPLE_RATE_HZ:.2f} s to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Validate a config file and print the settings it yields."""
+    from agent.settings import load_settings
+
+    settings = load_settings(args.file)
+    print(f"{args.file}: valid")
+    print(json.dumps(asdict(settings), indent=2))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run a benchmark and print its figures."""
+    argv = ["--json"] if args.json else []
+    if args.suite == "frontend":
+        from dsp.bench import main as bench_main
+    else:
+        from kernels.bench import main as bench_main
+    return bench_main(argv)
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "devices": cmd_devices,
+    "record": cmd_record,
+    "config": cmd_config,
+    "bench": cmd_bench,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``earshot`` console command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # An always-on agent multiplies small matrices: extra BLAS threads only spin and burn CPU.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+    try:
+        return COMMANDS[args.command](args)
+    except EarshotError as err:
+        if args.debug:
+            _LOGGER.exception("failed")
+        print(f"earshot: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The earshot command as a user runs it: exit codes, messages, and no tracebacks."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile
+
+from agent.cli import DEMO_AUDIO
+from dsp.audio import load_audio
+from dsp.features import frame_count
+from tests.conftest import EARSHOT, REPO, run_earshot, tone
+
+
+@pytest.fixture
+def no_sound_env(tmp_path):
+    """An environment where PortAudio finds no sound server (as on a headless machine)."""
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path), PULSE_SERVER="unix:/nonexistent/socket")
+    listed = run_earshot("devices", env=env)
+    if "no audio input devices found" not in listed.stdout:
+        pytest.skip("this machine has a real audio input device")
+    return env
+
+
+def test_help_lists_every_command():
+    result = run_earshot("--help")
+    assert result.returncode == 0
+    for command in ("run", "devices", "record", "config", "bench"):
+        assert command in result.stdout
+    run_help = run_earshot("run", "--help")
+    assert "--demo" in run_help.stdout and "--device" in run_help.stdout
+
+
+def test_run_on_the_demo_recording_processes_every_frame():
+    result = run_earshot("run", "--demo", "--fast")
+    assert result.returncode == 0, result.stderr
+    expected_frames = frame_count(load_audio(DEMO_AUDIO).size)
+    assert f"into {expected_frames} feature frames" in result.stderr
+
+
+def test_run_reads_raw_pcm_from_stdin():
+    pcm = (tone(440, 1.5, 16_000) * 32767).astype("<i2").tobytes()
+    result = run_earshot("run", "--stdin", input=pcm.decode("latin-1"), encoding="latin-1")
+    assert result.returncode == 0, result.stderr
+    assert "processed 1.5 s" in result.stderr
+    assert f"into {frame_count(24_000)} feature frames" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "empty file"), (b"not audio" * 50, "not a readable audio file")],
+)
+def test_bad_input_file_is_one_line_error_with_exit_code_3(tmp_path, content, message):
+    path = tmp_path / "input.wav"
+    path.write_bytes(content)
+    result = run_earshot("run", "--file", str(path))
+    assert result.returncode == 3
+    assert f"earshot: error: {path}: {message}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_config_exits_2_before_anything_starts(tmp_path):
+    config = tmp_path / "earshot.yaml"
+    config.write_text("audio:\n  device: [1, 2]\n")
+    result = run_earshot("run", "--demo", "--config", str(config))
+    assert result.returncode == 2
+    assert "audio.device: got list" in result.stderr
+    assert "listening" not in result.stderr
+
+
+def test_no_microphone_says_so_and_offers_the_demo(no_sound_env):
+    result = run_earshot("run", env=no_sound_env, stdin=subprocess.DEVNULL)
+    assert result.returncode == 3
+    assert "no audio input device found" in result.stderr
+    assert "earshot run --demo" in result.stderr
+    assert "Traceback" not in result.stderr
+    listed = run_earshot("devices", env=no_sound_env)
+    assert listed.returncode == 0
+    assert "--demo" in listed.stdout
+
+
+def test_sigterm_stops_a_running_agent_promptly(tmp_path):
+    long_file = tmp_path / "long.wav"
+    soundfile.write(long_file, np.zeros(16_000 * 60, np.float32), 16_000)
+    agent = subprocess.Popen([*EARSHOT, "run", "--file", str(long_file)], cwd=REPO, stderr=subprocess.PIPE)
+    time.sleep(2.0)
+    agent.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    agent.wait(timeout=10)
+    assert time.monotonic() - start < 2.0
+    assert agent.returncode == 0
+
+
+def test_agent_path_does_not_import_training_libraries():
+    code = (
+        "import sys; from agent.cli import main; rc = main(['run', '--demo', '--fast']); "
+        "heavy = sorted(m for m in ('librosa', 'numba', 'onnxruntime', 'scipy') if m in sys.modules); "
+        "print(heavy); sys.exit(rc)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
