@@ -8,14 +8,19 @@ traceback unless ``--debug`` is given.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import signal
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kernels.errors import AudioError, EarshotError
+
+if TYPE_CHECKING:
+    from agent.sources import FileSource, MicrophoneSource, StdinSource
 
 _LOGGER = logging.getLogger("earshot")
 
@@ -81,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _open_source(
     args: argparse.Namespace, device: str | int | None, block_ms: int, queue_blocks: int
-):
+) -> FileSource | StdinSource | MicrophoneSource:
     from agent.sources import FileSource, MicrophoneSource, StdinSource
 
     if args.demo or args.file is not None:
@@ -190,12 +195,8 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run a benchmark and print its figures."""
-    argv = ["--json"] if args.json else []
-    if args.suite == "frontend":
-        from dsp.bench import main as bench_main
-    else:
-        from kernels.bench import main as bench_main
-    return bench_main(argv)
+    module = {"frontend": "dsp.bench", "engine": "kernels.bench"}[args.suite]
+    return int(importlib.import_module(module).main(["--json"] if args.json else []))
 
 
 COMMANDS = {

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, Self
 
 import numpy as np
 import soxr
@@ -50,7 +50,7 @@ class AudioSource(Protocol):
 class _ContextSource:
     """Context-manager plumbing shared by the sources."""
 
-    def __enter__(self) -> _ContextSource:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

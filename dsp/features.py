@@ -9,6 +9,7 @@ mel filterbank is computed in numpy and checked against ``librosa.filters.mel`` 
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from dsp.constants import (
     F_MAX_HZ,
@@ -31,7 +32,7 @@ _MEL_LOG_START_MEL = _MEL_LOG_START_HZ / _MEL_LINEAR_HZ_PER_MEL
 _MEL_LOG_STEP = np.log(6.4) / 27.0
 
 
-def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+def hz_to_mel(hz: npt.ArrayLike) -> np.ndarray:
     """Convert frequencies in Hz to Slaney mels [shape=any]."""
     hz = np.asarray(hz, dtype=np.float64)
     linear = hz / _MEL_LINEAR_HZ_PER_MEL
@@ -42,7 +43,7 @@ def hz_to_mel(hz: np.ndarray) -> np.ndarray:
     return np.where(hz >= _MEL_LOG_START_HZ, log_part, linear)
 
 
-def mel_to_hz(mel: np.ndarray) -> np.ndarray:
+def mel_to_hz(mel: npt.ArrayLike) -> np.ndarray:
     """Convert Slaney mels to frequencies in Hz [shape=any]; the inverse of `hz_to_mel`."""
     mel = np.asarray(mel, dtype=np.float64)
     linear = mel * _MEL_LINEAR_HZ_PER_MEL

@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-FSDD_DIR = Path(os.environ.get("EARSHOT_FSDD_DIR", REPO.parent / "shared" / "data" / "fsdd" / "recordings"))
+FSDD_DIR = Path(
+    os.environ.get("EARSHOT_FSDD_DIR", REPO.parent / "shared" / "data" / "fsdd" / "recordings")
+)
 IN_CI = os.environ.get("CI", "").lower() == "true"
 EARSHOT = [sys.executable, "-m", "agent"]
 PULSE_SINK = "earshot_test"
@@ -43,7 +45,9 @@ def fsdd_files(pattern: str = "*.wav") -> list[Path]:
     return files
 
 
-def run_earshot(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
+def run_earshot(
+    *args: str, env: dict[str, str] | None = None, **kwargs
+) -> subprocess.CompletedProcess:
     """Run the CLI in a subprocess, as a user would; returns the completed process."""
     return subprocess.run(
         [*EARSHOT, *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=120, **kwargs
@@ -67,7 +71,9 @@ class PulseServer:
 
     def play(self, wav: Path) -> None:
         """Play a WAV file into the null sink, in real time, and wait until it has played."""
-        subprocess.run(["paplay", f"--device={self.sink}", str(wav)], env=self.env, check=True, timeout=60)
+        subprocess.run(
+            ["paplay", f"--device={self.sink}", str(wav)], env=self.env, check=True, timeout=60
+        )
 
 
 @pytest.fixture(scope="session")

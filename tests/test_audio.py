@@ -79,7 +79,11 @@ def _wav_bytes(tmp_path) -> bytes:
         ("half.wav", lambda good: good[: len(good) // 2], "truncated WAV"),
         ("header_only.wav", lambda good: good[:30], "no data chunk"),
         ("riff_only.wav", lambda good: good[:12], "no data chunk"),
-        ("random.flac", lambda good: np.random.default_rng(0).bytes(5000), "not a readable audio file"),
+        (
+            "random.flac",
+            lambda good: np.random.default_rng(0).bytes(5000),
+            "not a readable audio file",
+        ),
     ],
 )
 def test_bad_files_raise_audio_error_naming_the_file(tmp_path, name, make, reason):

@@ -86,7 +86,9 @@ def test_no_microphone_says_so_and_offers_the_demo(no_sound_env):
 def test_sigterm_stops_a_running_agent_promptly(tmp_path):
     long_file = tmp_path / "long.wav"
     soundfile.write(long_file, np.zeros(16_000 * 60, np.float32), 16_000)
-    agent = subprocess.Popen([*EARSHOT, "run", "--file", str(long_file)], cwd=REPO, stderr=subprocess.PIPE)
+    agent = subprocess.Popen(
+        [*EARSHOT, "run", "--file", str(long_file)], cwd=REPO, stderr=subprocess.PIPE
+    )
     time.sleep(2.0)
     agent.send_signal(signal.SIGTERM)
     start = time.monotonic()
@@ -98,7 +100,8 @@ def test_sigterm_stops_a_running_agent_promptly(tmp_path):
 def test_agent_path_does_not_import_training_libraries():
     code = (
         "import sys; from agent.cli import main; rc = main(['run', '--demo', '--fast']); "
-        "heavy = sorted(m for m in ('librosa', 'numba', 'onnxruntime', 'scipy') if m in sys.modules); "
+        "heavy = ('librosa', 'numba', 'onnxruntime', 'scipy'); "
+        "heavy = sorted(m for m in heavy if m in sys.modules); "
         "print(heavy); sys.exit(rc)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)

@@ -25,9 +25,18 @@ def test_shipped_default_config_is_valid_and_documents_every_key():
         ({"audio": {"block_ms": 5}}, r"audio.block_ms: got 5, expected an integer in \[10, 1000\]"),
         ({"audio": {"block_ms": "80"}}, "audio.block_ms: got str '80', expected an integer"),
         ({"audio": {"block_ms": True}}, "audio.block_ms: got bool True, expected an integer"),
-        ({"audio": {"device": 1.5}}, "audio.device: got float 1.5, expected a string or an integer or null"),
-        ({"logging": {"level": "loud"}}, r"logging.level: got str 'loud', expected one of \['debug'"),
-        ({"logging": {"status_interval_s": 0}}, r"logging.status_interval_s: got 0, expected a number"),
+        (
+            {"audio": {"device": 1.5}},
+            "audio.device: got float 1.5, expected a string or an integer or null",
+        ),
+        (
+            {"logging": {"level": "loud"}},
+            r"logging.level: got str 'loud', expected one of \['debug'",
+        ),
+        (
+            {"logging": {"status_interval_s": 0}},
+            r"logging.status_interval_s: got 0, expected a number",
+        ),
         (["audio"], "config: got list, expected a mapping"),
     ],
 )
