@@ -21,7 +21,10 @@ from kernels.errors import AudioError
 
 _RIFF_HEADER_BYTES = 12
 _CHUNK_HEADER_BYTES = 8
-_UNKNOWN_RIFF_SIZE = 0xFFFFFFFF  # written by recorders that stream to a pipe
+_STREAMED_SIZE_PLACEHOLDER = 0x7FFFF000
+"""Writers that stream WAV to a pipe cannot know the length and declare a placeholder at or above
+this (espeak-ng writes 0x7FFFF000, arecord 0x7FFFFFFF, sox and ffmpeg 0xFFFFFFFF); such files
+are read to their end."""
 
 
 def resample(samples: np.ndarray, *, orig_sr: int, target_sr: int = SAMPLE_RATE_HZ) -> np.ndarray:
@@ -65,7 +68,7 @@ def _check_wav_length(path: Path, header: bytes, file_bytes: int) -> None:
             chunk_id, size = struct.unpack("<4sI", f.read(_CHUNK_HEADER_BYTES))
             if chunk_id == b"data":
                 available = file_bytes - offset - _CHUNK_HEADER_BYTES
-                if size != _UNKNOWN_RIFF_SIZE and size > available:
+                if size < _STREAMED_SIZE_PLACEHOLDER and size > available:
                     raise AudioError(
                         f"{path}: truncated WAV file: its header declares {size} bytes of audio "
                         f"but only {available} are present"

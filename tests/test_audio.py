@@ -116,3 +116,31 @@ def test_missing_directory_zero_frame_and_nan_files(tmp_path):
     soundfile.write(nan, np.array([0.0, np.nan, 0.1], np.float32), SR, subtype="FLOAT")
     with pytest.raises(AudioError, match="NaN"):
         load_audio(nan)
+
+
+@pytest.mark.parametrize("placeholder", [0x7FFFF000, 0x7FFFFFFF, 0xFFFFFFFF])
+def test_streamed_wav_with_placeholder_length_is_read_to_its_end(tmp_path, placeholder):
+    good = tmp_path / "good.wav"
+    soundfile.write(good, tone(440, 0.5, SR), SR, subtype="PCM_16")
+    data = bytearray(good.read_bytes())
+    data_at = data.index(b"data")
+    data[4:8] = placeholder.to_bytes(4, "little")
+    data[data_at + 4 : data_at + 8] = placeholder.to_bytes(4, "little")
+    streamed = tmp_path / "streamed.wav"
+    streamed.write_bytes(bytes(data))
+    np.testing.assert_allclose(load_audio(streamed), tone(440, 0.5, SR), atol=1e-3)
+
+
+def test_reads_what_espeak_ng_writes_to_a_pipe(tmp_path):
+    import shutil
+    import subprocess
+
+    from tests.conftest import require
+
+    require(shutil.which("espeak-ng") is not None, "espeak-ng is not installed")
+    wav = subprocess.run(["espeak-ng", "--stdout", "hello"], capture_output=True, check=True).stdout
+    path = tmp_path / "espeak.wav"
+    path.write_bytes(wav)
+    samples = load_audio(path)
+    assert 0.2 < samples.size / SR < 2.0
+    assert np.abs(samples).max() > 0.1
