@@ -117,7 +117,7 @@ def _festival_has(voice: str) -> bool:
 
 
 def _check_voice(voice: Voice) -> None:
-    """Refuse names flite and festival do not know (flite falls back to kal, festival to silence)."""
+    """Refuse names flite and festival lack (flite falls back to kal, festival to silence)."""
     known = {"flite": FLITE_VOICES, "festival": FESTIVAL_VOICES}.get(voice.engine)
     if known is not None and voice.name not in known:
         raise AudioError(f"{voice}: unknown {voice.engine} voice; known voices are {list(known)}")
