@@ -70,7 +70,7 @@ class Voice:
         engine, _, name = text.partition(":")
         if engine not in ENGINES or not name:
             raise ValueError(f"voice {text!r}: expected ENGINE:NAME with ENGINE one of {ENGINES}")
-        return cls(engine, name)  # type: ignore[arg-type]
+        return cls(engine, name)
 
 
 @dataclass(frozen=True)
