@@ -119,16 +119,6 @@ def color_microphone(x: np.ndarray, *, rng: np.random.Generator, max_db: float =
     return np.fft.irfft(np.fft.rfft(x) * 10 ** (curve_db / 20), x.size).astype(np.float32)
 
 
-def place(x: np.ndarray, *, length: int, offset: int) -> np.ndarray:
-    """Put ``x`` into ``length`` samples of silence starting at ``offset`` (may be negative)."""
-    out = np.zeros(length, dtype=np.float32)
-    src_start, dst_start = max(0, -offset), max(0, offset)
-    count = min(x.size - src_start, length - dst_start)
-    if count > 0:
-        out[dst_start : dst_start + count] = x[src_start : src_start + count]
-    return out
-
-
 @dataclass(frozen=True)
 class AugmentConfig:
     """Probabilities and ranges of each augmentation (all ranges inclusive)."""

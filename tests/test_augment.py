@@ -109,13 +109,6 @@ def test_microphone_coloration_is_bounded():
     assert not np.allclose(out, x)
 
 
-def test_place_shifts_with_zero_fill():
-    x = np.arange(1, 6, dtype=np.float32)
-    np.testing.assert_array_equal(aug.place(x, length=8, offset=2), [0, 0, 1, 2, 3, 4, 5, 0])
-    np.testing.assert_array_equal(aug.place(x, length=3, offset=-3), [4, 5, 0])
-    np.testing.assert_array_equal(aug.place(x, length=3, offset=5), [0, 0, 0])
-
-
 def test_augmenter_is_reproducible_and_varied():
     x = tone(250, 1.0, SR, amplitude=0.3)
     augmenter = aug.Augmenter(babble_sources=[tone(180, 0.5, SR), tone(260, 0.4, SR)])
