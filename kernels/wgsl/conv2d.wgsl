@@ -1,0 +1,124 @@
+// conv2d: 2-D convolution (any kernel size, stride and zero padding) + bias, optional fused ReLU.
+//
+// Workgroup size: ${WORKGROUP} invocations, 1-D dispatch along x.
+// Work per invocation: PIX consecutive output positions (flattened batch, row, column) x the OC_N
+//   output channels [OC_0, OC_0 + OC_N); a layer wider than one group is dispatched once per
+//   group. Accumulators are a PIX x OC_N register tile, so every weight read feeds PIX
+//   multiply-adds and every input read feeds OC_N.
+// Layout: x [BATCH, H, W, CIN4 / 4] vec4<f32> and y [BATCH, OH, OW, COUT4 / 4] vec4<f32>: NHWC with
+//   the channel axis zero-padded to a multiple of 4 (CIN4, COUT4), so each position starts 16-byte
+//   aligned. w [KH, KW, WCIN, COUT4] f32 (HWIO; WCIN is CIN4, or CIN itself when CIN < 4) and
+//   b [COUT4] f32, zero-padded, packed into vec4 arrays (uniform arrays need a 16-byte stride).
+//   OC_0 and OC_N are multiples of 4. KN (components used per input quad) is min(CIN, 4).
+// Padding: reads outside the image are masked to zero; no padded copy of x is made.
+// The reduction loops (ky, kx, ci4) are WGSL loops; the tile loops are unrolled so every
+// accumulator is a register and every weight offset is uniform across invocations.
+
+override RELU: bool = false;
+override OC_0: u32 = 0u;
+
+const N_POS: u32 = ${N_POS};
+const H: i32 = i32(${H});
+const W: i32 = i32(${W});
+const CIN4: u32 = ${CIN4};
+const WCIN: u32 = ${WCIN};
+const OH: u32 = ${OH};
+const OW: u32 = ${OW};
+const COUT4: u32 = ${COUT4};
+const KW: u32 = ${KW};
+const SH: i32 = i32(${SH});
+const SW: i32 = i32(${SW});
+const PH: i32 = i32(${PH});
+const PW: i32 = i32(${PW});
+const OC_N: u32 = ${OC_N};
+const PIX: u32 = ${PIX};
+
+@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(1) var<${PARAM_SPACE}> w: array<vec4<f32>, ${W_VEC4}>;
+@group(0) @binding(2) var<${PARAM_SPACE}> b: array<vec4<f32>, ${B_VEC4}>;
+@group(0) @binding(3) var<storage, read_write> y: array<vec4<f32>>;
+
+fn weight(k: u32) -> f32 {
+    return w[k / 4u][k % 4u];
+}
+
+fn bias(k: u32) -> f32 {
+    return b[k / 4u][k % 4u];
+}
+
+fn activate(v: vec4<f32>) -> vec4<f32> {
+    if (RELU) {
+        return max(v, vec4<f32>(0.0));
+    }
+    return v;
+}
+
+// Input quad ci4 at (image offset `img` in positions, row iy, column ix); zero outside the image.
+fn tap(img: u32, iy: i32, ix: i32, ci4: u32) -> vec4<f32> {
+    let inside = iy >= 0 && iy < H && ix >= 0 && ix < W;
+    let index = select(0u, (img + u32(iy) * u32(W) + u32(ix)) * (CIN4 / 4u) + ci4, inside);
+    return select(vec4<f32>(0.0), x[index], inside);
+}
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let first = gid.x * PIX;
+    if (first >= N_POS) {
+        return;
+    }
+    var img: array<u32, ${PIX}>;
+    var iy0: array<i32, ${PIX}>;
+    var ix0: array<i32, ${PIX}>;
+    var acc: array<f32, ${ACC_N}>;
+    //! unroll p ${PIX}
+    {
+        let n = min(first + {p}, N_POS - 1u);
+        let ox = n % OW;
+        let oy = (n / OW) % OH;
+        img[{p}] = (n / (OW * OH)) * u32(H * W);
+        iy0[{p}] = i32(oy) * SH - PH;
+        ix0[{p}] = i32(ox) * SW - PW;
+    }
+    //! end
+    //! unroll o ${OC_N}
+    {
+        let b0 = bias(OC_0 + {o});
+        //! unroll p ${PIX}
+        acc[{p} * OC_N + {o}] = b0;
+        //! end
+    }
+    //! end
+    //! unroll ky ${KH}
+    //! unroll kx ${KW}
+    //! unroll ci4 ${CIN_QUADS}
+    {
+        var v: array<vec4<f32>, ${PIX}>;
+        //! unroll p ${PIX}
+        v[{p}] = tap(img[{p}], iy0[{p}] + i32({ky}), ix0[{p}] + i32({kx}), {ci4});
+        //! end
+        let k0 = (({ky} * KW + {kx}) * WCIN + 4u * {ci4}) * COUT4 + OC_0;
+        //! unroll k ${KN}
+        //! unroll o ${OC_N}
+        {
+            let wk = weight(k0 + {k} * COUT4 + {o});
+            //! unroll p ${PIX}
+            acc[{p} * OC_N + {o}] = fma(v[{p}][{k}], wk, acc[{p} * OC_N + {o}]);
+            //! end
+        }
+        //! end
+        //! end
+    }
+    //! end
+    //! end
+    //! end
+    //! unroll p ${PIX}
+    if (first + {p} < N_POS) {
+        let out = ((first + {p}) * COUT4 + OC_0) / 4u;
+        //! unroll q ${OC_QUADS}
+        y[out + {q}] = activate(vec4<f32>(
+            acc[{p} * OC_N + 4u * {q}], acc[{p} * OC_N + 4u * {q} + 1u],
+            acc[{p} * OC_N + 4u * {q} + 2u], acc[{p} * OC_N + 4u * {q} + 3u]));
+        //! end
+    }
+    //! end
+}
