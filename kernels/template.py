@@ -1,17 +1,18 @@
 """Render the WGSL kernel templates in ``kernels/wgsl/`` into shader source.
 
 A kernel template is plain WGSL plus two additions, so that sizes are compile-time constants and
-the hot loops can be unrolled into straight-line code (on CPU adapters such as llvmpipe an
-unrolled loop lets weight reads use constant offsets, which become one scalar load and a
-broadcast instead of a per-lane gather):
+the register-tile loops can be unrolled: every accumulator then lives in a register and every
+weight offset is the same for all invocations, which llvmpipe compiles to one scalar load and a
+broadcast instead of a per-invocation gather (and which a real GPU serves from its constant
+cache):
 
 - ``${NAME}`` is replaced by the value of the constant ``NAME`` (an int is written as a WGSL
   ``u32`` literal such as ``64u``; a string is inserted verbatim).
 - A block between ``//! unroll VAR COUNT`` and ``//! end`` is repeated COUNT times with every
   ``{VAR}`` replaced by the iteration number as a ``u32`` literal. COUNT is an integer or a
   ``${NAME}``. When VAR is in the renderer's ``rolled`` set the block becomes a WGSL ``for`` loop
-  over a ``u32`` variable named VAR instead, which keeps the shader small for large layers.
-  Blocks nest.
+  over a ``u32`` variable named VAR instead; the kernel plans keep reduction loops rolled, which
+  keeps shaders small and pipeline creation quick. Blocks nest.
 """
 
 from __future__ import annotations

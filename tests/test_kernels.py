@@ -31,6 +31,7 @@ from kernels.network import (
     Sigmoid,
     Softmax,
 )
+from kernels.template import render
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -266,3 +267,22 @@ def test_fold_batchnorm_matches_batchnorm_after_conv() -> None:
     assert folded_w.dtype == np.float32 and folded_b.dtype == np.float32
     actual = ref.conv2d_ref(x, folded_w, folded_b, (1, 1), (1, 1))
     np.testing.assert_allclose(actual, expected, *TOL_REFERENCE)
+
+
+def test_template_unrolls_and_rolls_loops() -> None:
+    text = "a = ${N};\n//! unroll i 2\n//! unroll j ${M}\nf({i}, {j});\n//! end\n//! end\n"
+    unrolled = render(text, {"N": 7, "M": 2})
+    assert unrolled.split("\n")[:5] == [
+        "a = 7u;",
+        "f(0u, 0u);",
+        "f(0u, 1u);",
+        "f(1u, 0u);",
+        "f(1u, 1u);",
+    ]
+    rolled = render(text, {"N": 7, "M": 2}, rolled={"j"})
+    assert "for (var j: u32 = 0u; j < 2u; j++) {" in rolled
+    assert "f(1u, j);" in rolled
+    with pytest.raises(KeyError, match="NOPE"):
+        render("${NOPE}", {})
+    with pytest.raises(ValueError, match="without '//! end'"):
+        render("//! unroll i 2\n", {})

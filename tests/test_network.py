@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -240,3 +242,13 @@ def test_fold_reference_is_used_by_layers() -> None:
     weight, bias = ref.fold_batchnorm(layer.weight, layer.bias, **bn)
     np.testing.assert_array_equal(folded.weight, weight)
     np.testing.assert_array_equal(folded.bias, bias)
+
+
+def test_readme_example_runs(gpu: GpuDevice) -> None:
+    readme = Path(__file__).resolve().parent.parent / "kernels" / "README.md"
+    match = re.search(r"```python\n(.*?)```", readme.read_text(encoding="utf-8"), re.S)
+    assert match is not None
+    namespace: dict[str, Any] = {}
+    exec(compile(match.group(1).replace('"auto"', '"wgpu"'), str(readme), "exec"), namespace)
+    expected = run_numpy(namespace["network"], namespace["windows"])
+    np.testing.assert_allclose(namespace["probabilities"], expected, *NETWORK_TOL)

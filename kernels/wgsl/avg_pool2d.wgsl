@@ -6,6 +6,8 @@
 //   at a time as vec4 (the unrolled inner loop, so each input pixel's reads are contiguous).
 // Layout: x [BATCH, H, W, C4 / 4] vec4<f32> and y [BATCH, OH, OW, C4 / 4] vec4<f32>: NHWC with the
 //   channel axis zero-padded to a multiple of 4 (C4).
+// Alignment: vec4<f32> arrays (16-byte elements), bound whole at offset 0; no size needs to be
+//   a multiple of the workgroup or tile (the last invocations are masked).
 // The window loops (ky, kx) are WGSL loops.
 
 override RELU: bool = false;

@@ -10,6 +10,8 @@
 //   aligned. w [KH, KW, WCIN, COUT4] f32 (HWIO; WCIN is CIN4, or CIN itself when CIN < 4) and
 //   b [COUT4] f32, zero-padded, packed into vec4 arrays (uniform arrays need a 16-byte stride).
 //   OC_0 and OC_N are multiples of 4. KN (components used per input quad) is min(CIN, 4).
+// Alignment: vec4<f32> arrays (16-byte elements), bound whole at offset 0; no size needs to be
+//   a multiple of the workgroup or tile (the last invocations are masked).
 // Padding: reads outside the image are masked to zero; no padded copy of x is made.
 // The reduction loops (ky, kx, ci4) are WGSL loops; the tile loops are unrolled so every
 // accumulator is a register and every weight offset is uniform across invocations.

@@ -7,6 +7,8 @@
 //   zero-padded to a multiple of 4 (FIN4, FOUT4; a spatial input is flattened with its channels
 //   padded). w [FIN4, FOUT4] f32 row-major and b [FOUT4] f32, zero-padded, packed into vec4 arrays
 //   (uniform arrays need a 16-byte stride). OC_0 and OC_N are multiples of 4.
+// Alignment: vec4<f32> arrays (16-byte elements), bound whole at offset 0; no size needs to be
+//   a multiple of the workgroup or tile (the last invocations are masked).
 // The reduction loop over input quads (i4) is a WGSL loop; the tile loops are unrolled.
 
 override RELU: bool = false;

@@ -10,6 +10,8 @@
 //   channel axis zero-padded to a multiple of 4 (C4). w [KH, KW, C4] f32 and b [C4] f32,
 //   zero-padded, as vec4 arrays (uniform arrays need a 16-byte stride). C_0 and C_N are multiples
 //   of 4.
+// Alignment: vec4<f32> arrays (16-byte elements), bound whole at offset 0; no size needs to be
+//   a multiple of the workgroup or tile (the last invocations are masked).
 // Padding: reads outside the image are masked to zero; no padded copy of x is made.
 // The channel-quad loop (c4) is a WGSL loop; the kernel and segment loops are unrolled.
 

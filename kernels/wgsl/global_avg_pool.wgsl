@@ -5,6 +5,8 @@
 //   N_POS positions; neighbouring invocations take neighbouring quads of the same image.
 // Layout: x [BATCH, N_POS, C4 / 4] vec4<f32> (NHWC with H x W flattened and the channel axis
 //   zero-padded to a multiple of 4), y [BATCH, C4 / 4] vec4<f32>.
+// Alignment: vec4<f32> arrays (16-byte elements), bound whole at offset 0; no size needs to be
+//   a multiple of the workgroup or tile (the last invocations are masked).
 
 const BATCH: u32 = ${BATCH};
 const N_POS: u32 = ${N_POS};

@@ -9,6 +9,8 @@
 //   axis zero-padded to a multiple of 4 (CIN4, COUT4), so each position starts 16-byte aligned.
 //   w [CIN4, COUT4] f32 row-major and b [COUT4] f32, zero-padded, packed into vec4 arrays (uniform
 //   arrays need a 16-byte stride). OC_0 and OC_N are multiples of 4.
+// Alignment: vec4<f32> arrays (16-byte elements), bound whole at offset 0; no size needs to be
+//   a multiple of the workgroup or tile (the last invocations are masked).
 // The reduction loop over input quads (ci4) is a WGSL loop; the tile loops are unrolled so every
 // accumulator is a register and every weight offset is uniform across invocations.
 

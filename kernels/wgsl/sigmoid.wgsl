@@ -4,6 +4,8 @@
 // Work per invocation: one vec4 (four elements). exp() only ever sees -|v|, so it cannot overflow.
 // Layout: x and y are flat vec4<f32> arrays of COUNT4 / 4 elements (any shape, row-major, in the
 //   channel-padded layout of the other kernels; padding lanes are computed and ignored).
+// Alignment: vec4<f32> arrays (16-byte elements), bound whole at offset 0; no size needs to be
+//   a multiple of the workgroup or tile (the last invocations are masked).
 
 const QUADS: u32 = ${COUNT4} / 4u;
 
