@@ -103,7 +103,7 @@ class _PipelineCache:
         self._pipelines: dict[tuple, Any] = {}
 
     def pipeline(self, plan: Dispatch) -> Any:
-        source = render(load_template(plan.stem), plan.constants, plan.rolled)
+        source = render(load_template(plan.stem), plan.source_constants, plan.rolled)
         key = (source, tuple(sorted(plan.overrides.items())))
         if key not in self._pipelines:
             self._pipelines[key] = self._create(plan.stem, source, plan.overrides)

@@ -1,9 +1,10 @@
 """Per-kernel parity: each WGSL kernel against its numpy reference, and each reference against a
 naive float64 loop implementation on tiny sizes (so the source of truth is itself checked).
 
-Sizes are deliberately not multiples of the workgroup (64), the register tile (8 positions x 64
-channels), the depthwise segment (4 columns) or the vec4 channel quad. Tolerances are stated per
-kernel: float32 accumulation in a different order than numpy's gives relative errors near 1e-6.
+Sizes are deliberately not multiples of the workgroup (8 to 64), the register tile (8 positions x 64
+channels), the depthwise tile (4 x 4) or the vec4 channel quad, and the cases cover both kernels of
+conv2d (conv2d_patch and conv2d) and of pointwise (pointwise_conv2d and dense). Tolerances are
+stated per kernel: float32 accumulation in another order than numpy's gives errors near 1e-6.
 """
 
 from __future__ import annotations
@@ -85,13 +86,15 @@ def _check(actual: np.ndarray, expected: np.ndarray, tol: tuple[float, float]) -
     [
         ((2, 13, 11, 3), (3, 2), 6, (2, 1), (1, 1)),
         ((1, 98, 40, 1), (10, 4), 64, (2, 2), (4, 1)),  # the DS-CNN first layer
-        ((3, 9, 7, 5), (3, 3), 70, (1, 1), (0, 2)),  # two channel tiles, padded quads
+        ((3, 9, 7, 5), (3, 3), 70, (1, 1), (0, 2)),  # padded quads
+        ((2, 6, 5, 70), (3, 3), 68, (1, 2), (1, 1)),  # patch too large: two channel tiles
     ],
 )
 def test_conv2d(gpu: GpuDevice, x_shape, kernel, out_c, stride, padding) -> None:
     rng = _rng(1)
     x = rng.standard_normal(x_shape, dtype=np.float32)
-    weight = rng.standard_normal((*kernel, x_shape[3], out_c), dtype=np.float32)
+    fan_in = kernel[0] * kernel[1] * x_shape[3]
+    weight = rng.standard_normal((*kernel, x_shape[3], out_c), dtype=np.float32) / np.sqrt(fan_in)
     bias = rng.standard_normal(out_c, dtype=np.float32)
     for relu in (False, True):
         layer = Conv2d(weight, bias, stride=stride, padding=padding, relu=relu)
@@ -119,7 +122,11 @@ def test_depthwise_conv2d(gpu: GpuDevice, x_shape, kernel, stride, padding) -> N
 
 @pytest.mark.parametrize(
     ("x_shape", "out_c"),
-    [((2, 7, 5, 10), 13), ((1, 3, 5, 260), 68)],  # the second exceeds the uniform-buffer limit
+    [
+        ((2, 7, 5, 10), 13),
+        ((1, 3, 5, 260), 68),  # weights exceed the uniform-buffer limit
+        ((1, 2, 3, 522), 70),  # too wide to hold in registers: runs on the dense kernel
+    ],
 )
 def test_pointwise_conv2d(gpu: GpuDevice, x_shape, out_c) -> None:
     rng = _rng(3)

@@ -90,7 +90,13 @@ def test_chunk_respects_the_workgroup_limit(network: Network) -> None:
 def test_large_weights_go_to_storage_buffers() -> None:
     layer = PointwiseConv2d(np.zeros((260, 68), np.float32), np.zeros(68, np.float32))
     plans = plan_layer(layer, (3, 5, 260), (3, 5, 68), 1, 64 * 1024)
-    assert [p.param_space for p in plans] == ["storage, read", "storage, read"]
+    assert [(p.stem, p.param_space) for p in plans] == [("pointwise_conv2d", "storage, read")]
+
+
+def test_wide_pointwise_runs_on_the_dense_kernel_in_channel_groups() -> None:
+    layer = PointwiseConv2d(np.zeros((600, 68), np.float32), np.zeros(68, np.float32))
+    plans = plan_layer(layer, (3, 5, 600), (3, 5, 68), 1, 64 * 1024)
+    assert [p.stem for p in plans] == ["dense", "dense"]
     assert [p.overrides["OC_0"] for p in plans] == [0.0, 64.0]
 
 

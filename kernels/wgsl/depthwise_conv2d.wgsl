@@ -2,35 +2,37 @@
 // optional fused ReLU.
 //
 // Workgroup size: ${WORKGROUP} invocations, 1-D dispatch along x.
-// Work per invocation: a row segment of PIX adjacent output columns (one image, one output row)
-//   x the channels [C_0, C_0 + C_N), four at a time as vec4. For each kernel row the invocation
-//   reads the SEG input columns the segment needs once, so neighbouring outputs share the taps
-//   they overlap on.
+// Work per invocation: a tile of TR output rows x TC output columns of one image, for all
+//   channels, four at a time as vec4 (the c4 loop). For each channel quad the invocation reads
+//   the input patch the tile needs, PR x PC positions, once into registers (xs), so neighbouring
+//   outputs share the taps they overlap on: (TR + 2) x (TC + 2) reads for TR x TC outputs of a
+//   3x3 kernel instead of 9 per output.
 // Layout: x [BATCH, H, W, C4 / 4] vec4<f32> and y [BATCH, OH, OW, C4 / 4] vec4<f32>: NHWC with the
 //   channel axis zero-padded to a multiple of 4 (C4). w [KH, KW, C4] f32 and b [C4] f32,
-//   zero-padded, as vec4 arrays (uniform arrays need a 16-byte stride). C_0 and C_N are multiples
-//   of 4.
+//   zero-padded, as vec4 arrays (uniform arrays need a 16-byte stride).
 // Alignment: vec4<f32> arrays (16-byte elements), bound whole at offset 0; no size needs to be
-//   a multiple of the workgroup or tile (the last invocations are masked).
+//   a multiple of the workgroup or tile (partial tiles are masked).
 // Padding: reads outside the image are masked to zero; no padded copy of x is made.
-// The channel-quad loop (c4) is a WGSL loop; the kernel and segment loops are unrolled.
+// The channel-quad loop (c4) is a WGSL loop; the tile and kernel loops are unrolled, so every xs
+// index is a constant and every weight offset is uniform across invocations.
 
 override RELU: bool = false;
-override C_0: u32 = 0u;
 
-const N_SEG: u32 = ${N_SEG};
-const SEG_PER_ROW: u32 = ${SEG_PER_ROW};
+const N_TILES: u32 = ${N_TILES};
+const TILES_X: u32 = ${TILES_X};
+const TILES_Y: u32 = ${TILES_Y};
 const H: i32 = i32(${H});
 const W: i32 = i32(${W});
 const Q: u32 = ${C4} / 4u;
 const OH: u32 = ${OH};
 const OW: u32 = ${OW};
 const KW: u32 = ${KW};
-const SH: i32 = i32(${SH});
-const SW: i32 = i32(${SW});
+const SH: u32 = ${SH};
+const SW: u32 = ${SW};
 const PH: i32 = i32(${PH});
 const PW: i32 = i32(${PW});
-const PIX: u32 = ${PIX};
+const TC: u32 = ${TC};
+const PC: u32 = ${PC};
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(1) var<${PARAM_SPACE}> w: array<vec4<f32>, ${W_VEC4}>;
@@ -53,44 +55,39 @@ fn tap(img: u32, iy: i32, ix: i32, q: u32) -> vec4<f32> {
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let s = gid.x;
-    if (s >= N_SEG) {
+    let t = gid.x;
+    if (t >= N_TILES) {
         return;
     }
-    let ox0 = (s % SEG_PER_ROW) * PIX;
-    let oy = (s / SEG_PER_ROW) % OH;
-    let image = s / (SEG_PER_ROW * OH);
+    let ox0 = (t % TILES_X) * TC;
+    let oy0 = ((t / TILES_X) % TILES_Y) * ${TR};
+    let image = t / (TILES_X * TILES_Y);
     let img = image * u32(H * W);
-    let iy0 = i32(oy) * SH - PH;
-    let ix0 = i32(ox0) * SW - PW;
-    let out = ((image * OH + oy) * OW + ox0) * Q;
+    let iy0 = i32(oy0 * SH) - PH;
+    let ix0 = i32(ox0 * SW) - PW;
     //! unroll c4 ${C_QUADS}
     {
-        let q = C_0 / 4u + {c4};
-        var acc: array<vec4<f32>, ${PIX}>;
-        //! unroll p ${PIX}
-        acc[{p}] = b[q];
+        let q = {c4};
+        var xs: array<vec4<f32>, ${XS_N}>;
+        //! unroll r ${PR}
+        //! unroll j ${PC}
+        xs[{r} * PC + {j}] = tap(img, iy0 + i32({r}), ix0 + i32({j}), q);
         //! end
-        //! unroll ky ${KH}
+        //! end
+        //! unroll i ${TR}
+        //! unroll p ${TC}
         {
-            var v: array<vec4<f32>, ${SEG}>;
-            //! unroll j ${SEG}
-            v[{j}] = tap(img, iy0 + i32({ky}), ix0 + i32({j}), q);
-            //! end
+            var acc = b[q];
+            //! unroll ky ${KH}
             //! unroll kx ${KW}
-            {
-                let wk = w[({ky} * KW + {kx}) * Q + q];
-                //! unroll p ${PIX}
-                acc[{p}] = fma(v[{p} * u32(SW) + {kx}], wk, acc[{p}]);
-                //! end
-            }
+            acc = fma(xs[({i} * SH + {ky}) * PC + {p} * SW + {kx}], w[({ky} * KW + {kx}) * Q + q], acc);
             //! end
+            //! end
+            if (oy0 + {i} < OH && ox0 + {p} < OW) {
+                y[((image * OH + oy0 + {i}) * OW + ox0 + {p}) * Q + q] = activate(acc);
+            }
         }
         //! end
-        //! unroll p ${PIX}
-        if (ox0 + {p} < OW) {
-            y[out + {p} * Q + q] = activate(acc[{p}]);
-        }
         //! end
     }
     //! end
