@@ -333,25 +333,29 @@ def _targets(engines: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def format_table(report: dict[str, Any]) -> str:
     """The report as a fixed-width table."""
+    batch = next((e["batch"] for e in report["engines"] if "batch" in e), THROUGHPUT_BATCH)
+    name_width = max(len(e["engine"]) for e in report["engines"])
     lines = [
         report["network"],
         f"{report['flops_per_window'] / 1e6:.2f} MFLOP per window (multiply-add = 2)",
         "",
-        f"{'engine':58s} {'b1 median':>10s} {'b1 p90':>8s} {'windows/s':>10s} {'GFLOP/s':>8s}",
+        f"{'engine':{name_width}s}  {'batch 1: median':>15s} {'p90':>8s}  "
+        f"{f'batch {batch}: windows/s':>22s} {'GFLOP/s':>8s}",
     ]
     for e in report["engines"]:
         if "skipped" in e:
-            lines.append(f"{e['engine']:58s} skipped: {e['skipped']}")
+            lines.append(f"{e['engine']:{name_width}s}  skipped: {e['skipped']}")
             continue
-        lines.append(
-            f"{e['engine'][:58]:58s} {e['latency_ms_median']:8.2f}ms {e['latency_ms_p90']:6.2f}ms "
-            f"{e['windows_per_s']:10.1f} {e['gflops']:8.2f}"
-        )
-    lines += ["", f"throughput at batch {report['engines'][0].get('batch', '')}", "", "targets:"]
+        latency = f"{e['latency_ms_median']:13.2f}ms {e['latency_ms_p90']:6.2f}ms"
+        throughput = f"{e['windows_per_s']:22.1f} {e['gflops']:8.2f}"
+        lines.append(f"{e['engine']:{name_width}s}  {latency}  {throughput}")
+    what_width = max((len(row["what"]) for row in report["targets"]), default=0)
+    lines += ["", "targets:"]
     for row in report["targets"]:
         mark = "met" if row["met"] else "NOT met"
         lines.append(
-            f"  {row['what'][:60]:60s} {row['target']:>24s}  {row['measured']:>18s}  {mark}"
+            f"  {row['what']:{what_width}s}  target {row['target']:>17s}  "
+            f"measured {row['measured']:>14s}  {mark}"
         )
     return "\n".join(lines)
 

@@ -3,6 +3,7 @@ limits, shader-failure reporting, and adapter/backend selection."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -258,3 +259,19 @@ def test_readme_example_runs(gpu: GpuDevice) -> None:
     exec(compile(match.group(1).replace('"auto"', '"wgpu"'), str(readme), "exec"), namespace)
     expected = run_numpy(namespace["network"], namespace["windows"])
     np.testing.assert_allclose(namespace["probabilities"], expected, *NETWORK_TOL)
+
+
+def test_benchmark_runs_and_onnx_export_matches(gpu: GpuDevice, capsys) -> None:
+    pytest.importorskip(
+        "onnxruntime", reason="the benchmark's peer needs pip install 'earshot[bench]'"
+    )
+    from kernels import bench
+
+    argv = ["--json", "--batch-size", "3", "--latency-runs", "1", "--throughput-runs", "1"]
+    assert bench.main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    engines = {e["engine"].split()[0] for e in report["engines"]}
+    assert {"wgpu", "numpy", "onnxruntime"} <= engines
+    assert report["flops_per_window"] == ds_cnn_test_network().flops()
+    onnx_row = next(e for e in report["engines"] if e["engine"].startswith("onnxruntime"))
+    assert onnx_row["max_abs_error_vs_numpy"] <= 1e-4
