@@ -210,7 +210,7 @@ class Dense:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Numpy path: [batch, *input] -> [batch, out]."""
-        out = ref.dense_ref(x.reshape(x.shape[0], -1), self.weight, self.bias)
+        out = ref.dense_ref(x.reshape(x.shape[0], self.weight.shape[0]), self.weight, self.bias)
         return np.maximum(out, 0, out=out) if self.relu else out
 
 

@@ -21,7 +21,16 @@ from kernels.device import GpuDevice, list_adapters, open_device
 from kernels.errors import DeviceError, ModelError
 from kernels.gpu_network import WgpuNetwork, max_chunk
 from kernels.kernel_plan import plan_layer
-from kernels.network import Conv2d, Dense, DepthwiseConv2d, Network, PointwiseConv2d, run_numpy
+from kernels.network import (
+    AvgPool2d,
+    Conv2d,
+    Dense,
+    DepthwiseConv2d,
+    Network,
+    PointwiseConv2d,
+    Sigmoid,
+    run_numpy,
+)
 from kernels.runtime import NumpyEngine, create_engine, resolve_backend
 from kernels.testnet import ds_cnn_test_network, random_batchnorm, random_windows
 
@@ -275,3 +284,29 @@ def test_benchmark_runs_and_onnx_export_matches(gpu: GpuDevice, capsys) -> None:
     assert report["flops_per_window"] == ds_cnn_test_network().flops()
     onnx_row = next(e for e in report["engines"] if e["engine"].startswith("onnxruntime"))
     assert onnx_row["max_abs_error_vs_numpy"] <= 1e-4
+
+
+def test_every_layer_type_composes(gpu: GpuDevice) -> None:
+    """Channel counts that are not multiples of 4 flow between all layer types."""
+    rng = np.random.default_rng(8)
+
+    def normal(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32) / np.sqrt(np.prod(shape[:-1]))
+
+    network = Network(
+        input_shape=(17, 11, 3),
+        layers=(
+            Conv2d(normal(3, 3, 3, 6), normal(1, 6)[0], padding=(1, 1), relu=True),
+            AvgPool2d((2, 2)),
+            DepthwiseConv2d(normal(3, 3, 6), normal(1, 6)[0], stride=(2, 1), relu=True),
+            PointwiseConv2d(normal(6, 5), normal(1, 5)[0], relu=True),
+            Dense(normal(3 * 3 * 5, 7), normal(1, 7)[0]),
+            Sigmoid(),
+        ),
+    )
+    x = rng.standard_normal((5, 17, 11, 3)).astype(np.float32)
+    actual = WgpuNetwork(network, gpu, batch_size=2).run(x)
+    assert actual.shape == (5, 7)
+    np.testing.assert_allclose(actual, run_numpy(network, x), *NETWORK_TOL)
+    assert run_numpy(network, x[:0]).shape == (0, 7)
+    assert WgpuNetwork(network, gpu, batch_size=2).run(x[:0]).shape == (0, 7)
