@@ -35,16 +35,17 @@ MIN_WORKGROUPS = 8
 MAX_CHANNEL_TILE = 64
 """Most output channels one invocation accumulates; wider layers are dispatched per group."""
 PIXELS_PER_INVOCATION = 8
-"""Output positions per invocation in the conv2d and pointwise kernels."""
+"""Output positions per invocation in conv2d, and at most in conv2d_patch and pointwise_conv2d."""
 DEPTHWISE_TILE = (4, 4)
 """Output rows and columns per invocation in the depthwise kernel."""
 ROWS_PER_DENSE_INVOCATION = 1
+"""Rows per invocation of a Dense layer (one row per window, so batches are small)."""
+QUAD = 4
+"""Floats per vec4: channel axes are padded to a multiple of this on the device."""
 PRELOAD_FLOATS = 512
 """Most input values an invocation of conv2d_patch or pointwise_conv2d holds in registers
 (positions x patch size); larger layers run on conv2d or dense, which stream their inputs."""
-PRELOAD_QUADS = PRELOAD_FLOATS // 4
-QUAD = 4
-"""Floats per vec4: channel axes are padded to a multiple of this on the device."""
+PRELOAD_QUADS = PRELOAD_FLOATS // QUAD
 
 
 def pad4(channels: int) -> int:

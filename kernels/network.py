@@ -325,6 +325,8 @@ class Network:
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
         object.__setattr__(self, "layers", tuple(self.layers))
+        if not self.layers:
+            raise ModelError("network.layers: got no layers, expected at least one")
         shapes = [self.input_shape]
         for layer in self.layers:
             shapes.append(tuple(layer.output_shape(shapes[-1])))

@@ -143,6 +143,8 @@ def test_batchnorm_folding_equals_unfolded_layers() -> None:
 def test_network_rejects_mismatched_shapes() -> None:
     with pytest.raises(ModelError, match="input channels"):
         Network((10, 10, 3), (PointwiseConv2d(np.zeros((4, 2)), np.zeros(2)),))
+    with pytest.raises(ModelError, match="no layers"):
+        Network((10, 10, 3), ())
     with pytest.raises(ModelError, match="network input"):
         run_numpy(ds_cnn_test_network(), np.zeros((1, 40, 98, 1), np.float32))
 
