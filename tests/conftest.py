@@ -109,6 +109,20 @@ def pulse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseServ
         process.kill()
 
 
+@pytest.fixture(scope="session")
+def gpu():
+    """The best wgpu adapter's device (lavapipe on machines without a GPU)."""
+    from kernels.device import list_adapters, open_device
+    from kernels.errors import DeviceError
+
+    try:
+        adapters = list_adapters()
+    except DeviceError:
+        adapters = []
+    require(bool(adapters), "no wgpu adapter (install mesa-vulkan-drivers for lavapipe)")
+    return open_device()
+
+
 def tone(freq_hz: float, seconds: float, sr: int, amplitude: float = 0.5) -> np.ndarray:
     """A sine tone, float32."""
     t = np.arange(int(seconds * sr)) / sr

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,24 +33,8 @@ from kernels.network import (
 from kernels.runtime import NumpyEngine, create_engine, resolve_backend
 from kernels.testnet import ds_cnn_test_network, random_batchnorm, random_windows
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 NETWORK_TOL = (1e-4, 1e-4)  # (rtol, atol) of the whole network against the numpy reference
 FOLD_TOL = (1e-5, 1e-5)
-
-
-@pytest.fixture(scope="module")
-def gpu() -> GpuDevice:
-    """The best adapter; skipped (failed under CI=true) only when no adapter exists at all."""
-    try:
-        adapters = list_adapters()
-    except DeviceError:
-        adapters = []
-    if not adapters:
-        reason = "no wgpu adapter (install mesa-vulkan-drivers for lavapipe)"
-        if IN_CI:
-            pytest.fail(f"CI must run the network tests, but {reason}")
-        pytest.skip(reason)
-    return open_device()
 
 
 @pytest.fixture(scope="module")
