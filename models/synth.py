@@ -16,6 +16,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -48,6 +50,8 @@ ESPEAK_BASE_WORDS_PER_MIN = 175
 """espeak-ng's default speaking rate; `Rendition.rate` scales it."""
 
 SYNTH_TIMEOUT_S = 60
+FESTIVAL_BATCH = 32
+"""Renditions one festival process speaks: its start-up (~0.2 s) costs more than an utterance."""
 CACHE_FORMAT_VERSION = 1
 """Bump to invalidate cached audio when rendering changes."""
 
@@ -189,6 +193,44 @@ _RENDERERS: dict[str, Callable[[Rendition, Path], bytes]] = {
 }
 
 
+def _scheme_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _festival_script(renditions: Sequence[Rendition], outputs: Sequence[Path]) -> str:
+    lines = []
+    for r, out in zip(renditions, outputs, strict=True):
+        lines.append(f"(voice_{r.voice.name})")
+        lines.append(f"(Parameter.set 'Duration_Stretch {1 / r.rate:.4f})")
+        utterance = f"(utt.synth (Utterance Text {_scheme_string(r.text)}))"
+        lines.append(f"(utt.save.wave {utterance} {_scheme_string(str(out))} 'riff)")
+    return "\n".join(lines) + "\n"
+
+
+def render_festival_batch(renditions: Sequence[Rendition]) -> list[np.ndarray]:
+    """Speak several festival renditions with one festival process (same result as `render`)."""
+    for r in renditions:
+        if r.voice.engine != "festival" or not r.text.strip():
+            raise AudioError(f"{r.voice}: not a festival rendition with text: {r.text!r}")
+        _check_voice(r.voice)
+    with tempfile.TemporaryDirectory(prefix="earshot-festival-") as tmp:
+        outputs = [Path(tmp) / f"{i}.wav" for i in range(len(renditions))]
+        script = Path(tmp) / "batch.scm"
+        script.write_text(_festival_script(renditions, outputs), encoding="utf-8")
+        _run(["festival", "--batch", str(script)], renditions[0])
+        return [_decode(_output(r, out), r) for r, out in zip(renditions, outputs, strict=True)]
+
+
+def _decode(wav: bytes, rendition: Rendition) -> np.ndarray:
+    try:
+        samples, rate = soundfile.read(io.BytesIO(wav), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError) as err:
+        raise AudioError(f"{rendition.voice}: synthesizer output is not audio ({err})") from err
+    if samples.shape[0] == 0:
+        raise AudioError(f"{rendition.voice}: synthesizer produced no audio for {rendition.text!r}")
+    return resample(to_mono(samples), orig_sr=rate, target_sr=SAMPLE_RATE_HZ)
+
+
 def render(rendition: Rendition) -> np.ndarray:
     """Synthesize one rendition (no cache).
 
@@ -207,13 +249,7 @@ def render(rendition: Rendition) -> np.ndarray:
     _check_voice(rendition.voice)
     with tempfile.TemporaryDirectory(prefix="earshot-synth-") as tmp:
         wav = _RENDERERS[rendition.voice.engine](rendition, Path(tmp) / "out.wav")
-    try:
-        samples, rate = soundfile.read(io.BytesIO(wav), dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError) as err:
-        raise AudioError(f"{rendition.voice}: synthesizer output is not audio ({err})") from err
-    if samples.shape[0] == 0:
-        raise AudioError(f"{rendition.voice}: synthesizer produced no audio for {rendition.text!r}")
-    return resample(to_mono(samples), orig_sr=rate, target_sr=SAMPLE_RATE_HZ)
+    return _decode(wav, rendition)
 
 
 def default_cache_dir() -> Path:
@@ -239,21 +275,28 @@ class SpeechCache:
         key = rendition.key()
         return self.directory / key[:2] / f"{key}.npy"
 
-    def get(self, rendition: Rendition) -> np.ndarray:
-        """The rendition's audio (float32, 16 kHz), synthesized and stored on first use."""
-        path = self.path(rendition)
+    def load(self, rendition: Rendition) -> np.ndarray | None:
+        """The cached audio, or None when absent or left half-written by an interrupted run."""
         try:
-            return np.load(path).astype(np.float32) / PCM16_FULL_SCALE
+            return np.load(self.path(rendition)).astype(np.float32) / PCM16_FULL_SCALE
         except (OSError, ValueError, EOFError):
-            pass  # absent, or left half-written by an interrupted run: synthesize again
-        samples = render(rendition)
+            return None
+
+    def store(self, rendition: Rendition, samples: np.ndarray) -> np.ndarray:
+        """Save audio as 16-bit and return it as the cache will give it back."""
         pcm = np.clip(np.round(samples * PCM16_FULL_SCALE), -PCM16_FULL_SCALE, PCM16_FULL_SCALE)
+        path = self.path(rendition)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")
         with partial.open("wb") as f:
             np.save(f, pcm.astype(np.int16))
         partial.replace(path)  # atomic: readers never see half a file
         return pcm.astype(np.float32) / PCM16_FULL_SCALE
+
+    def get(self, rendition: Rendition) -> np.ndarray:
+        """The rendition's audio (float32, 16 kHz), synthesized and stored on first use."""
+        cached = self.load(rendition)
+        return cached if cached is not None else self.store(rendition, render(rendition))
 
     def get_many(
         self,
@@ -274,13 +317,32 @@ class SpeechCache:
             Called with 1 after each rendition completes (e.g. a progress bar's ``update``).
         """
         renditions = list(renditions)
-        workers = workers or os.cpu_count() or 1
+        copies = Counter(renditions)  # a rendition asked for twice is synthesized once
+        results: dict[Rendition, np.ndarray] = {}
+        missing: list[Rendition] = []
+        for r in copies:
+            cached = self.load(r)
+            if cached is None:
+                missing.append(r)
+            else:
+                results[r] = cached
+        if progress is not None and results:
+            progress(sum(copies[r] for r in results))
+        festival = [r for r in missing if r.voice.engine == "festival"]
+        jobs = [[r] for r in missing if r.voice.engine != "festival"]
+        jobs += [festival[i : i + FESTIVAL_BATCH] for i in range(0, len(festival), FESTIVAL_BATCH)]
 
-        def fetch(r: Rendition) -> np.ndarray:
-            audio = self.get(r)
+        def synthesize(job: list[Rendition]) -> None:
+            audio = (
+                render_festival_batch(job)
+                if job[0].voice.engine == "festival"
+                else [render(job[0])]
+            )
+            for r, samples in zip(job, audio, strict=True):
+                results[r] = self.store(r, samples)
             if progress is not None:
-                progress(1)
-            return audio
+                progress(sum(copies[r] for r in job))
 
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(fetch, renditions))
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+            list(pool.map(synthesize, jobs))
+        return [results[r] for r in renditions]

@@ -14,6 +14,7 @@ from models.synth import (
     available_voices,
     espeak_variants,
     render,
+    render_festival_batch,
 )
 from tests.conftest import require
 
@@ -137,3 +138,43 @@ def test_corrupt_cache_entry_is_rendered_again(tmp_path):
     good = cache.get(rendition)
     cache.path(rendition).write_bytes(b"half a file")
     np.testing.assert_array_equal(cache.get(rendition), good)
+
+
+def test_festival_batch_speaks_like_single_renditions(tmp_path):
+    require_engine("festival")
+    voice = Voice("festival", "kal_diphone")
+    renditions = [
+        Rendition(text, voice, rate=rate) for text, rate in [("yes", 1.0), ("go left", 1.2)]
+    ]
+    batch = render_festival_batch(renditions)
+    for rendition, audio in zip(renditions, batch, strict=True):
+        single = render(rendition)
+        assert audio.shape == single.shape
+        np.testing.assert_allclose(audio, single, atol=1e-6)
+
+
+def test_festival_text_with_quotes_and_backslashes_is_spoken_verbatim(tmp_path):
+    require_engine("festival")
+    tricky = Rendition('say "hi" \\ then stop', Voice("festival", "kal_diphone"))
+    audio = render_festival_batch([tricky])[0]
+    assert audio.size / SR > 0.8
+
+
+def test_get_many_mixes_engines_and_repeats_in_order(tmp_path):
+    for engine in ENGINES:
+        require_engine(engine)
+    cache = SpeechCache(tmp_path)
+    kal = Rendition("no", Voice("festival", "kal_diphone"))
+    renditions = [
+        Rendition("up", Voice("flite", "awb")),
+        kal,
+        Rendition("down", Voice("espeak-ng", "en-us+f1")),
+        kal,
+        Rendition("off", Voice("festival", "cmu_us_slt_arctic_hts")),
+    ]
+    ticks = []
+    audio = cache.get_many(renditions, workers=2, progress=ticks.append)
+    assert sum(ticks) == len(renditions)
+    np.testing.assert_array_equal(audio[1], audio[3])
+    for rendition, clip in zip(renditions, audio, strict=True):
+        np.testing.assert_array_equal(clip, cache.get(rendition))
