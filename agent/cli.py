@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent import data_command
 from kernels.errors import AudioError, EarshotError
 
 if TYPE_CHECKING:
@@ -75,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     check = config_commands.add_parser("check", help="validate a config file and print the result")
     check.add_argument("file", type=Path)
+
+    data_command.add_parser(commands)
 
     bench = commands.add_parser("bench", help="benchmarks that print measured figures")
     bench.add_argument("suite", choices=["frontend", "engine"], help="what to measure")
@@ -205,6 +208,7 @@ COMMANDS = {
     "record": cmd_record,
     "config": cmd_config,
     "bench": cmd_bench,
+    "data": data_command.run,
 }
 
 

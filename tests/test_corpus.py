@@ -87,3 +87,25 @@ def test_sentences_are_vocabulary_words():
     sentences = sentence_texts(WORDS, 20, rng)
     assert len(sentences) == 20
     assert all(4 <= len(s.split()) <= 9 and set(s.split()) <= set(WORDS) for s in sentences)
+
+
+def test_data_build_command_builds_then_reuses_the_cache(speech_cache, tmp_path):
+    import json
+    import os
+
+    from tests.conftest import run_earshot
+
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
+    args = ["data", "build", "--words", "3", "--renditions", "2,1,1", "--copies", "1", "--json"]
+    first = run_earshot(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["train"]["clips"] >= 6 and summary["train"]["classes"] == 5
+    for split in ("train", "validation", "test"):
+        assert (tmp_path / "earshot" / "corpora" / summary["recipe"] / f"{split}.npz").is_file()
+    again = json.loads(run_earshot(*args, env=env).stdout)
+    assert again["train"]["clips"] == summary["train"]["clips"]
+    assert again["train"]["seconds"] < 1.0
+    bad = run_earshot("data", "build", "--copies", "0", env=env)
+    assert bad.returncode == 2
+    assert "--copies: got 0" in bad.stderr
