@@ -55,6 +55,14 @@ class Layer:
         """Return the gradient with respect to the last training input; set ``grads``."""
         raise NotImplementedError
 
+    def backward_params(self, grad_out: np.ndarray) -> None:
+        """Set ``grads`` only: for a first layer, whose input (the data) needs no gradient.
+
+        The default runs `backward` and drops its result; a layer whose input gradient is
+        costly (`Conv2d`: a col2im) skips computing it.
+        """
+        self.backward(grad_out)
+
     def add_param(self, name: str, value: np.ndarray) -> None:
         """Register a trainable array and allocate its gradient."""
         self.params[name] = np.ascontiguousarray(value, dtype=DEFAULT_DTYPE)

@@ -118,6 +118,22 @@ class Sequential:
             grad_out = layer.backward(grad_out)
         return grad_out
 
+    def backward_params(self, grad_out: np.ndarray) -> None:
+        """Set every ``grads`` array, skipping the gradient with respect to the input data.
+
+        What a training step needs: the same parameter gradients as `backward`, without the
+        first layer's input gradient (for a first `Conv2d`, a col2im as large as its input).
+
+        Parameters
+        ----------
+        grad_out : np.ndarray
+            Gradient of the loss with respect to the output of the last training `forward`.
+        """
+        for layer in reversed(self.layers[1:]):
+            grad_out = layer.backward(grad_out)
+        if self.layers:
+            self.layers[0].backward_params(grad_out)
+
     def parameters(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         """Yield ``(name, param, grad)`` for every trainable array, in layer order.
 

@@ -92,6 +92,16 @@ def _batch_chunks(batch: int, values_per_item: int) -> list[slice]:
     return [slice(start, min(start + step, batch)) for start in range(0, batch, step)]
 
 
+def _weight_rows(weight: np.ndarray, out_w: int) -> np.ndarray:
+    """Depthwise weights [kh, kw, C] repeated along an output row: [kh, kw, OW, C].
+
+    Multiplying a tap [N, OH, OW, C] by a [OW, C] array lets numpy run its inner loop over a
+    whole row (OW * C values) instead of over C channels at a time.
+    """
+    shape = (*weight.shape[:2], out_w, weight.shape[2])
+    return np.ascontiguousarray(np.broadcast_to(weight[:, :, None, :], shape))
+
+
 def _depthwise_forward(
     xp: np.ndarray, weight: np.ndarray, stride: Pair, out_hw: Pair
 ) -> np.ndarray:
@@ -100,14 +110,15 @@ def _depthwise_forward(
     out = np.empty((batch, *out_hw, channels), xp.dtype)
     chunks = _batch_chunks(batch, out[0].size)
     scratch = np.empty((chunks[0].stop, *out_hw, channels), xp.dtype) if chunks else out
+    weight_rows = _weight_rows(weight, out_hw[1])
     for chunk in chunks:
         x_c, out_c = xp[chunk], out[chunk]
         scratch_c = scratch[: out_c.shape[0]]
-        np.multiply(_tap(x_c, 0, 0, stride, out_hw), weight[0, 0], out=out_c)
+        np.multiply(_tap(x_c, 0, 0, stride, out_hw), weight_rows[0, 0], out=out_c)
         for i in range(weight.shape[0]):
             for j in range(weight.shape[1]):
                 if i or j:
-                    np.multiply(_tap(x_c, i, j, stride, out_hw), weight[i, j], out=scratch_c)
+                    np.multiply(_tap(x_c, i, j, stride, out_hw), weight_rows[i, j], out=scratch_c)
                     out_c += scratch_c
     return out
 
@@ -124,6 +135,7 @@ def _depthwise_backward(
     scratch = np.empty((chunks[0].stop, *out_hw, channels), xp.dtype) if chunks else grad_xp
     ones = np.ones(scratch[:, :, :, 0].size, xp.dtype)
     partial = np.empty(channels, xp.dtype)
+    weight_rows = _weight_rows(weight, out_hw[1])
     for chunk in chunks:
         x_c, grad_c, grad_x_c = xp[chunk], grad_out[chunk], grad_xp[chunk]
         scratch_c = scratch[: grad_c.shape[0]]
@@ -132,7 +144,7 @@ def _depthwise_backward(
             for j in range(weight.shape[1]):
                 np.multiply(_tap(x_c, i, j, stride, out_hw), grad_c, out=scratch_c)
                 grad_weight[i, j] += np.matmul(ones_c, scratch_c.reshape(-1, channels), out=partial)
-                np.multiply(grad_c, weight[i, j], out=scratch_c)
+                np.multiply(grad_c, weight_rows[i, j], out=scratch_c)
                 _tap(grad_x_c, i, j, stride, out_hw)[...] += scratch_c
     return grad_xp
 
@@ -203,16 +215,21 @@ class Conv2d(Layer):
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         """[N, OH, OW, out_c] -> [N, H, W, in_c]; sets ``weight`` and ``bias`` gradients."""
-        columns = self._cached(self._columns, "im2col rows")
+        self.backward_params(grad_out)
         grad2d = grad_out.reshape(-1, self.out_c)
-        weight2d = self.params["weight"].reshape(columns.shape[1], self.out_c)
-        np.matmul(columns.T, grad2d, out=self.grads["weight"].reshape(weight2d.shape))
-        if "bias" in self.params:
-            np.sum(grad2d, axis=0, out=self.grads["bias"])
-        grad_columns = grad2d @ weight2d.T
+        grad_columns = grad2d @ self.params["weight"].reshape(-1, self.out_c).T
         out_hw = grad_out.shape[1], grad_out.shape[2]
         grad_xp = _col2im(grad_columns, self._padded_shape, self.kernel, self.stride, out_hw)
         return _unpad(grad_xp, self.padding)
+
+    def backward_params(self, grad_out: np.ndarray) -> None:
+        """Set the ``weight`` and ``bias`` gradients without the input gradient."""
+        columns = self._cached(self._columns, "im2col rows")
+        grad2d = grad_out.reshape(-1, self.out_c)
+        grad_weight = self.grads["weight"].reshape(columns.shape[1], self.out_c)
+        np.matmul(columns.T, grad2d, out=grad_weight)
+        if "bias" in self.params:
+            np.sum(grad2d, axis=0, out=self.grads["bias"])
 
 
 class DepthwiseConv2d(Layer):

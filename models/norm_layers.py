@@ -57,7 +57,7 @@ class BatchNorm(Layer):
         self.add_param("beta", np.zeros(c))
         self.buffers["running_mean"] = np.zeros(c, self.params["gamma"].dtype)
         self.buffers["running_var"] = np.ones(c, self.params["gamma"].dtype)
-        self._normalised: np.ndarray | None = None
+        self._centered: np.ndarray | None = None
         self._inv_std: np.ndarray | None = None
 
     def forward(self, x: np.ndarray, *, training: bool) -> np.ndarray:
@@ -67,48 +67,72 @@ class BatchNorm(Layer):
                 f"BatchNorm: got input shape {x.shape}, expected (batch, height, width, {self.c}) "
                 f"or (batch, {self.c})"
             )
-        rows = x.reshape(-1, self.c)
         gamma, beta = self.params["gamma"], self.params["beta"]
         if not training:
             scale = gamma / np.sqrt(self.buffers["running_var"] + self.eps)
             shift = beta - self.buffers["running_mean"] * scale
             return (x * scale + shift).astype(x.dtype, copy=False)
-        count = rows.shape[0]
+        wide, reps = _wide(x)
+        count = wide.shape[0] * reps
         if count < 2:
             raise ModelError(
                 f"BatchNorm: got {count} value per channel, expected at least 2 when training"
             )
-        ones = np.full(count, 1.0 / count, x.dtype)
-        mean = ones @ rows
-        normalised = rows - mean
-        var = ones @ np.square(normalised)
+        mean_weights = np.full(wide.shape[0], 1.0 / count, x.dtype)
+        mean = _channel_sum(mean_weights @ wide, reps)
+        centered = wide - np.tile(mean, reps)
+        out = np.square(centered)
+        var = _channel_sum(mean_weights @ out, reps)
         inv_std = 1.0 / np.sqrt(var + self.eps)
-        normalised *= inv_std
-        self._normalised, self._inv_std = normalised, inv_std
+        np.multiply(centered, np.tile(gamma * inv_std, reps), out=out)
+        out += np.tile(beta, reps)
+        self._centered, self._inv_std = centered, inv_std
         momentum = self.momentum
         self.buffers["running_mean"] *= 1.0 - momentum
         self.buffers["running_mean"] += momentum * mean
         self.buffers["running_var"] *= 1.0 - momentum
         self.buffers["running_var"] += (momentum * count / (count - 1)) * var
-        out = normalised * gamma
-        out += beta
         return out.reshape(x.shape)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
-        """[..., c] -> [..., c]; sets ``gamma`` and ``beta`` gradients."""
-        normalised = self._cached(self._normalised, "normalised input")
+        """[..., c] -> [..., c]; sets ``gamma`` and ``beta`` gradients.
+
+        With ``xhat = centered * inv_std`` and M values per channel:
+        ``d beta = sum(g)``, ``d gamma = sum(g * xhat)`` and
+        ``dx = gamma * inv_std * (g - d beta / M - xhat * d gamma / M)``.
+        """
+        centered = self._cached(self._centered, "centred input")
         inv_std = self._cached(self._inv_std, "inverse standard deviation")
-        grad2d = grad_out.reshape(-1, self.c)
-        count = grad2d.shape[0]
-        ones = np.ones(count, grad_out.dtype)
-        grad_beta, grad_gamma = self.grads["beta"], self.grads["gamma"]
-        np.matmul(ones, grad2d, out=grad_beta)
-        np.matmul(ones, grad2d * normalised, out=grad_gamma)
-        grad_in = normalised * (grad_gamma / -count)
-        grad_in += grad2d
-        grad_in -= grad_beta / count
-        grad_in *= self.params["gamma"] * inv_std
+        grad = grad_out.reshape(centered.shape)
+        reps = centered.shape[1] // self.c
+        count = centered.shape[0] * reps
+        ones = np.ones(centered.shape[0], grad.dtype)
+        grad_sum = _channel_sum(ones @ grad, reps)
+        grad_in = grad * centered
+        grad_centered_sum = _channel_sum(ones @ grad_in, reps)
+        self.grads["beta"][...] = grad_sum
+        self.grads["gamma"][...] = grad_centered_sum * inv_std
+        slope = -(inv_std**2) * grad_centered_sum / count
+        np.multiply(centered, np.tile(slope, reps), out=grad_in)
+        grad_in += grad
+        grad_in -= np.tile(grad_sum / count, reps)
+        grad_in *= np.tile(self.params["gamma"] * inv_std, reps)
         return grad_in.reshape(grad_out.shape)
+
+
+def _wide(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """View [N, H, W, C] as [N * H, W * C] (W repeats of the channels), [N, C] as itself.
+
+    Per-channel vectors tiled W times then broadcast over whole rows, so numpy's inner loops run
+    over W * C values rather than C.
+    """
+    reps = x.shape[2] if x.ndim == SPATIAL_NDIM else 1
+    return x.reshape(-1, reps * x.shape[-1]), reps
+
+
+def _channel_sum(row: np.ndarray, reps: int) -> np.ndarray:
+    """Fold a [reps * C] row of sums back to [C]."""
+    return row.reshape(reps, -1).sum(axis=0)
 
 
 class ReLU(Layer):

@@ -286,6 +286,19 @@ def test_whole_model_gradients() -> None:
     check_gradients(model, _rng(1).standard_normal((4, 9, 6, 1)))
 
 
+def test_backward_params_sets_the_same_gradients_as_backward() -> None:
+    model = randomise(small_model(_rng(), dropout=0.0))
+    x = _rng(1).standard_normal((4, 9, 6, 1)).astype(np.float32)
+    grad_out = np.ones_like(model.forward(x, training=True))
+    model.backward(grad_out)
+    expected = {name: grad.copy() for name, _, grad in model.parameters()}
+    for _, _, grad in model.parameters():
+        grad[...] = np.nan
+    model.backward_params(grad_out)
+    for name, _, grad in model.parameters():
+        np.testing.assert_array_equal(grad, expected[name], err_msg=name)
+
+
 def test_state_dict_round_trip() -> None:
     source, target = randomise(small_model(_rng(0))), small_model(_rng(1))
     params_before = [param for _, param, _ in target.parameters()]
