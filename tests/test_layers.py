@@ -108,6 +108,11 @@ CONV_CASES = [
     ((2, 5, 6, 2), 3, (3, 1), (1, 2), (1, 0), True),
     ((3, 5, 4, 2), 2, (1, 3), (2, 1), (0, 2), True),
     ((2, 8, 5, 3), 3, (3, 3), (2, 2), (0, 1), False),
+    # stride 1: the depthwise input gradient is a correlation with the flipped kernel ...
+    ((2, 6, 5, 3), 2, (3, 1), (1, 1), (1, 0), True),
+    ((2, 7, 6, 2), 3, (2, 3), (1, 1), (0, 2), True),
+    # ... unless the padding exceeds kernel - 1
+    ((2, 4, 5, 2), 2, (1, 3), (1, 1), (1, 1), True),
 ]
 
 
@@ -143,7 +148,7 @@ def test_convolutions_match_the_inference_references(
 
 
 def test_depthwise_conv2d_gradients_across_batch_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("models.linear_layers.CHUNK_VALUES", 40)  # a few items per chunk
+    monkeypatch.setattr("models.conv_ops.CHUNK_VALUES", 40)  # a few items per chunk
     layer = DepthwiseConv2d(2, (3, 3), (2, 1), (1, 1), rng=_rng())
     check_gradients(layer, _rng(1).standard_normal((5, 7, 4, 2)))
 
