@@ -45,7 +45,9 @@ class BatchNorm(Layer):
         ``running_mean`` (starts at 0) and ``running_var`` (starts at 1) [shape=(c,)].
     """
 
-    def __init__(self, c: int, momentum: float = DEFAULT_MOMENTUM, eps: float = DEFAULT_EPS):
+    def __init__(
+        self, c: int, momentum: float = DEFAULT_MOMENTUM, eps: float = DEFAULT_EPS
+    ) -> None:
         super().__init__()
         self.c = check_positive(c, "BatchNorm.c")
         if not 0.0 < momentum <= 1.0:
@@ -123,8 +125,8 @@ class BatchNorm(Layer):
 def _wide(x: np.ndarray) -> tuple[np.ndarray, int]:
     """View [N, H, W, C] as [N * H, W * C] (W repeats of the channels), [N, C] as itself.
 
-    Per-channel vectors tiled W times then broadcast over whole rows, so numpy's inner loops run
-    over W * C values rather than C.
+    Per-channel vectors are tiled W times to broadcast over whole rows, so numpy's inner loops
+    run over W * C values rather than C.
     """
     reps = x.shape[2] if x.ndim == SPATIAL_NDIM else 1
     return x.reshape(-1, reps * x.shape[-1]), reps

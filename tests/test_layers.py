@@ -338,6 +338,36 @@ def test_to_inference_matches_the_model_in_inference_mode() -> None:
     assert isinstance(to_inference(model, (9, 6, 1), output="sigmoid").layers[-1], Sigmoid)
 
 
+def ds_cnn(rng: np.random.Generator) -> Sequential:
+    """The DS-CNN of the speed note: 10x4 stride-2 conv, four depthwise blocks, two dense."""
+    layers: list[Layer] = [
+        Conv2d(1, 32, (10, 4), stride=(2, 2), padding=(4, 1), rng=rng),
+        BatchNorm(32),
+        ReLU(),
+        DepthwiseConv2d(32, (3, 3), stride=(2, 2), padding=(1, 1), rng=rng),
+        BatchNorm(32),
+        ReLU(),
+        PointwiseConv2d(32, 64, rng=rng),
+        BatchNorm(64),
+        ReLU(),
+    ]
+    for _ in range(3):
+        layers += [DepthwiseConv2d(64, (3, 3), padding=(1, 1), rng=rng), BatchNorm(64), ReLU()]
+        layers += [PointwiseConv2d(64, 64, rng=rng), BatchNorm(64), ReLU()]
+    layers += [GlobalAvgPool(), Dense(64, 96, rng=rng), BatchNorm(96), ReLU()]
+    return Sequential([*layers, Dropout(0.1, rng=rng), Dense(96, 12, rng=rng, init="lecun")])
+
+
+def test_to_inference_matches_a_full_size_ds_cnn() -> None:
+    model = randomise(ds_cnn(_rng()))
+    x = _rng(2).standard_normal((2, 97, 40, 1)).astype(np.float32)
+    network = to_inference(model, (97, 40, 1))
+    assert network.shapes[1] == (48, 20, 32)
+    np.testing.assert_allclose(
+        run_numpy(network, x), model.forward(x, training=False), rtol=PARITY_TOL, atol=PARITY_TOL
+    )
+
+
 @pytest.mark.parametrize(
     "layers",
     [
