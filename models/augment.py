@@ -29,11 +29,17 @@ def change_speed(x: np.ndarray, factor: float) -> np.ndarray:
     return resample(x, orig_sr=round(SR * factor), target_sr=SR)
 
 
+PITCH_SHIFT_N_FFT = 512
+"""Phase-vocoder window for pitch shifting, in samples (32 ms): short words are a few hundred ms."""
+
+
 def shift_pitch(x: np.ndarray, semitones: float) -> np.ndarray:
     """Shift pitch by ``semitones`` keeping the duration (librosa's phase vocoder)."""
     import librosa
 
-    shifted = librosa.effects.pitch_shift(x.astype(np.float32), sr=SR, n_steps=semitones)
+    shifted = librosa.effects.pitch_shift(
+        x.astype(np.float32), sr=SR, n_steps=semitones, n_fft=PITCH_SHIFT_N_FFT
+    )
     return shifted.astype(np.float32)
 
 
