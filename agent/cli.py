@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent import data_command
+from agent import data_command, model_commands
 from kernels.errors import AudioError, EarshotError
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path)
 
     data_command.add_parser(commands)
+    model_commands.add_parsers(commands)
 
     bench = commands.add_parser("bench", help="benchmarks that print measured figures")
     bench.add_argument("suite", choices=["frontend", "engine"], help="what to measure")
@@ -209,6 +210,8 @@ COMMANDS = {
     "config": cmd_config,
     "bench": cmd_bench,
     "data": data_command.run,
+    "train": model_commands.run_train,
+    "eval": model_commands.run_eval,
 }
 
 
@@ -220,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # An always-on agent multiplies small matrices: extra BLAS threads only spin and burn CPU.
+    # threadpoolctl limits the BLAS libraries already loaded, so numpy is imported first.
+    import numpy  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1)

@@ -6,10 +6,14 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kernels.errors import ConfigError
+
+if TYPE_CHECKING:
+    from models.corpus import CorpusRecipe
 
 DEFAULT_RENDITIONS = "16,3,4"
 
@@ -25,23 +29,49 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "festival), augment it (noise, reverb, speed, pitch, band-limits, microphone colour), and "
         "store 1 s log-mel windows with labels. Each split speaks with its own voices.",
     )
-    build.add_argument("--words", type=int, help="use only the first N vocabulary words")
-    build.add_argument("--vocabulary", type=Path, help="word list file (default: the shipped one)")
-    build.add_argument(
-        "--renditions", default=DEFAULT_RENDITIONS,
-        help=f"renditions per word for train,validation,test (default {DEFAULT_RENDITIONS})",
-    )  # fmt: skip
-    build.add_argument(
-        "--copies", type=int, default=2, help="augmented copies per training rendition"
-    )
-    build.add_argument(
-        "--seed", type=int, default=0, help="seeds voices, renditions and augmentation"
-    )
+    add_recipe_options(build)
     build.add_argument("--workers", type=int, help="parallel workers (default: every core)")
     build.add_argument(
         "--split", choices=["train", "validation", "test"], action="append", help="build only these"
     )
     build.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    """Options that define a corpus recipe (shared by ``data build`` and ``train base``)."""
+    parser.add_argument("--words", type=int, help="use only the first N vocabulary words")
+    parser.add_argument("--vocabulary", type=Path, help="word list file (default: the shipped one)")
+    parser.add_argument(
+        "--renditions", default=DEFAULT_RENDITIONS,
+        help=f"renditions per word for train,validation,test (default {DEFAULT_RENDITIONS})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--copies", type=int, default=2, help="augmented copies per training rendition"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seeds voices, renditions, augmentation, training"
+    )
+
+
+def recipe_from_args(args: argparse.Namespace) -> CorpusRecipe:
+    """The corpus recipe the recipe options describe; ConfigError for invalid values."""
+    from models.corpus import CorpusRecipe
+    from models.dataset import VOCABULARY_FILE, load_vocabulary
+
+    vocabulary_file = args.vocabulary or VOCABULARY_FILE
+    if not vocabulary_file.is_file():
+        raise ConfigError(f"--vocabulary: {vocabulary_file}: no such file")
+    words = load_vocabulary(vocabulary_file)
+    if args.words is not None:
+        if args.words < 2:
+            raise ConfigError(f"--words: got {args.words}, expected at least 2")
+        words = words[: args.words]
+    if args.copies < 1:
+        raise ConfigError(f"--copies: got {args.copies}, expected at least 1")
+    renditions = _renditions(args.renditions)
+    return CorpusRecipe(
+        words=words, renditions_per_word=renditions, augmented_copies=args.copies, seed=args.seed
+    )
 
 
 def _renditions(text: str) -> dict[str, int]:
@@ -56,25 +86,9 @@ def _renditions(text: str) -> dict[str, int]:
 def run(args: argparse.Namespace) -> int:
     """Build (or load from the cache) every requested split and print a summary."""
     from agent.progress import StageProgress
-    from models.corpus import CorpusRecipe, default_corpus_dir, load_or_build
-    from models.dataset import VOCABULARY_FILE, load_vocabulary
+    from models.corpus import default_corpus_dir, load_or_build
 
-    vocabulary_file = args.vocabulary or VOCABULARY_FILE
-    if not vocabulary_file.is_file():
-        raise ConfigError(f"--vocabulary: {vocabulary_file}: no such file")
-    words = load_vocabulary(vocabulary_file)
-    if args.words is not None:
-        if args.words < 2:
-            raise ConfigError(f"--words: got {args.words}, expected at least 2")
-        words = words[: args.words]
-    if args.copies < 1:
-        raise ConfigError(f"--copies: got {args.copies}, expected at least 1")
-    recipe = CorpusRecipe(
-        words=words,
-        renditions_per_word=_renditions(args.renditions),
-        augmented_copies=args.copies,
-        seed=args.seed,
-    )
+    recipe = recipe_from_args(args)
     summary: dict[str, object] = {
         "recipe": recipe.key(),
         "directory": str(default_corpus_dir() / recipe.key()),

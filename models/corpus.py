@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -76,6 +76,19 @@ class CorpusRecipe:
     def labels(self) -> tuple[str, ...]:
         """Class names in label order: the words, then silence, then running speech."""
         return (*self.words, SILENCE, SPEECH)
+
+    def as_dict(self) -> dict[str, object]:
+        """The recipe as plain JSON-able values (for model manifests)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> CorpusRecipe:
+        """Inverse of `as_dict`."""
+        augment: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in fields["augment"].items()
+        }
+        words = tuple(fields["words"])
+        return cls(**{**fields, "words": words, "augment": AugmentConfig(**augment)})
 
     def key(self) -> str:
         """A stable hash of the recipe; names its cache directory."""

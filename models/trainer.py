@@ -97,8 +97,10 @@ def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
 def spec_augment(batch: np.ndarray, config: TrainConfig, rng: np.random.Generator) -> np.ndarray:
     """Mask random time and frequency bands of each window with the window's mean, in place.
 
-    ``batch`` is [shape=(n, frames, mels, 1)]; returns it.
+    ``batch`` is [shape=(n, frames, mels, 1)]; returns it. Embeddings (2-D) pass unchanged.
     """
+    if batch.ndim != 4:
+        return batch
     n, frames, mels, _ = batch.shape
     means = batch.mean(axis=(1, 2, 3))
     for i in range(n):
@@ -114,8 +116,12 @@ def spec_augment(batch: np.ndarray, config: TrainConfig, rng: np.random.Generato
 
 
 def windows(features: np.ndarray, index: np.ndarray | slice) -> np.ndarray:
-    """Corpus features (float16 [n, frames, mels]) -> network input float32 [n, frames, mels, 1]."""
-    return features[index].astype(np.float32)[..., None]
+    """Corpus rows as float32 network input.
+
+    Log-mel windows [n, frames, mels] gain a channel axis; embeddings [n, dim] pass as they are.
+    """
+    rows = features[index].astype(np.float32)
+    return rows[..., None] if rows.ndim == 3 else rows
 
 
 def evaluate(

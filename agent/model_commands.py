@@ -1,0 +1,204 @@
+"""``earshot train base`` and ``earshot eval base``: make the base model and show its evidence."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.data_command import add_recipe_options
+from kernels.errors import ConfigError, ModelError
+
+SHIPPED_BASE_MODEL = Path(__file__).resolve().parent.parent / "models" / "data" / "base.npz"
+DEFAULT_FSDD = (
+    Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "fsdd" / "recordings"
+)
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:
+    """Register ``train`` and ``eval`` on the CLI's sub-command parser."""
+    train = commands.add_parser("train", help="train models on the device")
+    train_what = train.add_subparsers(dest="train_command", metavar="WHAT", required=True)
+    base = train_what.add_parser(
+        "base",
+        help="train the base speech model from synthesized speech (resumable)",
+        description="Build the corpus (see `earshot data build`), train the DS-CNN base on the "
+        "word task and the 12-class commands head on its embedding, and write the model file. "
+        "A checkpoint is saved after every epoch; running the same command again resumes.",
+    )
+    base.add_argument("--out", type=Path, default=SHIPPED_BASE_MODEL, help="model file to write")
+    add_recipe_options(base)
+    base.add_argument(
+        "--epochs", type=int, default=25, help="most epochs (early stopping may end sooner)"
+    )
+    base.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+
+    evaluate = commands.add_parser("eval", help="measure models")
+    eval_what = evaluate.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
+    base_eval = eval_what.add_parser(
+        "base", help="accuracy on unseen synthetic voices and real speech (FSDD)"
+    )
+    base_eval.add_argument("--model", type=Path, default=SHIPPED_BASE_MODEL, help="base model file")
+    base_eval.add_argument("--fsdd", type=Path, default=DEFAULT_FSDD, help="FSDD recordings folder")
+    base_eval.add_argument(
+        "--confusion", type=Path, default=Path("confusion.png"), help="PNG to write"
+    )
+    base_eval.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def _checkpoint_path(recipe_key: str, seed: int, epochs: int) -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "earshot" / "training" / f"base-{recipe_key}-s{seed}-e{epochs}.npz"
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train the base model and write it (with a readable manifest beside it)."""
+    from agent.data_command import recipe_from_args
+    from agent.progress import StageProgress
+    from models.base_model import train_base_model
+    from models.corpus import load_or_build
+    from models.trainer import EpochRecord, TrainConfig
+
+    if args.epochs < 1:
+        raise ConfigError(f"--epochs: got {args.epochs}, expected at least 1")
+    recipe = recipe_from_args(args)
+    checkpoint = _checkpoint_path(recipe.key(), args.seed, args.epochs)
+    if args.fresh:
+        checkpoint.unlink(missing_ok=True)
+    with StageProgress() as progress:
+        corpora = {
+            split: load_or_build(recipe, split, progress=progress)
+            for split in ("train", "validation", "test")
+        }
+
+    def report(r: EpochRecord) -> None:
+        print(
+            f"epoch {r.epoch:3d}  loss {r.train_loss:.3f}  acc {r.train_accuracy:6.1%}  "
+            f"val_loss {r.val_loss:.3f}  val_acc {r.val_accuracy:6.1%}  "
+            f"lr {r.lr:.2e}  {r.seconds:.0f} s",
+            file=sys.stderr, flush=True,
+        )  # fmt: skip
+
+    print(f"training; checkpoint {checkpoint} (rerun to resume)", file=sys.stderr)
+    with StageProgress(unit="batch") as progress:
+        model, metrics = train_base_model(
+            recipe, corpora, train_config=TrainConfig(epochs=args.epochs, seed=args.seed),
+            checkpoint=checkpoint, progress=progress, on_epoch=report,
+        )  # fmt: skip
+    summary = {k: v for k, v in metrics.items() if k != "history"}
+    manifest = model.save(args.out, recipe=recipe.as_dict(), metrics=summary)
+    args.out.with_suffix(".json").write_text(manifest.to_json() + "\n", encoding="utf-8")
+    print(json.dumps({"model": str(args.out), "sha256": manifest.sha256, **summary}, indent=2))
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Print the base model's figures and write the confusion-matrix PNG."""
+    from models.base_model import BaseModel, command_labels
+    from models.corpus import Corpus, CorpusRecipe, load_or_build
+    from models.dataset import SPEECH_COMMANDS_LABELS
+    from models.evaluation import (
+        commands_accuracy,
+        features_of,
+        few_shot_digits,
+        fsdd_recordings,
+        zero_shot_digits,
+    )
+
+    model = BaseModel.load(args.model)
+    assert model.manifest is not None
+    recipe = CorpusRecipe.from_dict(model.manifest.recipe)
+    corpora = {split: load_or_build(recipe, split) for split in ("train", "validation", "test")}
+    test = Corpus(corpora["test"].features, command_labels(corpora["test"]), SPEECH_COMMANDS_LABELS)
+    accuracy, commands_confusion = commands_accuracy(model, test)
+    result: dict[str, Any] = {"model": str(args.model), "commands_test_accuracy": accuracy}
+    digits_confusion = None
+    if args.fsdd.is_dir():
+        recordings = fsdd_recordings(args.fsdd)
+        real = model.embed(features_of(recordings))
+        zero_shot, digits_confusion = zero_shot_digits(
+            model, corpora["train"], corpora["validation"], real, recordings
+        )
+        few_shot = few_shot_digits(real, recordings)
+        result |= {
+            "fsdd_zero_shot_accuracy": zero_shot,
+            "fsdd_5_shot_accuracy_per_speaker": few_shot,
+            "fsdd_5_shot_accuracy_mean": sum(few_shot.values()) / len(few_shot),
+        }
+    else:
+        result["fsdd"] = f"not found at {args.fsdd}: real-speech figures skipped"
+    _plot_confusion(args.confusion, commands_confusion, digits_confusion)
+    result["confusion_png"] = str(args.confusion)
+    print(json.dumps(result, indent=2) if args.json else _table(result))
+    return 0
+
+
+def _table(result: dict[str, Any]) -> str:
+    lines = [f"base model {result['model']}"]
+    lines.append(
+        f"  12-class accuracy, unseen synthetic voices: {result['commands_test_accuracy']:.1%}"
+    )
+    if "fsdd_zero_shot_accuracy" in result:
+        lines.append(
+            f"  FSDD zero-shot digits (real voices):        {result['fsdd_zero_shot_accuracy']:.1%}"
+        )
+        per_speaker = ", ".join(
+            f"{s} {a:.1%}" for s, a in result["fsdd_5_shot_accuracy_per_speaker"].items()
+        )
+        mean = result["fsdd_5_shot_accuracy_mean"]
+        lines.append(f"  FSDD 5-shot per speaker, mean:              {mean:.1%}")
+        lines.append(f"    ({per_speaker})")
+    else:
+        lines.append(f"  {result['fsdd']}")
+    lines.append(f"  confusion matrices: {result['confusion_png']}")
+    return "\n".join(lines)
+
+
+def _plot_confusion(path: Path, commands: Any, digits: Any) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from models.dataset import DIGIT_WORDS, SPEECH_COMMANDS_LABELS
+
+    panels: list[tuple[str, Any, tuple[str, ...]]] = [
+        ("12 classes, unseen synthetic voices", commands, SPEECH_COMMANDS_LABELS)
+    ]
+    if digits is not None:
+        panels.append(("FSDD digits, zero-shot (real voices)", digits, DIGIT_WORDS))
+    figure, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 6), squeeze=False)
+    for axis, (title, matrix, labels) in zip(axes[0], panels, strict=True):
+        rates = matrix / matrix.sum(axis=1, keepdims=True).clip(min=1)
+        axis.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+        axis.set(
+            title=title,
+            xlabel="predicted",
+            ylabel="true",
+            xticks=range(len(labels)),
+            yticks=range(len(labels)),
+        )
+        axis.set_xticklabels(labels, rotation=60, ha="right")
+        axis.set_yticklabels(labels)
+        for (i, j), count in np.ndenumerate(matrix):
+            if count:
+                axis.text(
+                    j,
+                    i,
+                    str(count),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="black" if rates[i, j] < 0.6 else "white",
+                )
+    figure.tight_layout()
+    try:
+        figure.savefig(path, dpi=110)
+    except OSError as err:
+        raise ModelError(f"{path}: cannot write the confusion-matrix PNG: {err}") from err
+    plt.close(figure)

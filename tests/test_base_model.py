@@ -1,0 +1,109 @@
+"""The base model: save/load, inference export, labels, and a tiny end-to-end train + eval."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from kernels.errors import ModelError
+from kernels.network import run_numpy
+from models.architecture import BaseConfig, build_base, build_head
+from models.base_model import COMMANDS_HEAD, BaseModel, command_labels
+from models.checkpoint import load_model
+from models.corpus import SILENCE, SPEECH, Corpus
+from models.dataset import SPEECH_COMMANDS_LABELS
+from tests.conftest import require, run_earshot
+
+SMALL = BaseConfig(first_channels=8, channels=16, blocks=1, embedding_dim=12)
+
+
+def random_model(seed=0):
+    rng = np.random.default_rng(seed)
+    model = BaseModel(SMALL, build_base(SMALL, rng))
+    # non-trivial batch-norm statistics, as after training
+    for layer in model.base.layers:
+        if "running_var" in layer.buffers:
+            layer.buffers["running_mean"][:] = rng.normal(
+                0, 0.1, layer.buffers["running_mean"].shape
+            )
+            layer.buffers["running_var"][:] = rng.uniform(
+                0.5, 2, layer.buffers["running_var"].shape
+            )
+    model.heads[COMMANDS_HEAD] = build_head(SMALL.embedding_dim, 12, rng)
+    model.head_labels[COMMANDS_HEAD] = list(SPEECH_COMMANDS_LABELS)
+    return model
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = random_model()
+    features = np.random.default_rng(1).normal(-6, 2, (5, 97, 40)).astype(np.float16)
+    manifest = model.save(tmp_path / "base.npz", recipe={"seed": 1}, metrics={"accuracy": 0.5})
+    loaded = BaseModel.load(tmp_path / "base.npz")
+    assert loaded.config == SMALL
+    assert loaded.head_labels == model.head_labels
+    assert loaded.manifest == manifest
+    np.testing.assert_array_equal(loaded.embed(features), model.embed(features))
+    _, raw_manifest = load_model(tmp_path / "base.npz", kind="base")
+    assert raw_manifest.architecture["heads"] == {"commands": 12}
+
+
+def test_inference_network_matches_the_training_path():
+    model = random_model(2)
+    x = np.random.default_rng(3).normal(-6, 2, (4, 97, 40)).astype(np.float32)
+    logits = model.heads[COMMANDS_HEAD].forward(model.embed(x), training=False)
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    network = model.inference_network(COMMANDS_HEAD)
+    np.testing.assert_allclose(run_numpy(network, x[..., None]), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        run_numpy(model.inference_network(), x[..., None]), model.embed(x), rtol=1e-5, atol=1e-5
+    )
+    with pytest.raises(ModelError, match="has heads"):
+        model.inference_network("wake")
+
+
+def test_command_labels_map_words_to_the_twelve_classes():
+    names = ("yes", "zero", "go", "hello", SILENCE, SPEECH)
+    corpus = Corpus(np.zeros((6, 1, 1), np.float16), np.arange(6, dtype=np.int16), names)
+    mapped = [SPEECH_COMMANDS_LABELS[i] for i in command_labels(corpus)]
+    assert mapped == ["yes", "_unknown_", "go", "_unknown_", "_silence_", "_unknown_"]
+
+
+def test_loading_a_foreign_architecture_is_refused(tmp_path):
+    from models.checkpoint import Manifest, save_model
+
+    save_model(
+        tmp_path / "m.npz", {"w": np.zeros(2)}, Manifest("base", {"name": "transformer"}, [])
+    )
+    with pytest.raises(ModelError, match="architecture 'transformer' is unknown"):
+        BaseModel.load(tmp_path / "m.npz")
+
+
+def test_tiny_model_trains_and_evaluates_end_to_end(tmp_path):
+    for binary in ("espeak-ng", "flite", "text2wave"):
+        require(shutil.which(binary) is not None, f"{binary} is not installed")
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    out = tmp_path / "base.npz"
+    trained = run_earshot(
+        "train", "base", "--out", str(out), "--words", "12", "--renditions", "3,1,1",
+        "--copies", "1", "--epochs", "2", env=env,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    summary = json.loads(trained.stdout)
+    assert summary["epochs"] == 2
+    assert "epoch   2" in trained.stderr
+    model = BaseModel.load(out)
+    assert model.manifest.recipe["words"][:2] == ["yes", "no"]
+    assert json.loads(out.with_suffix(".json").read_text())["sha256"] == model.manifest.sha256
+    png = tmp_path / "confusion.png"
+    evaluated = run_earshot(
+        "eval", "base", "--model", str(out), "--fsdd", str(tmp_path / "no-fsdd"),
+        "--confusion", str(png), "--json", env=env,
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    result = json.loads(evaluated.stdout)
+    assert 0.0 <= result["commands_test_accuracy"] <= 1.0
+    assert "not found" in result["fsdd"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

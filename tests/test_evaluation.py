@@ -1,0 +1,72 @@
+"""Evaluation helpers: FSDD parsing, windows, confusion counts, few-shot prototypes."""
+
+import numpy as np
+import pytest
+import soundfile
+
+from kernels.errors import AudioError
+from models.evaluation import (
+    Recording,
+    centered_window,
+    confusion,
+    features_of,
+    few_shot_digits,
+    fsdd_recordings,
+)
+from tests.conftest import fsdd_files, tone
+
+
+def test_fsdd_names_are_parsed_and_others_ignored(tmp_path):
+    for name in ("3_jackson_12.wav", "0_theo_0.wav", "readme.wav", "x_y_z.wav"):
+        soundfile.write(tmp_path / name, tone(300, 0.1, 8000), 8000)
+    found = fsdd_recordings(tmp_path)
+    assert [(r.digit, r.speaker, r.take) for r in found] == [(0, "theo", 0), (3, "jackson", 12)]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(AudioError, match="no FSDD recordings"):
+        fsdd_recordings(empty)
+
+
+def test_centered_window_pads_and_crops():
+    short = np.ones(400, np.float32)
+    out = centered_window(short, length=1000)
+    assert out.size == 1000 and out[300:700].all() and not out[:300].any() and not out[700:].any()
+    long = np.arange(3000, dtype=np.float32)
+    np.testing.assert_array_equal(centered_window(long, length=1000), long[1000:2000])
+
+
+def test_confusion_counts_pairs():
+    matrix = confusion(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 1]), 3)
+    np.testing.assert_array_equal(matrix, [[1, 1, 0], [0, 1, 0], [0, 1, 0]])
+
+
+def synthetic_speakers(noise: float, seed: int = 0):
+    """Embeddings: one direction per digit, shifted per speaker, plus noise."""
+    rng = np.random.default_rng(seed)
+    digit_dirs = rng.normal(size=(10, 16))
+    recordings, rows = [], []
+    for speaker in ("ann", "bob"):
+        offset = rng.normal(size=16) * 0.5
+        for digit in range(10):
+            for take in range(12):
+                recordings.append(Recording(None, digit, speaker, take))
+                rows.append(digit_dirs[digit] + offset + noise * rng.normal(size=16))
+    return np.array(rows, np.float32), recordings
+
+
+def test_few_shot_prototypes_separate_clusters_and_not_noise():
+    clean, recordings = synthetic_speakers(noise=0.1)
+    accuracy = few_shot_digits(clean, recordings, shots=5)
+    assert accuracy == {"ann": 1.0, "bob": 1.0}
+    rng = np.random.default_rng(1)
+    noise = rng.normal(size=clean.shape).astype(np.float32)
+    chance = few_shot_digits(noise, recordings, shots=5)
+    assert all(a < 0.35 for a in chance.values())
+
+
+def test_real_recordings_become_one_second_windows():
+    files = fsdd_files("*_jackson_0.wav")[:3]
+    recordings = [Recording(p, int(p.name[0]), "jackson", 0) for p in files]
+    features = features_of(recordings)
+    assert features.shape == (3, 97, 40)
+    assert np.isfinite(features).all()
