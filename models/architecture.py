@@ -71,6 +71,17 @@ class BaseConfig:
         return asdict(self)
 
 
+SEPARABLE_LAYERS = 6
+"""Layers of a depthwise-separable block: depthwise, BN, ReLU, pointwise, BN, ReLU."""
+EMBEDDING_LAYERS = 4
+"""Layers after the last block: global pooling, dense, BN, ReLU."""
+
+
+def last_block_start(base: Sequential) -> int:
+    """Index of the first layer of the base's last depthwise-separable block."""
+    return len(base) - SEPARABLE_LAYERS - EMBEDDING_LAYERS
+
+
 def _separable(c_in: int, c_out: int, stride: int, rng: np.random.Generator) -> list[Layer]:
     return [
         DepthwiseConv2d(c_in, (3, 3), stride=(stride, stride), padding=(1, 1), bias=False, rng=rng),
