@@ -135,7 +135,10 @@ class AugmentConfig:
     pitch_semitones: tuple[float, float] = (-3.0, 3.0)
     reverb_prob: float = 0.4
     rt60_range_s: tuple[float, float] = (0.15, 0.9)
-    band_limit_prob: float = 0.15
+    band_limit_prob: float = 0.3
+    narrowband_share: float = 0.5
+    """Of the band-limited clips, the share cut at 3.4-4 kHz, like Bluetooth headsets, telephones
+    and 8 kHz recordings; the rest keep up to 4-7.5 kHz."""
     mic_color_prob: float = 0.5
     noise_prob: float = 0.8
     snr_range_db: tuple[float, float] = (5.0, 30.0)
@@ -173,7 +176,9 @@ class Augmenter:
         if rng.random() < c.mic_color_prob:
             x = color_microphone(x, rng=rng)
         if rng.random() < c.band_limit_prob:
-            x = band_limit(x, low_hz=rng.uniform(100, 400), high_hz=rng.uniform(3000, 7000))
+            narrow = rng.random() < c.narrowband_share
+            high_hz = rng.uniform(3400, 4000) if narrow else rng.uniform(4000, 7500)
+            x = band_limit(x, low_hz=rng.uniform(60, 300), high_hz=high_hz)
         if rng.random() < c.noise_prob:
             x = mix_at_snr(x, self._noise(x.size, rng), rng.uniform(*c.snr_range_db))
         # A real converter clips: loud takes saturate at full scale.

@@ -32,7 +32,7 @@ SPLITS: tuple[Split, ...] = ("train", "validation", "test")
 SILENCE = "_silence_"
 SPEECH = "_speech_"
 WINDOW_SAMPLES = SAMPLE_RATE_HZ  # 1 s
-CORPUS_FORMAT_VERSION = 2
+CORPUS_FORMAT_VERSION = 3
 """Bump when augmentation or features change, so cached corpora are rebuilt."""
 SENTENCE_WORDS = (4, 9)
 """Running-speech sentences are this many random vocabulary words (inclusive range)."""
