@@ -110,11 +110,19 @@ def zero_shot_digits(
     return float(np.mean(predicted == true)), confusion(true, predicted, len(DIGIT_WORDS))
 
 
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / (np.linalg.norm(x, axis=-1, keepdims=True) + 1e-12)
+
+
 def few_shot_digits(
-    real: np.ndarray, recordings: list[Recording], shots: int = SHOTS
+    real: np.ndarray, recordings: list[Recording], shots: int = SHOTS, *, center: bool = True
 ) -> dict[str, float]:
-    """Per-speaker nearest-prototype accuracy; the first ``shots`` takes per digit are support."""
-    unit = real / (np.linalg.norm(real, axis=1, keepdims=True) + 1e-12)
+    """Per-speaker nearest-prototype accuracy; the first ``shots`` takes per digit are support.
+
+    With ``center``, the mean embedding of the speaker's support takes is subtracted from support
+    and query alike before cosine matching: it removes what all of one speaker's words share
+    (voice, microphone, room), and uses nothing but the support set.
+    """
     by_speaker: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(recordings):
         by_speaker[r.speaker].append(i)
@@ -122,11 +130,14 @@ def few_shot_digits(
     for speaker, rows in sorted(by_speaker.items()):
         support = [i for i in rows if recordings[i].take < shots]
         query = [i for i in rows if recordings[i].take >= shots]
+        offset = real[support].mean(axis=0) if center else 0.0
+        unit = np.zeros_like(real)
+        unit[rows] = _unit(real[rows] - offset)
         digits = sorted({recordings[i].digit for i in support})
         prototypes = np.stack(
             [unit[[i for i in support if recordings[i].digit == d]].mean(axis=0) for d in digits]
         )
-        prototypes /= np.linalg.norm(prototypes, axis=1, keepdims=True) + 1e-12
+        prototypes = _unit(prototypes)
         predicted = np.array(digits)[np.argmax(unit[query] @ prototypes.T, axis=1)]
         accuracy[speaker] = float(
             np.mean(predicted == np.array([recordings[i].digit for i in query]))

@@ -40,13 +40,13 @@ def test_confusion_counts_pairs():
     np.testing.assert_array_equal(matrix, [[1, 1, 0], [0, 1, 0], [0, 1, 0]])
 
 
-def synthetic_speakers(noise: float, seed: int = 0):
+def synthetic_speakers(noise: float, seed: int = 0, speaker_offset: float = 0.5):
     """Embeddings: one direction per digit, shifted per speaker, plus noise."""
     rng = np.random.default_rng(seed)
     digit_dirs = rng.normal(size=(10, 16))
     recordings, rows = [], []
     for speaker in ("ann", "bob"):
-        offset = rng.normal(size=16) * 0.5
+        offset = rng.normal(size=16) * speaker_offset
         for digit in range(10):
             for take in range(12):
                 recordings.append(Recording(None, digit, speaker, take))
@@ -70,3 +70,17 @@ def test_real_recordings_become_one_second_windows():
     features = features_of(recordings)
     assert features.shape == (3, 97, 40)
     assert np.isfinite(features).all()
+
+
+def test_centring_makes_prototypes_blind_to_a_per_speaker_shift():
+    embeddings, recordings = synthetic_speakers(noise=1.0, seed=3)
+    shift = np.zeros_like(embeddings)
+    for i, r in enumerate(recordings):  # each speaker's embeddings moved by their own vector
+        shift[i] = 5.0 * np.random.default_rng([ord(c) for c in r.speaker]).normal(
+            size=embeddings.shape[1]
+        )
+    moved = embeddings + shift
+    assert few_shot_digits(moved, recordings) == few_shot_digits(embeddings, recordings)
+    assert few_shot_digits(moved, recordings, center=False) != few_shot_digits(
+        embeddings, recordings, center=False
+    )
