@@ -107,3 +107,14 @@ def test_tiny_model_trains_and_evaluates_end_to_end(tmp_path):
     assert 0.0 <= result["commands_test_accuracy"] <= 1.0
     assert "not found" in result["fsdd"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_base_model_runs_on_the_wgpu_kernels(gpu):
+    from kernels.gpu_network import WgpuNetwork
+
+    model = random_model(4)
+    full = BaseModel(BaseConfig(), build_base(BaseConfig(), np.random.default_rng(5)))
+    x = np.random.default_rng(6).normal(-6, 2, (7, 97, 40, 1)).astype(np.float32)
+    for network in (model.inference_network(COMMANDS_HEAD), full.inference_network()):
+        on_gpu = WgpuNetwork(network, gpu, batch_size=4).run(x)
+        np.testing.assert_allclose(on_gpu, run_numpy(network, x), rtol=1e-4, atol=1e-4)
