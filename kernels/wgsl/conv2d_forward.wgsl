@@ -1,0 +1,68 @@
+// conv2d_forward: training forward of a 2-D convolution (any kernel size, stride and zero
+// padding) plus an optional bias, no activation.
+//
+// Workgroup size: ${WORKGROUP} invocations; 2-D grid of workgroups, flattened as
+//   i = gid.x + gid.y * num_workgroups.x * WORKGROUP so launches larger than the per-dimension
+//   workgroup limit still fit.
+// Work per invocation: one output value (batch, row, column, output channel); neighbouring
+//   invocations take neighbouring output channels, so weight reads are contiguous.
+// Layout: x [BATCH, H, W, CI] and y [BATCH, OH, OW, CO] f32, NHWC, unpadded; w [KH, KW, CI, CO]
+//   f32 (HWIO); b [CO] f32 (read only when HAS_BIAS).
+// Alignment: f32 arrays bound at offsets that are multiples of 256 bytes; no size needs to be a
+//   multiple of the workgroup (the last invocations are masked).
+// Padding: reads outside the image are skipped; no padded copy of x is made.
+
+const COUNT: u32 = ${COUNT};
+const H: i32 = i32(${H});
+const W: i32 = i32(${W});
+const CI: u32 = ${CI};
+const OH: u32 = ${OH};
+const OW: u32 = ${OW};
+const CO: u32 = ${CO};
+const KH: u32 = ${KH};
+const KW: u32 = ${KW};
+const SH: i32 = i32(${SH});
+const SW: i32 = i32(${SW});
+const PH: i32 = i32(${PH});
+const PW: i32 = i32(${PW});
+const HAS_BIAS: bool = ${HAS_BIAS};
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = gid.x + gid.y * groups.x * ${WORKGROUP};
+    if (i >= COUNT) {
+        return;
+    }
+    let co = i % CO;
+    let pos = i / CO;
+    let ox = i32(pos % OW);
+    let oy = i32((pos / OW) % OH);
+    let n = pos / (OW * OH);
+    var acc = 0.0;
+    for (var ky: u32 = 0u; ky < KH; ky++) {
+        let iy = oy * SH + i32(ky) - PH;
+        if (iy < 0 || iy >= H) {
+            continue;
+        }
+        for (var kx: u32 = 0u; kx < KW; kx++) {
+            let ix = ox * SW + i32(kx) - PW;
+            if (ix < 0 || ix >= W) {
+                continue;
+            }
+            let xb = ((n * u32(H) + u32(iy)) * u32(W) + u32(ix)) * CI;
+            let wb = (ky * KW + kx) * CI * CO + co;
+            for (var ci: u32 = 0u; ci < CI; ci++) {
+                acc = fma(x[xb + ci], w[wb + ci * CO], acc);
+            }
+        }
+    }
+    if (HAS_BIAS) {
+        acc += b[co];
+    }
+    y[i] = acc;
+}
