@@ -45,6 +45,9 @@ class GpuProgram:
         The launches, in order.
     uniforms : frozenset[str]
         Names of the buffers bound as uniforms (the others are storage buffers).
+    shared : Mapping[str, Any] or None
+        Buffers to use instead of creating them, by name (another program's `buffers`, so that
+        programs for different batch sizes update the same parameters).
 
     Raises
     ------
@@ -60,6 +63,7 @@ class GpuProgram:
         ops: Sequence[Op],
         *,
         uniforms: frozenset[str] = frozenset(),
+        shared: Mapping[str, Any] | None = None,
     ) -> None:
         import wgpu
 
@@ -70,8 +74,10 @@ class GpuProgram:
         self.sizes = dict(buffers)
         self._check_limits(ops)
         usage = wgpu.BufferUsage
-        self.buffers: dict[str, Any] = {}
+        self.buffers: dict[str, Any] = dict(shared or {})
         for name, words in buffers.items():
+            if name in self.buffers:
+                continue
             kind = usage.UNIFORM if name in uniforms else usage.STORAGE | usage.COPY_SRC
             self.buffers[name] = self._device.create_buffer(
                 label=name, size=max(words, 1) * WORD_BYTES, usage=kind | usage.COPY_DST
