@@ -28,6 +28,12 @@ Pair = tuple[int, int]
 
 REDUCE_CHUNK = 256
 """Rows (or positions) each invocation of a first reduction pass sums."""
+CONV_CHANNEL_TILE = 8
+"""Output channels one invocation of conv2d_forward or conv2d_weight_grad accumulates."""
+MATMUL_TILE_ROWS = 4
+"""Rows of the register tile one matmul invocation accumulates."""
+MATMUL_TILE_COLS = 16
+"""Columns of that tile (the b loads, uniform across a workgroup, are the cheap ones)."""
 OFFSET_ALIGN_WORDS = 64
 """Storage-buffer binding offsets are multiples of 256 bytes (WebGPU's default alignment)."""
 
@@ -86,13 +92,19 @@ class Op:
     bindings : tuple[tuple[Slice, Access], ...]
         One per ``@binding(n)``, in order.
     invocations : int
-        Invocations the launch needs; the rest of the last workgroup is masked by the kernel.
+        Invocations the launch needs (per row of workgroups when ``rows`` is given); the rest of
+        the last workgroup is masked by the kernel.
+    rows : int or None
+        Rows of workgroups along y, when the kernel takes a per-row index from the workgroup id
+        (uniform across a workgroup, so loads at offsets derived from it are broadcasts). None
+        flattens a 2-D grid instead, so that any launch fits the per-dimension limit.
     """
 
     stem: str
     constants: Mapping[str, int | str]
     bindings: tuple[Binding, ...]
     invocations: int
+    rows: int | None = None
 
     @property
     def workgroup_size(self) -> int:
@@ -107,9 +119,12 @@ class Op:
     def grid(self, max_per_dimension: int) -> tuple[int, int]:
         """Workgroups along x and y: x at most ``max_per_dimension``, x * y covering the launch."""
         groups = max(1, math.ceil(self.invocations / self.workgroup_size))
-        x = min(groups, max_per_dimension)
-        y = math.ceil(groups / x)
-        if y > max_per_dimension:
+        if self.rows is not None:
+            x, y = groups, self.rows
+        else:
+            x = min(groups, max_per_dimension)
+            y = math.ceil(groups / x)
+        if max(x, y) > max_per_dimension:
             raise ValueError(f"kernel '{self.stem}': {groups} workgroups exceed the device grid")
         return x, y
 
@@ -210,8 +225,12 @@ def conv_forward(
     shape: ConvShape, x: Slice, weight: Slice, bias: Slice | None, y: Slice, *, depthwise: bool
 ) -> Op:
     """Forward of a convolution (``conv2d_forward``) or depthwise one (``depthwise_forward``)."""
-    count = shape.positions * shape.out_c
-    constants = dict(shape.constants(), COUNT=count, HAS_BIAS="true" if bias else "false")
+    tile = 1 if depthwise else min(CONV_CHANNEL_TILE, shape.out_c)
+    count = shape.positions * math.ceil(shape.out_c / tile)
+    constants = dict(
+        shape.constants(), COUNT=count, POSITIONS=shape.positions, TN=tile,
+        HAS_BIAS="true" if bias else "false",
+    )  # fmt: skip
     stem = "depthwise_forward" if depthwise else "conv2d_forward"
     bindings = (read(x), read(weight), read(bias or weight), write(y))
     return Op(stem, constants, bindings, count)
@@ -237,8 +256,13 @@ def conv_weight_grad(
     """
     weights = shape.kernel[0] * shape.kernel[1] * shape.in_c * (1 if depthwise else shape.out_c)
     parts = splits(shape.positions)
-    count = parts * weights
-    constants = dict(shape.constants(), COUNT=count, POSITIONS=shape.positions, CHUNK=REDUCE_CHUNK)
+    tile = 1 if depthwise else min(CONV_CHANNEL_TILE, shape.out_c)
+    tiles = math.ceil(shape.out_c / tile)
+    count = parts * (weights if depthwise else weights // shape.out_c * tiles)
+    constants = dict(
+        shape.constants(), COUNT=count, POSITIONS=shape.positions, CHUNK=REDUCE_CHUNK, TN=tile,
+        CO_TILES=tiles,
+    )  # fmt: skip
     stem = "depthwise_weight_grad" if depthwise else "conv2d_weight_grad"
     target = grad_weight if parts == 1 else scratch
     ops = [Op(stem, constants, (read(x), read(grad_out), write(target)), count)]
@@ -266,14 +290,17 @@ def matmul(
     strides (``b.inner`` along depth, ``b.outer`` along cols).
     """
     chunk = depth if chunk is None else chunk
-    count = math.ceil(depth / chunk) * rows * cols
-    constants = dict(
-        COUNT=count, ROWS=rows, COLS=cols, DEPTH=depth, CHUNK=chunk,
+    tm, tn = min(MATMUL_TILE_ROWS, rows), min(MATMUL_TILE_COLS, cols)
+    tiles_m, tiles_n = math.ceil(rows / tm), math.ceil(cols / tn)
+    count = tiles_m
+    constants: dict[str, int | str] = dict(
+        COUNT=count, ROWS=rows, COLS=cols, DEPTH=depth, CHUNK=chunk, TM=tm, TN=tn,
+        TILES_M=tiles_m, TILES_N=tiles_n, ACC_N=tm * tn,
         A_ROW=a.outer, A_DEPTH=a.inner, B_DEPTH=b.inner, B_COL=b.outer,
         HAS_BIAS="true" if bias else "false",
     )  # fmt: skip
     bindings = (read(a.data), read(b.data), read(bias or b.data), write(c))
-    return Op("matmul", constants, bindings, count)
+    return Op("matmul", constants, bindings, count, rows=math.ceil(depth / chunk) * tiles_n)
 
 
 def linear_forward(

@@ -4,15 +4,18 @@
 // Workgroup size: ${WORKGROUP} invocations; 2-D grid of workgroups, flattened as
 //   i = gid.x + gid.y * num_workgroups.x * WORKGROUP so launches larger than the per-dimension
 //   workgroup limit still fit.
-// Work per invocation: one output value (batch, row, column, output channel); neighbouring
-//   invocations take neighbouring output channels, so weight reads are contiguous.
+// Work per invocation: one output position (batch, row, column) x a tile of TN consecutive output
+//   channels [co0, co0 + TN): each input value read feeds TN multiply-adds. Neighbouring
+//   invocations take neighbouring positions of the same channel tile, so every weight offset is
+//   the same across them (one load and a broadcast on a CPU adapter, the cache on a GPU).
 // Layout: x [BATCH, H, W, CI] and y [BATCH, OH, OW, CO] f32, NHWC, unpadded; w [KH, KW, CI, CO]
 //   f32 (HWIO); b [CO] f32 (read only when HAS_BIAS).
 // Alignment: f32 arrays bound at offsets that are multiples of 256 bytes; no size needs to be a
-//   multiple of the workgroup (the last invocations are masked).
+//   multiple of the workgroup or tile (the last invocations are masked, channel reads clamped).
 // Padding: reads outside the image are skipped; no padded copy of x is made.
 
 const COUNT: u32 = ${COUNT};
+const POSITIONS: u32 = ${POSITIONS};
 const H: i32 = i32(${H});
 const W: i32 = i32(${W});
 const CI: u32 = ${CI};
@@ -25,6 +28,7 @@ const SH: i32 = i32(${SH});
 const SW: i32 = i32(${SW});
 const PH: i32 = i32(${PH});
 const PW: i32 = i32(${PW});
+const TN: u32 = ${TN};
 const HAS_BIAS: bool = ${HAS_BIAS};
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -38,12 +42,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= COUNT) {
         return;
     }
-    let co = i % CO;
-    let pos = i / CO;
+    let pos = i % POSITIONS;
+    let co0 = (i / POSITIONS) * TN;
     let ox = i32(pos % OW);
     let oy = i32((pos / OW) % OH);
     let n = pos / (OW * OH);
-    var acc = 0.0;
+    var co: array<u32, ${TN}>;
+    var acc: array<f32, ${TN}>;
+    //! unroll q ${TN}
+    co[{q}] = min(co0 + {q}, CO - 1u);
+    //! end
     for (var ky: u32 = 0u; ky < KH; ky++) {
         let iy = oy * SH + i32(ky) - PH;
         if (iy < 0 || iy >= H) {
@@ -55,14 +63,22 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
                 continue;
             }
             let xb = ((n * u32(H) + u32(iy)) * u32(W) + u32(ix)) * CI;
-            let wb = (ky * KW + kx) * CI * CO + co;
+            let wb = (ky * KW + kx) * CI * CO;
             for (var ci: u32 = 0u; ci < CI; ci++) {
-                acc = fma(x[xb + ci], w[wb + ci * CO], acc);
+                let xv = x[xb + ci];
+                //! unroll q ${TN}
+                acc[{q}] = fma(xv, w[wb + ci * CO + co[{q}]], acc[{q}]);
+                //! end
             }
         }
     }
-    if (HAS_BIAS) {
-        acc += b[co];
+    //! unroll q ${TN}
+    if (co0 + {q} < CO) {
+        var v = acc[{q}];
+        if (HAS_BIAS) {
+            v += b[co0 + {q}];
+        }
+        y[pos * CO + co0 + {q}] = v;
     }
-    y[i] = acc;
+    //! end
 }

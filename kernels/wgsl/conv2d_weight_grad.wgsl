@@ -4,14 +4,17 @@
 //
 // Workgroup size: ${WORKGROUP} invocations; 2-D grid of workgroups, flattened as
 //   i = gid.x + gid.y * num_workgroups.x * WORKGROUP.
-// Work per invocation: one weight value (ky, kx, ci, co) over one chunk s of CHUNK consecutive
-//   output positions m (flattened batch, row, column): partial[s, ky, kx, ci, co] =
-//   sum over m in the chunk of x[n, oy * SH + ky - PH, ox * SW + kx - PW, ci] * g[m, co].
-//   Neighbouring invocations take neighbouring output channels (contiguous g reads).
+// Work per invocation: one tap (ky, kx, ci) x a tile of TN consecutive output channels
+//   [co0, co0 + TN) over one chunk s of CHUNK consecutive output positions m (flattened batch,
+//   row, column): partial[s, ky, kx, ci, co] = sum over m in the chunk of
+//   x[n, oy * SH + ky - PH, ox * SW + kx - PW, ci] * g[m, co]. Each x value read feeds TN
+//   multiply-adds; neighbouring invocations take neighbouring taps of the same channel tile and
+//   chunk, so their g offsets are the same (one load and a broadcast on a CPU adapter).
 // Layout: x [BATCH, H, W, CI] and g [BATCH, OH, OW, CO] f32, NHWC, unpadded;
 //   partial [SPLITS, KH, KW, CI, CO] f32.
 // Alignment: f32 arrays bound at offsets that are multiples of 256 bytes; no size needs to be a
-//   multiple of the workgroup or chunk (the last invocations and the last chunk are masked).
+//   multiple of the workgroup, tile or chunk (the last invocations and the last chunk are masked,
+//   channel reads clamped).
 
 const COUNT: u32 = ${COUNT};
 const POSITIONS: u32 = ${POSITIONS};
@@ -27,7 +30,9 @@ const SH: i32 = i32(${SH});
 const SW: i32 = i32(${SW});
 const PH: i32 = i32(${PH});
 const PW: i32 = i32(${PW});
-const WEIGHTS: u32 = ${KH} * KW * CI * CO;
+const TN: u32 = ${TN};
+const TAPS: u32 = ${KH} * KW * CI;
+const CO_TILES: u32 = ${CO_TILES};
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> g: array<f32>;
@@ -39,24 +44,30 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= COUNT) {
         return;
     }
-    let o = i % WEIGHTS;
-    let s = i / WEIGHTS;
-    let co = o % CO;
-    let ci = (o / CO) % CI;
-    let kx = i32((o / (CO * CI)) % KW);
-    let ky = i32(o / (CO * CI * KW));
+    let tap = i % TAPS;
+    let co0 = ((i / TAPS) % CO_TILES) * TN;
+    let s = i / (TAPS * CO_TILES);
+    let ci = tap % CI;
+    let kx = i32((tap / CI) % KW);
+    let ky = i32(tap / (CI * KW));
     let first = s * CHUNK;
     let last = min(first + CHUNK, POSITIONS);
+    var co: array<u32, ${TN}>;
+    var acc: array<f32, ${TN}>;
+    //! unroll q ${TN}
+    co[{q}] = min(co0 + {q}, CO - 1u);
+    //! end
     var ox = first % OW;
     var oy = (first / OW) % OH;
     var n = first / (OW * OH);
-    var acc = 0.0;
     for (var m = first; m < last; m++) {
         let iy = i32(oy) * SH + ky - PH;
         let ix = i32(ox) * SW + kx - PW;
         if (iy >= 0 && iy < H && ix >= 0 && ix < W) {
-            let xi = ((n * u32(H) + u32(iy)) * u32(W) + u32(ix)) * CI + ci;
-            acc = fma(x[xi], g[m * CO + co], acc);
+            let xv = x[((n * u32(H) + u32(iy)) * u32(W) + u32(ix)) * CI + ci];
+            //! unroll q ${TN}
+            acc[{q}] = fma(xv, g[m * CO + co[{q}]], acc[{q}]);
+            //! end
         }
         ox += 1u;
         if (ox == OW) {
@@ -68,5 +79,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             }
         }
     }
-    partial[i] = acc;
+    //! unroll q ${TN}
+    if (co0 + {q} < CO) {
+        partial[(s * TAPS + tap) * CO + co0 + {q}] = acc[{q}];
+    }
+    //! end
 }
