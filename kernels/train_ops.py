@@ -258,10 +258,11 @@ def conv_weight_grad(
     parts = splits(shape.positions)
     tile = 1 if depthwise else min(CONV_CHANNEL_TILE, shape.out_c)
     tiles = math.ceil(shape.out_c / tile)
-    count = parts * (weights if depthwise else weights // shape.out_c * tiles)
+    taps = shape.kernel[0] * shape.kernel[1]
+    count = parts * (shape.in_c if depthwise else weights // shape.out_c * tiles)
     constants = dict(
         shape.constants(), COUNT=count, POSITIONS=shape.positions, CHUNK=REDUCE_CHUNK, TN=tile,
-        CO_TILES=tiles,
+        CO_TILES=tiles, TAPS=taps,
     )  # fmt: skip
     stem = "depthwise_weight_grad" if depthwise else "conv2d_weight_grad"
     target = grad_weight if parts == 1 else scratch

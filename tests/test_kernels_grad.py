@@ -395,3 +395,12 @@ def test_loss_and_adam_references_match_the_models() -> None:
                 betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1, decay=decay,
             )  # fmt: skip
             np.testing.assert_allclose(state[name][0], param, rtol=1e-6, atol=1e-7)
+
+
+def test_a_kernel_that_fails_to_compile_raises_device_error_naming_it(gpu: GpuDevice) -> None:
+    from kernels.errors import DeviceError
+
+    op = elementwise("relu", (whole("x", 4),), whole("y", 4), 4)
+    broken = Op(op.stem, {"COUNT": "not a number"}, op.bindings, op.invocations)
+    with pytest.raises(DeviceError, match="kernel 'relu'"):
+        GpuProgram(gpu, {"x": 4, "y": 4}, [broken])

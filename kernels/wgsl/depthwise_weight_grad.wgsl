@@ -4,10 +4,11 @@
 //
 // Workgroup size: ${WORKGROUP} invocations; 2-D grid of workgroups, flattened as
 //   i = gid.x + gid.y * num_workgroups.x * WORKGROUP.
-// Work per invocation: one weight value (ky, kx, c) over one chunk s of CHUNK consecutive output
-//   positions m (flattened batch, row, column): partial[s, ky, kx, c] = sum over m in the chunk
-//   of x[n, oy * SH + ky - PH, ox * SW + kx - PW, c] * g[m, c]. Neighbouring invocations take
-//   neighbouring channels (contiguous reads).
+// Work per invocation: every tap (ky, kx) of one channel c over one chunk s of CHUNK consecutive
+//   output positions m (flattened batch, row, column): partial[s, ky, kx, c] = sum over m in the
+//   chunk of x[n, oy * SH + ky - PH, ox * SW + kx - PW, c] * g[m, c], so each g value read feeds
+//   KH x KW multiply-adds. Neighbouring invocations take neighbouring channels (contiguous
+//   reads). The tap loops are unrolled; m is a WGSL loop.
 // Layout: x [BATCH, H, W, C] and g [BATCH, OH, OW, C] f32, NHWC, unpadded;
 //   partial [SPLITS, KH, KW, C] f32.
 // Alignment: f32 arrays bound at offsets that are multiples of 256 bytes; no size needs to be a
@@ -26,7 +27,6 @@ const SH: i32 = i32(${SH});
 const SW: i32 = i32(${SW});
 const PH: i32 = i32(${PH});
 const PW: i32 = i32(${PW});
-const WEIGHTS: u32 = ${KH} * KW * C;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> g: array<f32>;
@@ -38,24 +38,31 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= COUNT) {
         return;
     }
-    let o = i % WEIGHTS;
-    let s = i / WEIGHTS;
-    let c = o % C;
-    let kx = i32((o / C) % KW);
-    let ky = i32(o / (C * KW));
+    let c = i % C;
+    let s = i / C;
     let first = s * CHUNK;
     let last = min(first + CHUNK, POSITIONS);
+    var acc: array<f32, ${TAPS}>;
     var ox = first % OW;
     var oy = (first / OW) % OH;
     var n = first / (OW * OH);
-    var acc = 0.0;
     for (var m = first; m < last; m++) {
-        let iy = i32(oy) * SH + ky - PH;
-        let ix = i32(ox) * SW + kx - PW;
-        if (iy >= 0 && iy < H && ix >= 0 && ix < W) {
-            let xi = ((n * u32(H) + u32(iy)) * u32(W) + u32(ix)) * C + c;
-            acc = fma(x[xi], g[m * C + c], acc);
+        let gv = g[m * C + c];
+        let iy0 = i32(oy) * SH - PH;
+        let ix0 = i32(ox) * SW - PW;
+        let img = n * u32(H);
+        //! unroll ky ${KH}
+        //! unroll kx ${KW}
+        {
+            let iy = iy0 + i32({ky});
+            let ix = ix0 + i32({kx});
+            if (iy >= 0 && iy < H && ix >= 0 && ix < W) {
+                let xi = ((img + u32(iy)) * u32(W) + u32(ix)) * C + c;
+                acc[{ky} * KW + {kx}] = fma(x[xi], gv, acc[{ky} * KW + {kx}]);
+            }
         }
+        //! end
+        //! end
         ox += 1u;
         if (ox == OW) {
             ox = 0u;
@@ -66,5 +73,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             }
         }
     }
-    partial[i] = acc;
+    //! unroll t ${TAPS}
+    partial[(s * ${TAPS} + {t}) * C + c] = acc[{t}];
+    //! end
 }
