@@ -19,6 +19,8 @@ from kernels.train_ops import (
     reduce_rows,
     splits,
     uniform,
+    vector_type,
+    vector_width,
     write,
 )
 
@@ -61,9 +63,19 @@ def _part(scratch: Slice, words: int) -> Slice:
     return Slice(scratch.buffer, scratch.offset, words)
 
 
+def _elementwise_constants(rows: int, c: int) -> dict[str, int | str]:
+    """Constants of a per-value batch-norm kernel over [rows, c], vectorised when c allows."""
+    width = vector_width(c)
+    return {"COUNT": rows * c // width, "C": c // width, "ROWS": rows, "VEC": vector_type(width)}
+
+
 def _partials(x: Slice, g: Slice, stats: Slice, out: Slice, rows: int, c: int, mode: int) -> Op:
-    count = splits(rows) * c
-    constants = dict(COUNT=count, ROWS=rows, C=c, CHUNK=REDUCE_CHUNK, MODE=mode)
+    width = vector_width(c)
+    count = splits(rows) * c // width
+    constants: dict[str, int | str] = dict(
+        COUNT=count, ROWS=rows, C=c // width, CHUNK=REDUCE_CHUNK, MODE=mode,
+        VEC=vector_type(width),
+    )  # fmt: skip
     bindings = (read(x), read(g), read(stats), write(out))
     return Op("batch_norm_partials", constants, bindings, count)
 
@@ -124,9 +136,9 @@ def batch_norm_forward(
         ),  # fmt: skip
         Op(
             "batch_norm_forward",
-            {"COUNT": rows * c, "C": c},
+            _elementwise_constants(rows, c),
             (read(x), read(stats), read(bn.gamma), read(bn.beta), write(y)),
-            rows * c,
+            rows * c // vector_width(c),
         ),
     ]
 
@@ -149,8 +161,8 @@ def batch_norm_backward(
             read(grad_out), read(x), read(bn.stats), read(bn.gamma),
             write(grad_in),
         )  # fmt: skip
-        constants = {"COUNT": rows * c, "C": c, "ROWS": rows}
-        ops.append(Op("batch_norm_backward", constants, bindings, rows * c))
+        constants = _elementwise_constants(rows, c)
+        ops.append(Op("batch_norm_backward", constants, bindings, rows * c // vector_width(c)))
     return ops
 
 

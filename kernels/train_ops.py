@@ -26,6 +26,8 @@ Access = Literal["read", "write", "uniform"]
 """How a kernel binds a slice: read-only storage, read-write storage, or uniform."""
 Pair = tuple[int, int]
 
+QUAD = 4
+"""Floats per vec4: kernels over sizes that are multiples of it load four values at once."""
 REDUCE_CHUNK = 256
 """Rows (or positions) each invocation of a first reduction pass sums."""
 CONV_CHANNEL_TILE = 8
@@ -343,9 +345,21 @@ def linear_weight_grad(
     return [op, column_sum(scratch, parts, fin * fout, grad_weight, parts)]
 
 
+def vector_width(count: int) -> int:
+    """Values per invocation of a vectorisable kernel: 4 (a vec4) when ``count`` allows it."""
+    return QUAD if count % QUAD == 0 else 1
+
+
+def vector_type(width: int) -> str:
+    """The WGSL type of ``width`` float32 values."""
+    return "vec4<f32>" if width == QUAD else "f32"
+
+
 def elementwise(stem: str, inputs: tuple[Slice, ...], out: Slice, count: int) -> Op:
     """An elementwise kernel over ``count`` values (``relu``, ``relu_backward``, ``dropout``)."""
-    return Op(stem, {"COUNT": count}, (*map(read, inputs), write(out)), count)
+    width = vector_width(count)
+    constants: dict[str, int | str] = {"COUNT": count // width, "VEC": vector_type(width)}
+    return Op(stem, constants, (*map(read, inputs), write(out)), count // width)
 
 
 def global_avg_pool_forward(x: Slice, y: Slice, *, batch: int, positions: int, c: int) -> Op:

@@ -180,7 +180,7 @@ def _bn_slices(s: Callable[[str], Slice]) -> BatchNormSlices:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("x_shape", [(3, 11, 9, 7), (5, 6), (2, 300)])
+@pytest.mark.parametrize("x_shape", [(3, 11, 9, 7), (5, 6), (2, 300), (4, 9, 10, 12)])
 def test_batch_norm(gpu: GpuDevice, x_shape) -> None:
     rng = _rng(4)
     c = x_shape[-1]
@@ -218,14 +218,16 @@ def test_batch_norm(gpu: GpuDevice, x_shape) -> None:
     _check(got["dbeta"], dbeta, TOL_BATCH_NORM)
 
 
-def test_elementwise_and_pooling(gpu: GpuDevice) -> None:
+@pytest.mark.parametrize("shape", [(3, 7, 5, 6), (2, 5, 3, 8)])  # scalar and vec4 paths
+def test_elementwise_and_pooling(gpu: GpuDevice, shape) -> None:
     rng = _rng(5)
-    x, grad_out = _normal(rng, 3, 7, 5, 6), _normal(rng, 3, 7, 5, 6)
+    x, grad_out = _normal(rng, *shape), _normal(rng, *shape)
     mask = (rng.random(x.shape) >= 0.3).astype(np.float32) / np.float32(0.7)
-    pooled_grad = _normal(rng, 3, 6)
+    batch, height, width, c = shape
+    pooled_grad = _normal(rng, batch, c)
     y = np.maximum(x, 0)
     n = x.size
-    dims = dict(batch=3, positions=35, c=6)
+    dims = dict(batch=batch, positions=height * width, c=c)
 
     def ops(s: Callable[[str], Slice]) -> list[Op]:
         return [
@@ -237,7 +239,7 @@ def test_elementwise_and_pooling(gpu: GpuDevice) -> None:
         ]
 
     inputs = {"x": x, "g": grad_out, "y": y, "mask": mask, "pg": pooled_grad}
-    sizes = {"relu": n, "relu_grad": n, "dropout": n, "pool": 18, "pool_grad": n}
+    sizes = {"relu": n, "relu_grad": n, "dropout": n, "pool": batch * c, "pool_grad": n}
     got = _run(gpu, inputs, sizes, ops)
     _check(got["relu"], np.maximum(x, 0), TOL_ELEMENTWISE)
     _check(got["relu_grad"], rg.relu_backward_ref(grad_out, y), TOL_ELEMENTWISE)
@@ -401,6 +403,6 @@ def test_a_kernel_that_fails_to_compile_raises_device_error_naming_it(gpu: GpuDe
     from kernels.errors import DeviceError
 
     op = elementwise("relu", (whole("x", 4),), whole("y", 4), 4)
-    broken = Op(op.stem, {"COUNT": "not a number"}, op.bindings, op.invocations)
+    broken = Op(op.stem, {**op.constants, "COUNT": "not a number"}, op.bindings, op.invocations)
     with pytest.raises(DeviceError, match="kernel 'relu'"):
         GpuProgram(gpu, {"x": 4, "y": 4}, [broken])

@@ -5,21 +5,25 @@
 //
 // Workgroup size: ${WORKGROUP} invocations; 2-D grid of workgroups, flattened as
 //   i = gid.x + gid.y * num_workgroups.x * WORKGROUP.
-// Work per invocation: one value.
+// Work per invocation: one value (or quad of channels).
 // Layout: g, x and dx [ROWS, C] f32 (NHWC flattened); stats [4, C] f32: mean, inverse standard
 //   deviation, sum of g, sum of g * (x - mean); gamma [C] f32.
-// Alignment: f32 arrays bound at offsets that are multiples of 256 bytes; no size needs to be a
+// Vectors: V is f32, or vec4<f32> when C is a multiple of 4 (then COUNT and C are in quads of
+//   channels, and each invocation handles four channels; the memory layout is the same).
+// Alignment: arrays bound at offsets that are multiples of 256 bytes; no size needs to be a
 //   multiple of the workgroup (the last invocations are masked).
+
+alias V = ${VEC};
 
 const COUNT: u32 = ${COUNT};
 const C: u32 = ${C};
 const ROWS: f32 = f32(${ROWS});
 
-@group(0) @binding(0) var<storage, read> g: array<f32>;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> stats: array<f32>;
-@group(0) @binding(3) var<storage, read> gamma: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(0) var<storage, read> g: array<V>;
+@group(0) @binding(1) var<storage, read> x: array<V>;
+@group(0) @binding(2) var<storage, read> stats: array<V>;
+@group(0) @binding(3) var<storage, read> gamma: array<V>;
+@group(0) @binding(4) var<storage, read_write> dx: array<V>;
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {

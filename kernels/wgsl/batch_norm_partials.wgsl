@@ -11,8 +11,12 @@
 // Layout: x and g [ROWS, C] f32 (NHWC flattened to rows of C channels; g read only in MODE 2);
 //   stats [4, C] f32: mean, inverse standard deviation, sum of g, sum of g * (x - mean).
 //   partial [SPLITS, C] f32 in MODES 0 and 1, [SPLITS, 2, C] in MODE 2.
-// Alignment: f32 arrays bound at offsets that are multiples of 256 bytes; no size needs to be a
+// Vectors: V is f32, or vec4<f32> when C is a multiple of 4 (then C counts quads of channels and
+//   each invocation sums four channels; the memory layout is the same).
+// Alignment: arrays bound at offsets that are multiples of 256 bytes; no size needs to be a
 //   multiple of the workgroup or chunk (the last invocations and the last chunk are masked).
+
+alias V = ${VEC};
 
 const COUNT: u32 = ${COUNT};
 const ROWS: u32 = ${ROWS};
@@ -20,10 +24,10 @@ const C: u32 = ${C};
 const CHUNK: u32 = ${CHUNK};
 const MODE: u32 = ${MODE};
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read> stats: array<f32>;
-@group(0) @binding(3) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<V>;
+@group(0) @binding(1) var<storage, read> g: array<V>;
+@group(0) @binding(2) var<storage, read> stats: array<V>;
+@group(0) @binding(3) var<storage, read_write> partial: array<V>;
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -35,8 +39,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let s = i / C;
     let first = s * CHUNK;
     let last = min(first + CHUNK, ROWS);
-    var total = 0.0;
-    var product = 0.0;
+    var total = V(0.0);
+    var product = V(0.0);
     if (MODE == 0u) {
         for (var r = first; r < last; r++) {
             total += x[r * C + c];
