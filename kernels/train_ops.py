@@ -223,6 +223,15 @@ def reduce_rows(x: Slice, rows: int, cols: int, out: Slice, scratch: Slice) -> l
     ]
 
 
+def _vectorise_channels(constants: dict[str, int | str], shape: ConvShape, rows: int) -> int:
+    """Set a depthwise kernel's C, COUNT and VEC (vec4 when C allows); return its invocations."""
+    width = vector_width(shape.in_c)
+    constants.update(
+        C=shape.in_c // width, VEC=vector_type(width), COUNT=rows * shape.in_c // width
+    )
+    return rows * shape.in_c // width
+
+
 def conv_forward(
     shape: ConvShape, x: Slice, weight: Slice, bias: Slice | None, y: Slice, *, depthwise: bool
 ) -> Op:
@@ -233,6 +242,8 @@ def conv_forward(
         shape.constants(), COUNT=count, POSITIONS=shape.positions, TN=tile,
         HAS_BIAS="true" if bias else "false",
     )  # fmt: skip
+    if depthwise:
+        count = _vectorise_channels(constants, shape, shape.positions)
     stem = "depthwise_forward" if depthwise else "conv2d_forward"
     bindings = (read(x), read(weight), read(bias or weight), write(y))
     return Op(stem, constants, bindings, count)
@@ -245,6 +256,8 @@ def conv_input_grad(
     count = shape.batch * shape.height * shape.width * shape.in_c
     stem = "depthwise_input_grad" if depthwise else "conv2d_input_grad"
     constants = dict(shape.constants(), COUNT=count)
+    if depthwise:
+        count = _vectorise_channels(constants, shape, shape.batch * shape.height * shape.width)
     return Op(stem, constants, (read(grad_out), read(weight), write(grad_in)), count)
 
 
@@ -266,6 +279,8 @@ def conv_weight_grad(
         shape.constants(), COUNT=count, POSITIONS=shape.positions, CHUNK=REDUCE_CHUNK, TN=tile,
         CO_TILES=tiles, TAPS=taps,
     )  # fmt: skip
+    if depthwise:
+        count = _vectorise_channels(constants, shape, parts)
     stem = "depthwise_weight_grad" if depthwise else "conv2d_weight_grad"
     target = grad_weight if parts == 1 else scratch
     ops = [Op(stem, constants, (read(x), read(grad_out), write(target)), count)]

@@ -100,6 +100,7 @@ CONV_CASES = [
     ((3, 21, 9, 1), (10, 4), 5, (2, 2), (4, 1)),  # the base network's first layer
     ((5, 30, 17, 2), (3, 3), 3, (1, 1), (1, 1)),  # 2550 positions: a two-pass weight gradient
     ((2, 7, 8, 5), (4, 5), 7, (3, 2), (2, 0)),
+    ((3, 19, 10, 8), (3, 3), 12, (2, 2), (1, 1)),  # channels in quads: vectorised depthwise
 ]
 
 

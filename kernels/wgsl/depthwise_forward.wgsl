@@ -7,9 +7,13 @@
 //   take neighbouring channels, so input and weight reads are contiguous.
 // Layout: x [BATCH, H, W, C] and y [BATCH, OH, OW, C] f32, NHWC, unpadded; w [KH, KW, C] f32;
 //   b [C] f32 (read only when HAS_BIAS).
-// Alignment: f32 arrays bound at offsets that are multiples of 256 bytes; no size needs to be a
+// Vectors: V is f32, or vec4<f32> when C is a multiple of 4 (then C counts quads of channels
+//   and each invocation handles four channels; the memory layout is the same).
+// Alignment: arrays bound at offsets that are multiples of 256 bytes; no size needs to be a
 //   multiple of the workgroup (the last invocations are masked).
 // Padding: reads outside the image are skipped.
+
+alias V = ${VEC};
 
 const COUNT: u32 = ${COUNT};
 const H: i32 = i32(${H});
@@ -25,10 +29,10 @@ const PH: i32 = i32(${PH});
 const PW: i32 = i32(${PW});
 const HAS_BIAS: bool = ${HAS_BIAS};
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<V>;
+@group(0) @binding(1) var<storage, read> w: array<V>;
+@group(0) @binding(2) var<storage, read> b: array<V>;
+@group(0) @binding(3) var<storage, read_write> y: array<V>;
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -41,7 +45,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let ox = i32(pos % OW);
     let oy = i32((pos / OW) % OH);
     let n = pos / (OW * OH);
-    var acc = 0.0;
+    var acc = V(0.0);
     for (var ky: u32 = 0u; ky < KH; ky++) {
         let iy = oy * SH + i32(ky) - PH;
         if (iy < 0 || iy >= H) {

@@ -7,8 +7,12 @@
 //   output positions and taps that read it (output row (iy + PH - ky) / SH when exact and in
 //   range, likewise the column).
 // Layout: g [BATCH, OH, OW, C] and dx [BATCH, H, W, C] f32, NHWC, unpadded; w [KH, KW, C] f32.
-// Alignment: f32 arrays bound at offsets that are multiples of 256 bytes; no size needs to be a
+// Vectors: V is f32, or vec4<f32> when C is a multiple of 4 (then C counts quads of channels
+//   and each invocation handles four channels; the memory layout is the same).
+// Alignment: arrays bound at offsets that are multiples of 256 bytes; no size needs to be a
 //   multiple of the workgroup (the last invocations are masked).
+
+alias V = ${VEC};
 
 const COUNT: u32 = ${COUNT};
 const H: u32 = ${H};
@@ -23,9 +27,9 @@ const SW: i32 = i32(${SW});
 const PH: i32 = i32(${PH});
 const PW: i32 = i32(${PW});
 
-@group(0) @binding(0) var<storage, read> g: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(0) var<storage, read> g: array<V>;
+@group(0) @binding(1) var<storage, read> w: array<V>;
+@group(0) @binding(2) var<storage, read_write> dx: array<V>;
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -38,7 +42,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let ix = i32(pos % W);
     let iy = i32((pos / W) % H);
     let n = pos / (W * H);
-    var acc = 0.0;
+    var acc = V(0.0);
     for (var ky: u32 = 0u; ky < KH; ky++) {
         let ty = iy + PH - i32(ky);
         if (ty < 0 || ty % SH != 0 || ty / SH >= OH) {

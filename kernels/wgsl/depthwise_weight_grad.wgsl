@@ -11,8 +11,12 @@
 //   reads). The tap loops are unrolled; m is a WGSL loop.
 // Layout: x [BATCH, H, W, C] and g [BATCH, OH, OW, C] f32, NHWC, unpadded;
 //   partial [SPLITS, KH, KW, C] f32.
-// Alignment: f32 arrays bound at offsets that are multiples of 256 bytes; no size needs to be a
+// Vectors: V is f32, or vec4<f32> when C is a multiple of 4 (then C counts quads of channels
+//   and each invocation handles four channels; the memory layout is the same).
+// Alignment: arrays bound at offsets that are multiples of 256 bytes; no size needs to be a
 //   multiple of the workgroup or chunk (the last invocations and the last chunk are masked).
+
+alias V = ${VEC};
 
 const COUNT: u32 = ${COUNT};
 const POSITIONS: u32 = ${POSITIONS};
@@ -28,9 +32,9 @@ const SW: i32 = i32(${SW});
 const PH: i32 = i32(${PH});
 const PW: i32 = i32(${PW});
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<V>;
+@group(0) @binding(1) var<storage, read> g: array<V>;
+@group(0) @binding(2) var<storage, read_write> partial: array<V>;
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -42,7 +46,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let s = i / C;
     let first = s * CHUNK;
     let last = min(first + CHUNK, POSITIONS);
-    var acc: array<f32, ${TAPS}>;
+    var acc: array<V, ${TAPS}>;
     var ox = first % OW;
     var oy = (first / OW) % OH;
     var n = first / (OW * OH);
