@@ -237,16 +237,16 @@ def conv_forward(
 ) -> Op:
     """Forward of a convolution (``conv2d_forward``) or depthwise one (``depthwise_forward``)."""
     tile = 1 if depthwise else min(CONV_CHANNEL_TILE, shape.out_c)
-    count = shape.positions * math.ceil(shape.out_c / tile)
     constants = dict(
-        shape.constants(), COUNT=count, POSITIONS=shape.positions, TN=tile,
+        shape.constants(), POSITIONS=shape.positions, TN=tile,
         HAS_BIAS="true" if bias else "false",
     )  # fmt: skip
+    bindings = (read(x), read(weight), read(bias or weight), write(y))
     if depthwise:
         count = _vectorise_channels(constants, shape, shape.positions)
-    stem = "depthwise_forward" if depthwise else "conv2d_forward"
-    bindings = (read(x), read(weight), read(bias or weight), write(y))
-    return Op(stem, constants, bindings, count)
+        return Op("depthwise_forward", constants, bindings, count)
+    tiles = math.ceil(shape.out_c / tile)
+    return Op("conv2d_forward", constants, bindings, shape.positions, rows=tiles)
 
 
 def conv_input_grad(
@@ -274,16 +274,17 @@ def conv_weight_grad(
     tile = 1 if depthwise else min(CONV_CHANNEL_TILE, shape.out_c)
     tiles = math.ceil(shape.out_c / tile)
     taps = shape.kernel[0] * shape.kernel[1]
-    count = parts * (shape.in_c if depthwise else weights // shape.out_c * tiles)
     constants = dict(
-        shape.constants(), COUNT=count, POSITIONS=shape.positions, CHUNK=REDUCE_CHUNK, TN=tile,
+        shape.constants(), POSITIONS=shape.positions, CHUNK=REDUCE_CHUNK, TN=tile,
         CO_TILES=tiles, TAPS=taps,
     )  # fmt: skip
+    count, rows = weights // shape.out_c, parts * tiles
     if depthwise:
         count = _vectorise_channels(constants, shape, parts)
     stem = "depthwise_weight_grad" if depthwise else "conv2d_weight_grad"
     target = grad_weight if parts == 1 else scratch
-    ops = [Op(stem, constants, (read(x), read(grad_out), write(target)), count)]
+    bindings = (read(x), read(grad_out), write(target))
+    ops = [Op(stem, constants, bindings, count, rows=None if depthwise else rows)]
     if parts > 1:
         ops.append(column_sum(scratch, parts, weights, grad_weight, parts))
     return ops

@@ -1,20 +1,18 @@
 // conv2d_forward: training forward of a 2-D convolution (any kernel size, stride and zero
 // padding) plus an optional bias, no activation.
 //
-// Workgroup size: ${WORKGROUP} invocations; 2-D grid of workgroups, flattened as
-//   i = gid.x + gid.y * num_workgroups.x * WORKGROUP so launches larger than the per-dimension
-//   workgroup limit still fit.
+// Workgroup size: ${WORKGROUP} invocations along x; the grid's x covers the output positions and
+//   its y the channel tiles, so the channel tile comes from the workgroup id.
 // Work per invocation: one output position (batch, row, column) x a tile of TN consecutive output
-//   channels [co0, co0 + TN): each input value read feeds TN multiply-adds. Neighbouring
-//   invocations take neighbouring positions of the same channel tile, so every weight offset is
-//   the same across them (one load and a broadcast on a CPU adapter, the cache on a GPU).
+//   channels [co0, co0 + TN): each input value read feeds TN multiply-adds. The weight offsets
+//   derive from the workgroup id and the loop counters only, so they are uniform across the
+//   workgroup (one load and a broadcast on a CPU adapter, the cache on a GPU).
 // Layout: x [BATCH, H, W, CI] and y [BATCH, OH, OW, CO] f32, NHWC, unpadded; w [KH, KW, CI, CO]
 //   f32 (HWIO); b [CO] f32 (read only when HAS_BIAS).
 // Alignment: f32 arrays bound at offsets that are multiples of 256 bytes; no size needs to be a
 //   multiple of the workgroup or tile (the last invocations are masked, channel reads clamped).
 // Padding: reads outside the image are skipped; no padded copy of x is made.
 
-const COUNT: u32 = ${COUNT};
 const POSITIONS: u32 = ${POSITIONS};
 const H: i32 = i32(${H});
 const W: i32 = i32(${W});
@@ -37,13 +35,12 @@ const HAS_BIAS: bool = ${HAS_BIAS};
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 @compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = gid.x + gid.y * groups.x * ${WORKGROUP};
-    if (i >= COUNT) {
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let pos = gid.x;
+    if (pos >= POSITIONS) {
         return;
     }
-    let pos = i % POSITIONS;
-    let co0 = (i / POSITIONS) * TN;
+    let co0 = wid.y * TN;
     let ox = i32(pos % OW);
     let oy = i32((pos / OW) % OH);
     let n = pos / (OW * OH);

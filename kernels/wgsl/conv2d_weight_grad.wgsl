@@ -2,21 +2,20 @@
 // chunks of output positions (column_sum adds the partials in a second pass, so the result is
 // correct and deterministic for any batch size).
 //
-// Workgroup size: ${WORKGROUP} invocations; 2-D grid of workgroups, flattened as
-//   i = gid.x + gid.y * num_workgroups.x * WORKGROUP.
+// Workgroup size: ${WORKGROUP} invocations along x; the grid's x covers the taps and its y the
+//   (chunk, channel tile) pairs, so the chunk and channel tile come from the workgroup id.
 // Work per invocation: one tap (ky, kx, ci) x a tile of TN consecutive output channels
 //   [co0, co0 + TN) over one chunk s of CHUNK consecutive output positions m (flattened batch,
 //   row, column): partial[s, ky, kx, ci, co] = sum over m in the chunk of
 //   x[n, oy * SH + ky - PH, ox * SW + kx - PW, ci] * g[m, co]. Each x value read feeds TN
-//   multiply-adds; neighbouring invocations take neighbouring taps of the same channel tile and
-//   chunk, so their g offsets are the same (one load and a broadcast on a CPU adapter).
+//   multiply-adds. The g offsets derive from the workgroup id and the loop counter only, so they
+//   are uniform across the workgroup (one load and a broadcast on a CPU adapter).
 // Layout: x [BATCH, H, W, CI] and g [BATCH, OH, OW, CO] f32, NHWC, unpadded;
 //   partial [SPLITS, KH, KW, CI, CO] f32.
 // Alignment: f32 arrays bound at offsets that are multiples of 256 bytes; no size needs to be a
 //   multiple of the workgroup, tile or chunk (the last invocations and the last chunk are masked,
 //   channel reads clamped).
 
-const COUNT: u32 = ${COUNT};
 const POSITIONS: u32 = ${POSITIONS};
 const CHUNK: u32 = ${CHUNK};
 const H: i32 = i32(${H});
@@ -39,14 +38,13 @@ const CO_TILES: u32 = ${CO_TILES};
 @group(0) @binding(2) var<storage, read_write> partial: array<f32>;
 
 @compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = gid.x + gid.y * groups.x * ${WORKGROUP};
-    if (i >= COUNT) {
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let tap = gid.x;
+    if (tap >= TAPS) {
         return;
     }
-    let tap = i % TAPS;
-    let co0 = ((i / TAPS) % CO_TILES) * TN;
-    let s = i / (TAPS * CO_TILES);
+    let co0 = (wid.y % CO_TILES) * TN;
+    let s = wid.y / CO_TILES;
     let ci = tap % CI;
     let kx = i32((tap / CI) % KW);
     let ky = i32(tap / (CI * KW));
