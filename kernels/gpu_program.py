@@ -85,8 +85,13 @@ class GpuProgram:
         self._modules: dict[str, Any] = {}
         self._pipelines: dict[tuple, Any] = {}
         max_groups = gpu.limits["max-compute-workgroups-per-dimension"]
+        try:
+            grids = [op.grid(max_groups) for op in ops]
+        except ValueError as exc:
+            raise DeviceError(f"{exc}; use a smaller batch") from exc
         self._steps = [
-            (self._pipeline(op), self._bind_group(op), op.grid(max_groups)) for op in ops
+            (self._pipeline(op), self._bind_group(op), grid)
+            for op, grid in zip(ops, grids, strict=True)
         ]
         self._staging: dict[int, Any] = {}
         _LOGGER.debug("compiled %d launches, %d pipelines", len(ops), len(self._pipelines))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kernels.device import open_device
 from models.architecture import BaseConfig, build_base, build_head
 from models.gpu_training import GpuTrainingStep
 from models.layers import Sequential
@@ -89,6 +90,28 @@ def _time(step: Callable[[], object], steps: int) -> list[float]:
     return times
 
 
+def _numpy_step(
+    model: Sequential, optimizer: Adam, x: np.ndarray, labels: np.ndarray, weights: np.ndarray
+) -> Callable[[], object]:
+    """The numpy step of `models.trainer.Trainer`, as a closure."""
+
+    def step() -> None:
+        logits = model.forward(x, training=True)
+        _, grad = softmax_cross_entropy(logits, labels, weights)
+        model.backward_params(grad)
+        optimizer.lr = LEARNING_RATE
+        optimizer.step()
+
+    return step
+
+
+def _wgpu_step(
+    runner: GpuTrainingStep, x: np.ndarray, labels: np.ndarray, weights: np.ndarray
+) -> Callable[[], object]:
+    """The same step on the wgpu training engine, as a closure."""
+    return lambda: runner.step(x, labels, weights, LEARNING_RATE)
+
+
 def bench_training(
     *,
     steps: int = DEFAULT_STEPS,
@@ -127,21 +150,14 @@ def bench_training(
         model = _model(classes, seed)
         optimizer = Adam(model.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
         if engine == "numpy":
-
-            def numpy_step(model: Sequential = model, optimizer: Adam = optimizer) -> None:
-                logits = model.forward(x, training=True)
-                _, grad = softmax_cross_entropy(logits, labels, weights)
-                model.backward_params(grad)
-                optimizer.step()
-
-            timings.append(StepTiming("numpy", _time(numpy_step, steps), per_epoch))
+            step, name = _numpy_step(model, optimizer, x, labels, weights), "numpy"
         elif engine == "wgpu":
-            runner = GpuTrainingStep(model, optimizer, batch, input_shape=x.shape[1:])
-            name = f"wgpu {runner.gpu.adapter}" if runner.gpu else "wgpu"
-            step_ms = _time(lambda: runner.step(x, labels, weights, LEARNING_RATE), steps)
-            timings.append(StepTiming(name, step_ms, per_epoch))
+            gpu = open_device()
+            runner = GpuTrainingStep(model, optimizer, batch, input_shape=x.shape[1:], gpu=gpu)
+            step, name = _wgpu_step(runner, x, labels, weights), f"wgpu {gpu.adapter}"
         else:
             raise ValueError(f"engines: got {engine!r}, expected 'numpy' or 'wgpu'")
+        timings.append(StepTiming(name, _time(step, steps), per_epoch))
     return timings
 
 
