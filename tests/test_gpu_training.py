@@ -150,3 +150,12 @@ def test_unsupported_optimizer_and_bad_labels_are_rejected(gpu: GpuDevice) -> No
         runner.step(x, labels + CLASSES, weights, 1e-3)
     with pytest.raises(ModelError, match="windows"):
         runner.step(np.concatenate([x, x]), np.concatenate([labels, labels]), weights, 1e-3)
+
+
+def test_training_benchmark_runs(gpu: GpuDevice) -> None:
+    from models.bench_training import bench_training, main
+
+    timings = bench_training(steps=1, batch=2, classes=3)
+    assert [t.engine.split()[0] for t in timings] == ["numpy", "wgpu"]
+    assert all(t.median_ms > 0 and t.epoch_s > 0 for t in timings)
+    assert main(["--steps", "1", "--batch", "2", "--classes", "3", "--engine", "numpy"]) == 0
