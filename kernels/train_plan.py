@@ -339,8 +339,10 @@ class _Builder:
         ]
         for start, stop, decay in ranges:
             if stop > start:
-                p, g, m, v = (Slice(b, start, stop - start) for b in (PARAMS, GRADS, EXP_AVG,
-                              EXP_AVG_SQ))  # fmt: skip
+                p, g, m, v = (
+                    Slice(name, start, stop - start)
+                    for name in (PARAMS, GRADS, EXP_AVG, EXP_AVG_SQ)
+                )
                 self.ops.append(adam(p, g, m, v, hyper, decay=decay))
 
 
@@ -370,13 +372,11 @@ def plan_training(network: TrainNetwork, batch: int) -> TrainPlan:
     builder = _Builder(network, batch)
     for index, layer in enumerate(network.layers):
         builder.forward(index, layer)
-    sizes = [builder.buffers[GRAD_PING]] * 2
-    ping_pong = (whole(GRAD_PING, sizes[0]), whole(GRAD_PONG, sizes[1]))
     grad = Slice(GRAD_PING, 0, builder.acts[-1].size)
     builder.loss(grad)
     for index in range(len(network.layers) - 1, -1, -1):
-        target = ping_pong[1] if grad.buffer == GRAD_PING else ping_pong[0]
-        dx = Slice(target.buffer, 0, builder.acts[index].size) if index > 0 else None
+        target = GRAD_PONG if grad.buffer == GRAD_PING else GRAD_PING
+        dx = Slice(target, 0, builder.acts[index].size) if index > 0 else None
         builder.backward(index, network.layers[index], grad, dx)
         if dx is not None:
             grad = dx
