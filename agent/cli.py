@@ -81,7 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     model_commands.add_parsers(commands)
 
     bench = commands.add_parser("bench", help="benchmarks that print measured figures")
-    bench.add_argument("suite", choices=["frontend", "engine"], help="what to measure")
+    bench.add_argument(
+        "suite", choices=["frontend", "engine", "train"],
+        help="frontend: feature cost; engine: inference; train: a training step, numpy vs wgpu",
+    )  # fmt: skip
     bench.add_argument(
         "--json", action="store_true", help="print one JSON document instead of a table"
     )
@@ -199,7 +202,8 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run a benchmark and print its figures."""
-    module = {"frontend": "dsp.bench", "engine": "kernels.bench"}[args.suite]
+    suites = {"frontend": "dsp.bench", "engine": "kernels.bench", "train": "models.bench_training"}
+    module = suites[args.suite]
     return int(importlib.import_module(module).main(["--json"] if args.json else []))
 
 

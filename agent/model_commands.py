@@ -37,6 +37,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         "--epochs", type=int, default=25, help="most epochs (early stopping may end sooner)"
     )
     base.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    base.add_argument(
+        "--engine", choices=["auto", "numpy", "wgpu"], default="auto",
+        help="where training steps run: wgpu on a real GPU under auto, else numpy (default auto)",
+    )  # fmt: skip
 
     evaluate = commands.add_parser("eval", help="measure models")
     eval_what = evaluate.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
@@ -88,7 +92,7 @@ def run_train(args: argparse.Namespace) -> int:
     with StageProgress(unit="batch") as progress:
         model, metrics = train_base_model(
             recipe, corpora, train_config=TrainConfig(epochs=args.epochs, seed=args.seed),
-            checkpoint=checkpoint, progress=progress, on_epoch=report,
+            checkpoint=checkpoint, progress=progress, on_epoch=report, engine=args.engine,
         )  # fmt: skip
     summary = {k: v for k, v in metrics.items() if k != "history"}
     manifest = model.save(args.out, recipe=recipe.as_dict(), metrics=summary)

@@ -23,7 +23,7 @@ from models.checkpoint import Manifest, load_model, save_model
 from models.corpus import SILENCE, Corpus, CorpusRecipe
 from models.dataset import COMMAND_WORDS, SILENCE_LABEL, SPEECH_COMMANDS_LABELS, UNKNOWN_LABEL
 from models.layers import Sequential, to_inference
-from models.trainer import EpochRecord, TrainConfig, Trainer, windows
+from models.trainer import EpochRecord, TrainConfig, Trainer, TrainingEngine, windows
 
 ARCHITECTURE_NAME = "dscnn"
 EMBED_BATCH = 512
@@ -133,6 +133,7 @@ def train_base_model(
     checkpoint: Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    engine: TrainingEngine = "numpy",
 ) -> tuple[BaseModel, dict[str, Any]]:
     """Train the base on the word task, then the commands head; returns the model and metrics."""
     config, train_config = config or BaseConfig(), train_config or TrainConfig()
@@ -147,6 +148,7 @@ def train_base_model(
         architecture=architecture,
         labels=list(recipe.labels),
         checkpoint=checkpoint,
+        engine=engine,
     )
     history = trainer.fit(
         corpora["train"], corpora["validation"], progress=progress, on_epoch=on_epoch

@@ -13,6 +13,7 @@ Run ``python -m models.bench_training --steps 5`` (``--help`` for the options).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import time
@@ -28,8 +29,9 @@ from models.layers import Sequential
 from models.losses import softmax_cross_entropy
 from models.optim import Adam
 
-EPOCH_WINDOWS = 21_491
-"""Training windows in one epoch of the base model's corpus."""
+EPOCH_WINDOWS = 32_234
+"""Training windows in one epoch of the default base corpus (584 words x 24 renditions x 2
+copies, plus the silence and running-speech windows)."""
 DEFAULT_CLASSES = 586
 DEFAULT_BATCH = 64
 DEFAULT_STEPS = 5
@@ -119,6 +121,7 @@ def bench_training(
     classes: int = DEFAULT_CLASSES,
     engines: Sequence[str] = ("numpy", "wgpu"),
     seed: int = 0,
+    epoch_windows: int = EPOCH_WINDOWS,
 ) -> list[StepTiming]:
     """Time ``steps`` training steps per engine after one warm-up step.
 
@@ -134,6 +137,8 @@ def bench_training(
         Which engines to time.
     seed : int
         Seeds the weights and the data.
+    epoch_windows : int
+        Windows in the epoch the timings are projected to.
 
     Returns
     -------
@@ -144,7 +149,7 @@ def bench_training(
     x = rng.normal(-4.0, 2.0, (batch, *BaseConfig().input_shape)).astype(np.float32)
     labels = rng.integers(0, classes, batch)
     weights = np.ones(classes, np.float32)
-    per_epoch = math.ceil(EPOCH_WINDOWS / batch)
+    per_epoch = math.ceil(epoch_windows / batch)
     timings = []
     for engine in engines:
         model = _model(classes, seed)
@@ -170,15 +175,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--engine", action="append", choices=("numpy", "wgpu"), help="repeat for several"
     )
+    parser.add_argument(
+        "--epoch-windows", type=int, default=EPOCH_WINDOWS, help="epoch to project to"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args(argv)
-    engines = args.engine or ["numpy", "wgpu"]
+    timings = bench_training(
+        steps=args.steps, batch=args.batch, classes=args.classes,
+        engines=args.engine or ["numpy", "wgpu"], epoch_windows=args.epoch_windows,
+    )  # fmt: skip
+    if args.json:
+        document = {
+            "benchmark": "train",
+            "network": {"base": BaseConfig().as_dict(), "classes": args.classes},
+            "batch": args.batch,
+            "epoch_windows": args.epoch_windows,
+            "engines": [
+                {"engine": t.engine, "median_ms_per_step": t.median_ms, "epoch_s": t.epoch_s}
+                for t in timings
+            ],
+        }
+        print(json.dumps(document, indent=2))
+        return 0
     print(
         f"training step, base network {BaseConfig()} + {args.classes}-class head, "
-        f"batch {args.batch}, epoch of {EPOCH_WINDOWS} windows"
+        f"batch {args.batch}, epoch of {args.epoch_windows} windows"
     )
-    for timing in bench_training(
-        steps=args.steps, batch=args.batch, classes=args.classes, engines=engines
-    ):
+    for timing in timings:
         print(timing)
     return 0
 

@@ -24,6 +24,18 @@ from models.losses import softmax_cross_entropy
 from models.optim import SGD, Adam, cosine_with_warmup
 
 EVAL_BATCH = 256
+TrainingEngine = Literal["numpy", "wgpu", "auto"]
+
+
+def resolve_training_engine(engine: TrainingEngine) -> Literal["numpy", "wgpu"]:
+    """``auto`` trains on wgpu where a real GPU exists, on numpy where only a CPU adapter does."""
+    if engine not in ("numpy", "wgpu", "auto"):
+        raise ModelError(f"engine: got {engine!r}, expected one of numpy, wgpu, auto")
+    if engine != "auto":
+        return engine
+    from kernels.runtime import resolve_backend
+
+    return resolve_backend("auto")
 
 
 @dataclass(frozen=True)
@@ -166,6 +178,10 @@ class Trainer:
     checkpoint : Path, optional
         Where to save after each epoch; an existing checkpoint made with the same config and
         architecture is resumed.
+    engine : {"numpy", "wgpu", "auto"}
+        Where training steps run: earshot's numpy engine, the wgpu training engine
+        (`models.gpu_training`, Adam only), or wgpu where a real GPU exists and numpy otherwise.
+        Checkpoints are the same either way, so a run may resume on the other engine.
     """
 
     def __init__(
@@ -176,8 +192,11 @@ class Trainer:
         architecture: dict[str, Any],
         labels: list[str],
         checkpoint: Path | None = None,
+        engine: TrainingEngine = "numpy",
     ):
         self.model, self.config = model, config
+        self.engine = resolve_training_engine(engine)
+        self._gpu: Any = None  # a models.gpu_training.GpuTrainingStep once compiled
         self.architecture, self.labels, self.checkpoint = architecture, labels, checkpoint
         self.rng = np.random.default_rng(config.seed)
         optimizer_class = {"adam": Adam, "sgd": SGD}[config.optimizer]
@@ -231,20 +250,19 @@ class Trainer:
             index = np.sort(order[batch_index * c.batch_size : (batch_index + 1) * c.batch_size])
             x = spec_augment(windows(train.features, index), c, self.rng)
             labels = train.labels[index].astype(np.int64)
-            logits = self.model.forward(x, training=True)
-            loss, grad = softmax_cross_entropy(logits, labels, weights)
-            self.model.backward_params(grad)
-            self.optimizer.lr = cosine_with_warmup(
+            lr = cosine_with_warmup(
                 s.step, total_steps=total_steps, peak_lr=c.lr,
                 warmup_steps=round(c.warmup_epochs * steps_per_epoch),
             )  # fmt: skip
-            self.optimizer.step()
+            loss, batch_correct = self._step(x, labels, weights, lr)
             s.step += 1
             loss_sum += loss * labels.size
-            correct += int(np.sum(np.argmax(logits, axis=1) == labels))
+            correct += batch_correct
             seen += labels.size
             if progress is not None:
                 progress(stage, batch_index + 1, steps_per_epoch)
+        if self._gpu is not None:
+            self._gpu.sync_to_host()  # evaluation and checkpoints read the host copies
         val_loss, val_accuracy = evaluate(self.model, validation, weights)
         s.epoch += 1
         record = EpochRecord(
@@ -258,6 +276,23 @@ class Trainer:
         if self.checkpoint is not None:
             self._save(self.checkpoint)
         return record
+
+    def _step(
+        self, x: np.ndarray, labels: np.ndarray, weights: np.ndarray | None, lr: float
+    ) -> tuple[float, int]:
+        """One optimiser step on a batch; returns (mean loss, correct predictions)."""
+        if self.engine == "wgpu":
+            if self._gpu is None:  # compiled once, after any resume has loaded the state
+                from models.gpu_training import GpuTrainingStep
+
+                self._gpu = GpuTrainingStep(self.model, self.optimizer, self.config.batch_size)
+            return self._gpu.step(x, labels, weights, lr)
+        logits = self.model.forward(x, training=True)
+        loss, grad = softmax_cross_entropy(logits, labels, weights)
+        self.model.backward_params(grad)
+        self.optimizer.lr = lr
+        self.optimizer.step()
+        return loss, int(np.sum(np.argmax(logits, axis=1) == labels))
 
     def _save(self, path: Path) -> None:
         arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}

@@ -121,3 +121,21 @@ def test_spec_augment_masks_bands_with_the_window_mean():
     for i in range(8):
         np.testing.assert_allclose(masked[i][changed[i]], means[i])
         assert changed[i].sum() <= 10 * MELS + 5 * FRAMES
+
+
+def test_training_on_wgpu_follows_the_numpy_engine(gpu):
+    config = TrainConfig(**{**CONFIG.__dict__, "epochs": 2})
+    numpy_run = Trainer(tiny_model(), config, architecture=ARCH, labels=LABELS, engine="numpy")
+    wgpu_run = Trainer(tiny_model(), config, architecture=ARCH, labels=LABELS, engine="wgpu")
+    numpy_history = numpy_run.fit(TRAIN, VALIDATION)
+    wgpu_history = wgpu_run.fit(TRAIN, VALIDATION)
+    for a, b in zip(numpy_history, wgpu_history, strict=True):
+        assert b.train_loss == pytest.approx(a.train_loss, rel=1e-3)
+        assert b.val_loss == pytest.approx(a.val_loss, rel=1e-3)
+    for name, value in numpy_run.model.state_dict().items():
+        np.testing.assert_allclose(wgpu_run.model.state_dict()[name], value, rtol=1e-3, atol=1e-3)
+
+
+def test_unknown_engine_is_refused():
+    with pytest.raises(ModelError, match="engine: got 'cuda'"):
+        Trainer(tiny_model(), CONFIG, architecture=ARCH, labels=LABELS, engine="cuda")
