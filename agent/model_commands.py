@@ -103,11 +103,15 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Print the base model's figures and write the confusion-matrix PNG."""
+    from agent.progress import StageProgress
     from models.base_model import BaseModel, command_labels
     from models.corpus import Corpus, CorpusRecipe, load_or_build
     from models.dataset import SPEECH_COMMANDS_LABELS
     from models.evaluation import (
+        balanced_accuracy,
         commands_accuracy,
+        commands_recipe,
+        digit_recipe,
         features_of,
         few_shot_digits,
         fsdd_recordings,
@@ -117,16 +121,26 @@ def run_eval(args: argparse.Namespace) -> int:
     model = BaseModel.load(args.model)
     assert model.manifest is not None
     recipe = CorpusRecipe.from_dict(model.manifest.recipe)
-    corpora = {split: load_or_build(recipe, split) for split in ("train", "validation", "test")}
-    test = Corpus(corpora["test"].features, command_labels(corpora["test"]), SPEECH_COMMANDS_LABELS)
+    with StageProgress() as progress:
+        words = load_or_build(commands_recipe(recipe), "test", progress=progress)
+        digits = {
+            s: load_or_build(digit_recipe(recipe), s, progress=progress)
+            for s in ("train", "validation")
+        }
+    test = Corpus(words.features, command_labels(words), SPEECH_COMMANDS_LABELS)
     accuracy, commands_confusion = commands_accuracy(model, test)
-    result: dict[str, Any] = {"model": str(args.model), "commands_test_accuracy": accuracy}
+    result: dict[str, Any] = {
+        "model": str(args.model),
+        "commands_test_accuracy": accuracy,
+        "commands_test_balanced_accuracy": balanced_accuracy(commands_confusion),
+        "commands_test_windows": int(test.labels.size),
+    }
     digits_confusion = None
     if args.fsdd.is_dir():
         recordings = fsdd_recordings(args.fsdd)
         real = model.embed(features_of(recordings))
         zero_shot, digits_confusion = zero_shot_digits(
-            model, corpora["train"], corpora["validation"], real, recordings
+            model, digits["train"], digits["validation"], real, recordings
         )
         few_shot = few_shot_digits(real, recordings)
         uncentered = few_shot_digits(real, recordings, center=False)
@@ -146,8 +160,10 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def _table(result: dict[str, Any]) -> str:
     lines = [f"base model {result['model']}"]
+    accuracy, balanced = result["commands_test_accuracy"], result["commands_test_balanced_accuracy"]
     lines.append(
-        f"  12-class accuracy, unseen synthetic voices: {result['commands_test_accuracy']:.1%}"
+        f"  12-class accuracy, unseen synthetic voices: {accuracy:.1%} "
+        f"(balanced {balanced:.1%}, {result['commands_test_windows']} windows)"
     )
     if "fsdd_zero_shot_accuracy" in result:
         lines.append(

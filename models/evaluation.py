@@ -22,12 +22,50 @@ from dsp.constants import SAMPLE_RATE_HZ
 from dsp.features import log_mel
 from kernels.errors import AudioError
 from models.base_model import COMMANDS_HEAD, BaseModel, train_head
-from models.corpus import Corpus
-from models.dataset import DIGIT_WORDS
+from models.corpus import Corpus, CorpusRecipe
+from models.dataset import COMMAND_WORDS, DIGIT_WORDS
 from models.trainer import TrainConfig
 
 FSDD_NAME = re.compile(r"^(?P<digit>\d)_(?P<speaker>[a-z]+)_(?P<take>\d+)\.wav$")
 SHOTS = 5
+DIGIT_RENDITIONS = {"train": 160, "validation": 20, "test": 1}
+"""Synthetic renditions per digit for the zero-shot digit head (training voices only)."""
+COMMAND_TEST_RENDITIONS = 40
+"""Renditions per word of the 12-class test set, spoken by held-out voices."""
+UNKNOWN_TEST_WORDS = 10
+"""Other vocabulary words in the 12-class test set (they must be classed as unknown)."""
+
+
+def digit_recipe(base: CorpusRecipe) -> CorpusRecipe:
+    """Synthetic digits for the zero-shot head: many renditions, augmented like the base corpus."""
+    return CorpusRecipe(
+        words=DIGIT_WORDS, renditions_per_word=DIGIT_RENDITIONS, augmented_copies=2,
+        silence_share=0.0, speech_share=0.0, seed=base.seed, augment=base.augment,
+    )  # fmt: skip
+
+
+def commands_recipe(base: CorpusRecipe) -> CorpusRecipe:
+    """A 12-class test set from held-out voices (build only its ``test`` split).
+
+    The ten commands and ten other vocabulary words, many renditions each, plus silence and
+    running speech.
+    """
+    others = [w for w in base.words if w not in COMMAND_WORDS]
+    unknown = tuple(others[:: max(1, len(others) // UNKNOWN_TEST_WORDS)][:UNKNOWN_TEST_WORDS])
+    renditions = {"train": 1, "validation": 1, "test": COMMAND_TEST_RENDITIONS}
+    return CorpusRecipe(
+        words=(*COMMAND_WORDS, *unknown), renditions_per_word=renditions,
+        seed=base.seed, augment=base.augment,
+    )  # fmt: skip
+
+
+def balanced_accuracy(matrix: np.ndarray) -> float:
+    """Mean recall over the classes present in a confusion matrix."""
+    totals = matrix.sum(axis=1)
+    present = totals > 0
+    return float(np.mean(np.diag(matrix)[present] / totals[present]))
+
+
 DIGIT_HEAD_CONFIG = TrainConfig(epochs=60, batch_size=128, lr=3e-3, warmup_epochs=0, patience=60)
 
 

@@ -84,3 +84,25 @@ def test_centring_makes_prototypes_blind_to_a_per_speaker_shift():
     assert few_shot_digits(moved, recordings, center=False) != few_shot_digits(
         embeddings, recordings, center=False
     )
+
+
+def test_balanced_accuracy_is_mean_recall_over_present_classes():
+    from models.evaluation import balanced_accuracy
+
+    matrix = np.array([[8, 2, 0], [0, 1, 1], [0, 0, 0]])
+    assert balanced_accuracy(matrix) == pytest.approx((0.8 + 0.5) / 2)
+
+
+def test_evaluation_recipes_draw_on_the_base_recipe():
+    from models.corpus import CorpusRecipe
+    from models.dataset import COMMAND_WORDS, DIGIT_WORDS, load_vocabulary
+    from models.evaluation import commands_recipe, digit_recipe
+
+    base = CorpusRecipe(words=load_vocabulary(), seed=7)
+    digits = digit_recipe(base)
+    assert digits.words == DIGIT_WORDS and digits.seed == 7 and digits.speech_share == 0
+    commands = commands_recipe(base)
+    assert commands.words[:10] == COMMAND_WORDS
+    unknown = commands.words[10:]
+    assert len(unknown) == 10 and not set(unknown) & set(COMMAND_WORDS)
+    assert set(unknown) <= set(base.words)
