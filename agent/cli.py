@@ -57,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  earshot run --demo           the bundled demo recording instead\n"
         "  earshot devices              pick a microphone for --device\n"
         "  earshot config check FILE    validate a configuration\n"
-        "\nexit codes: 0 success, 2 invalid configuration or arguments, 3 audio problem, "
-        "4 compute-device problem, 5 model problem, 130 interrupted",
+        "\nexit codes: 0 success, 2 invalid configuration or arguments, 3 audio problem,\n"
+        "            4 compute-device problem, 5 model problem, 130 interrupted",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
