@@ -168,25 +168,29 @@ class TransferRecognizer:
 
     @staticmethod
     def _through(prefix: Sequential, features: np.ndarray) -> np.ndarray:
+        """Run log-mel windows [n, frames, mels] through the frozen layers, float32, in batches."""
         out = [
             prefix.forward(windows(features, slice(i, i + 256)), training=False)
             for i in range(0, len(features), 256)
         ]
-        return np.concatenate(out).astype(np.float16)
+        return np.concatenate(out)
 
     def predict(self, samples: np.ndarray) -> dict[str, float]:
         """Probability of each word (and background) for one recording."""
+        probabilities = self.predict_many([samples])[0]
+        return {word: float(p) for word, p in zip(self.words, probabilities, strict=True)}
+
+    def predict_many(self, recordings: list[np.ndarray]) -> np.ndarray:
+        """Probabilities [shape=(len(recordings), len(words))], columns in `words` order."""
         if self.head is None:
             raise ModelError(f"{self.name}: train the recognizer before predicting")
-        x = log_mel(example_window(samples))[None, ..., None]
-        prefix, _ = self._split_base(self.tuned_block is not None)
-        hidden = prefix.forward(x, training=False)
+        x = np.stack([log_mel(example_window(samples)) for samples in recordings])
+        hidden = self._through(self._split_base(self.tuned_block is not None)[0], x)
         if self.tuned_block is not None:
             hidden = self.tuned_block.forward(hidden, training=False)
-        logits = self.head.forward(hidden, training=False)[0].astype(np.float64)
-        probabilities = np.exp(logits - logits.max())
-        probabilities /= probabilities.sum()
-        return {word: float(p) for word, p in zip(self.words, probabilities, strict=True)}
+        logits = self.head.forward(hidden, training=False).astype(np.float64)
+        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return probabilities / probabilities.sum(axis=1, keepdims=True)
 
     def save(self, path: Path) -> Manifest:
         """Write the head (and tuned block) tied to the base model's checksum."""
