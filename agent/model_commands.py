@@ -114,6 +114,7 @@ def run_eval(args: argparse.Namespace) -> int:
         digit_recipe,
         features_of,
         few_shot_digits,
+        few_shot_digits_head,
         fsdd_recordings,
         zero_shot_digits,
     )
@@ -144,11 +145,17 @@ def run_eval(args: argparse.Namespace) -> int:
         )
         few_shot = few_shot_digits(real, recordings)
         uncentered = few_shot_digits(real, recordings, center=False)
+        head = few_shot_digits_head(model, recordings)
+        tuned = few_shot_digits_head(model, recordings, fine_tune=True)
         result |= {
             "fsdd_zero_shot_accuracy": zero_shot,
             "fsdd_5_shot_accuracy_per_speaker": few_shot,
             "fsdd_5_shot_accuracy_mean": sum(few_shot.values()) / len(few_shot),
             "fsdd_5_shot_accuracy_mean_uncentered": sum(uncentered.values()) / len(uncentered),
+            "fsdd_5_shot_head_accuracy_per_speaker": head,
+            "fsdd_5_shot_head_accuracy_mean": sum(head.values()) / len(head),
+            "fsdd_5_shot_finetuned_accuracy_per_speaker": tuned,
+            "fsdd_5_shot_finetuned_accuracy_mean": sum(tuned.values()) / len(tuned),
         }
     else:
         result["fsdd"] = f"not found at {args.fsdd}: real-speech figures skipped"
@@ -167,16 +174,21 @@ def _table(result: dict[str, Any]) -> str:
     )
     if "fsdd_zero_shot_accuracy" in result:
         lines.append(
-            f"  FSDD zero-shot digits (real voices):        {result['fsdd_zero_shot_accuracy']:.1%}"
+            f"  FSDD zero-shot digits (real voices): {result['fsdd_zero_shot_accuracy']:.1%}"
         )
-        per_speaker = ", ".join(
-            f"{s} {a:.1%}" for s, a in result["fsdd_5_shot_accuracy_per_speaker"].items()
+        lines.append("  FSDD 5-shot per speaker (real voices), mean and per speaker:")
+        methods = (
+            ("", "nearest prototype, centred"),
+            ("head_", "trained head (enrollment)"),
+            ("finetuned_", "head + last block"),
         )
-        mean = result["fsdd_5_shot_accuracy_mean"]
-        lines.append(f"  FSDD 5-shot per speaker, mean:              {mean:.1%}")
+        for key, label in methods:
+            per_speaker = result[f"fsdd_5_shot_{key}accuracy_per_speaker"]
+            figures = ", ".join(f"{s} {a:.1%}" for s, a in per_speaker.items())
+            mean = result[f"fsdd_5_shot_{key}accuracy_mean"]
+            lines.append(f"    {label:<28} {mean:6.1%}  ({figures})")
         plain = result["fsdd_5_shot_accuracy_mean_uncentered"]
-        lines.append(f"    (without centring on the speaker: {plain:.1%})")
-        lines.append(f"    ({per_speaker})")
+        lines.append(f"    {'nearest prototype, plain':<28} {plain:6.1%}")
     else:
         lines.append(f"  {result['fsdd']}")
     lines.append(f"  confusion matrices: {result['confusion_png']}")

@@ -181,3 +181,36 @@ def few_shot_digits(
             np.mean(predicted == np.array([recordings[i].digit for i in query]))
         )
     return accuracy
+
+
+def few_shot_digits_head(
+    model: BaseModel,
+    recordings: list[Recording],
+    shots: int = SHOTS,
+    *,
+    fine_tune: bool = False,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Per-speaker accuracy of a `TransferRecognizer` trained on ``shots`` takes per digit.
+
+    This is enrollment as users do it: the support takes are augmented and a head (with
+    ``fine_tune``, also a copy of the base's last block) is trained on them; the speaker's other
+    takes are then classified.
+    """
+    from models.transfer import TransferRecognizer
+
+    by_speaker: dict[str, list[Recording]] = defaultdict(list)
+    for r in recordings:
+        by_speaker[r.speaker].append(r)
+    accuracy = {}
+    for speaker, takes in sorted(by_speaker.items()):
+        recognizer = TransferRecognizer(model, speaker, background=False)
+        for r in takes:
+            if r.take < shots:
+                recognizer.add_example(str(r.digit), load_audio(r.path))
+        recognizer.train(fine_tune_last_block=fine_tune, seed=seed)
+        query = [r for r in takes if r.take >= shots]
+        probabilities = recognizer.predict_many([load_audio(r.path) for r in query])
+        predicted = np.array([int(recognizer.words[i]) for i in probabilities.argmax(axis=1)])
+        accuracy[speaker] = float(np.mean(predicted == np.array([r.digit for r in query])))
+    return accuracy

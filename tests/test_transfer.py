@@ -138,3 +138,19 @@ def test_example_window_centres_speech():
     loud = np.flatnonzero(np.abs(window) > 0.01)
     assert window.size == SR
     assert abs((loud[0] + loud[-1]) / 2 - SR / 2) < 200
+
+
+def test_few_shot_evaluation_trains_one_recognizer_per_speaker(base, tmp_path):
+    import soundfile
+
+    from models.evaluation import few_shot_digits_head, fsdd_recordings
+
+    rng = np.random.default_rng(11)
+    for speaker, shift in (("ann", 0.95), ("bob", 1.05)):  # two "voices": whistles a little apart
+        for take in range(9):
+            soundfile.write(tmp_path / f"0_{speaker}_{take}.wav", low_word(rng), SR)
+            whistle = tone(3000 * shift, 0.3, SR, amplitude=rng.uniform(0.2, 0.6))
+            soundfile.write(tmp_path / f"1_{speaker}_{take}.wav", whistle, SR)
+    accuracy = few_shot_digits_head(base, fsdd_recordings(tmp_path), shots=5)
+    assert set(accuracy) == {"ann", "bob"}
+    assert all(a >= 0.75 for a in accuracy.values())
