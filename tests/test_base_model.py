@@ -118,3 +118,18 @@ def test_base_model_runs_on_the_wgpu_kernels(gpu):
     for network in (model.inference_network(COMMANDS_HEAD), full.inference_network()):
         on_gpu = WgpuNetwork(network, gpu, batch_size=4).run(x)
         np.testing.assert_allclose(on_gpu, run_numpy(network, x), rtol=1e-4, atol=1e-4)
+
+
+def test_shipped_model_loads_and_fits_the_budget():
+    from agent.model_commands import SHIPPED_BASE_MODEL
+
+    model = BaseModel.load(SHIPPED_BASE_MODEL)  # checks sha256 and the live front end
+    network = model.inference_network(COMMANDS_HEAD)
+    trainable = sum(p.size for _, p, _ in model.base.parameters())
+    assert trainable <= 100_000
+    assert network.flops() <= 10_000_000
+    assert model.head_labels[COMMANDS_HEAD] == list(SPEECH_COMMANDS_LABELS)
+    assert model.manifest.recipe["seed"] == 0 and len(model.manifest.recipe["words"]) >= 500
+    probabilities = run_numpy(network, np.full((2, 97, 40, 1), -13.8, np.float32))
+    assert probabilities.shape == (2, 12)
+    assert SPEECH_COMMANDS_LABELS[int(np.argmax(probabilities[0]))] == "_silence_"
