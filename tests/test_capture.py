@@ -139,3 +139,21 @@ def test_run_listens_to_the_microphone(pulse_server):
     assert result.returncode == 0, result.stderr
     assert "listening to microphone" in result.stderr
     assert "processed 1." in result.stderr
+
+
+def test_input_overflows_are_counted_and_reported(pulse_env, caplog):
+    import sounddevice as sd
+
+    overflow = sd.CallbackFlags()
+    overflow.input_overflow = True
+    block = np.full((320, 1), 0.25, np.float32)
+    with MicrophoneSource("pulse", block_ms=20) as mic:
+        with caplog.at_level("WARNING", logger="agent.sources"):
+            mic._on_audio(block, 320, None, overflow)  # what PortAudio calls when audio was lost
+            mic._on_audio(block, 320, None, overflow)
+        assert mic.overflows == 2
+        assert "input overflow (audio was lost), 2 so far" in caplog.text
+        queued = []
+        while not mic._queue.empty():
+            queued.append(mic._queue.get_nowait())
+        assert any(np.all(chunk == 0.25) for chunk in queued)  # the block still reached the queue
