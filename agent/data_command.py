@@ -15,7 +15,7 @@ from kernels.errors import ConfigError
 if TYPE_CHECKING:
     from models.corpus import CorpusRecipe
 
-DEFAULT_RENDITIONS = "16,3,4"
+DEFAULT_RENDITIONS = "24,3,4"
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

@@ -131,8 +131,8 @@ class AugmentConfig:
 
     speed_prob: float = 0.5
     speed_range: tuple[float, float] = (0.85, 1.15)
-    pitch_prob: float = 0.2
-    pitch_semitones: tuple[float, float] = (-3.0, 3.0)
+    pitch_prob: float = 0.5
+    pitch_semitones: tuple[float, float] = (-4.0, 4.0)
     reverb_prob: float = 0.4
     rt60_range_s: tuple[float, float] = (0.15, 0.9)
     band_limit_prob: float = 0.3

@@ -32,7 +32,7 @@ SPLITS: tuple[Split, ...] = ("train", "validation", "test")
 SILENCE = "_silence_"
 SPEECH = "_speech_"
 WINDOW_SAMPLES = SAMPLE_RATE_HZ  # 1 s
-CORPUS_FORMAT_VERSION = 3
+CORPUS_FORMAT_VERSION = 4
 """Bump when augmentation or features change, so cached corpora are rebuilt."""
 SENTENCE_WORDS = (4, 9)
 """Running-speech sentences are this many random vocabulary words (inclusive range)."""
@@ -64,7 +64,7 @@ class CorpusRecipe:
 
     words: tuple[str, ...]
     renditions_per_word: dict[str, int] = field(
-        default_factory=lambda: {"train": 16, "validation": 3, "test": 4}
+        default_factory=lambda: {"train": 24, "validation": 3, "test": 4}
     )
     augmented_copies: int = 2
     silence_share: float = 0.05
