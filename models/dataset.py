@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dsp.constants import SAMPLE_RATE_HZ
 from models.synth import Rendition, Voice
 
 COMMAND_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
@@ -128,4 +129,15 @@ def fit_to_window(x: np.ndarray, *, length: int, rng: np.random.Generator) -> np
     else:
         start = int(rng.integers(0, x.size - length + 1))
         out[:] = x[start : start + length]
+    return out
+
+
+def centered_window(samples: np.ndarray, length: int = SAMPLE_RATE_HZ) -> np.ndarray:
+    """The clip centred in ``length`` samples of silence (centre-cropped when longer), float32."""
+    out = np.zeros(length, dtype=np.float32)
+    if samples.size >= length:
+        start = (samples.size - length) // 2
+        return samples[start : start + length].astype(np.float32)
+    start = (length - samples.size) // 2
+    out[start : start + samples.size] = samples
     return out

@@ -18,12 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from dsp.audio import load_audio
-from dsp.constants import SAMPLE_RATE_HZ
 from dsp.features import log_mel
 from kernels.errors import AudioError
 from models.base_model import COMMANDS_HEAD, BaseModel, train_head
 from models.corpus import Corpus, CorpusRecipe
-from models.dataset import COMMAND_WORDS, DIGIT_WORDS
+from models.dataset import COMMAND_WORDS, DIGIT_WORDS, centered_window
 from models.trainer import TrainConfig
 
 FSDD_NAME = re.compile(r"^(?P<digit>\d)_(?P<speaker>[a-z]+)_(?P<take>\d+)\.wav$")
@@ -89,17 +88,6 @@ def fsdd_recordings(directory: Path) -> list[Recording]:
     if not found:
         raise AudioError(f"{directory}: no FSDD recordings ({{digit}}_{{speaker}}_{{take}}.wav)")
     return found
-
-
-def centered_window(samples: np.ndarray, length: int = SAMPLE_RATE_HZ) -> np.ndarray:
-    """The clip centred in ``length`` samples of silence (centre-cropped when longer)."""
-    out = np.zeros(length, dtype=np.float32)
-    if samples.size >= length:
-        start = (samples.size - length) // 2
-        return samples[start : start + length].astype(np.float32)
-    start = (length - samples.size) // 2
-    out[start : start + samples.size] = samples
-    return out
 
 
 def features_of(recordings: list[Recording]) -> np.ndarray:

@@ -31,7 +31,7 @@ from models.augment import AugmentConfig, Augmenter, apply_gain, colored_noise
 from models.base_model import BaseModel
 from models.checkpoint import Manifest, load_model, save_model
 from models.corpus import Corpus
-from models.dataset import fit_to_window, trim_silence
+from models.dataset import centered_window, fit_to_window, trim_silence
 from models.layers import Sequential
 from models.trainer import EpochRecord, TrainConfig, Trainer, windows
 
@@ -47,13 +47,7 @@ def example_window(samples: np.ndarray) -> np.ndarray:
     speech = trim_silence(np.asarray(samples, dtype=np.float32))
     if speech.size == 0:
         raise ModelError("example holds no sound (silent or empty audio)")
-    out = np.zeros(ONE_SECOND, dtype=np.float32)
-    if speech.size >= ONE_SECOND:
-        start = (speech.size - ONE_SECOND) // 2
-        return speech[start : start + ONE_SECOND]
-    start = (ONE_SECOND - speech.size) // 2
-    out[start : start + speech.size] = speech
-    return out
+    return centered_window(speech, ONE_SECOND)
 
 
 class TransferRecognizer:
