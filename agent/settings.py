@@ -4,16 +4,23 @@ Unknown keys are errors with a "did you mean" hint, types and ranges are checked
 names the field path, the value received and what is allowed, e.g.
 ``audio.block_ms: got 5, expected an integer in [10, 1000]``. Lower layers never see YAML: they
 take the typed values as keyword arguments.
+
+Lists (``tuple[X, ...]`` fields) are checked item by item, with paths such as
+``wake_words[1].phrase``. A dataclass may define ``_validate(self, path)`` for checks that span
+several of its fields; `_build` calls it after construction. Paths to files in a config file are
+relative to that file's directory.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+import re
 import sys
 import types
 import typing
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+import unicodedata
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
@@ -49,12 +56,190 @@ class LoggingSettings:
     """Seconds between status lines while running without a terminal."""
 
 
+DEFAULT_FALSE_ACCEPTS_PER_HOUR = 0.1
+"""Target false accepts per hour of a wake word that sets neither a rate nor a threshold."""
+
+_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+_PHRASE_MAX_CHARS = 60
+_PHRASE_PUNCTUATION = frozenset(" '\u2019-")
+
+
+@dataclass(frozen=True)
+class WakeWordSettings:
+    """One wake word: what to listen for and how eagerly to fire."""
+
+    name: str
+    """Identifier, also the detector's file name: 1-40 of ``a-z 0-9 _ -``, not starting with
+    ``_`` or ``-``."""
+    phrase: str
+    """What is said: letters (any case, accented included), spaces, apostrophes and hyphens."""
+    recordings: tuple[str, ...] = ()
+    """The user's own recordings of the phrase; ``~`` is expanded, and relative paths in a config
+    file are relative to that file's directory. Existence is checked by enrollment, not here."""
+    false_accepts_per_hour: float | None = field(default=None, metadata=_range(0.001, 100))
+    """Target false accepts per hour the threshold is calibrated for; see
+    `target_false_accepts_per_hour`."""
+    threshold: float | None = field(default=None, metadata=_range(0.001, 0.999))
+    """A fixed detection threshold on the smoothed score, instead of a calibrated one."""
+    smoothing_hops: int = field(default=2, metadata=_range(1, 20))
+    """Scores are averaged over this many 100 ms hops before the threshold is applied."""
+    refractory_s: float = field(default=2.0, metadata=_range(0, 60))
+    """After a detection, the same wake word cannot fire again for this many seconds."""
+
+    @property
+    def target_false_accepts_per_hour(self) -> float | None:
+        """The false-accept rate to calibrate for; None when a fixed `threshold` is set."""
+        if self.threshold is not None:
+            return None
+        if self.false_accepts_per_hour is not None:
+            return self.false_accepts_per_hour
+        return DEFAULT_FALSE_ACCEPTS_PER_HOUR
+
+    def _validate(self, path: str) -> None:
+        """Check the name and phrase patterns, and that at most one operating point is set.
+
+        Raises
+        ------
+        ConfigError
+            A field breaks its pattern, or both ``false_accepts_per_hour`` and ``threshold`` are
+            set.
+        """
+        if not _NAME_PATTERN.fullmatch(self.name):
+            raise ConfigError(
+                f"{_join(path, 'name')}: got {_show(self.name)}, expected 1-40 characters of "
+                "lowercase letters a-z, digits, '_' or '-', starting with a letter or digit"
+            )
+        if not _is_phrase(self.phrase):
+            raise ConfigError(
+                f"{_join(path, 'phrase')}: got {_show(self.phrase)}, expected 1-"
+                f"{_PHRASE_MAX_CHARS} characters of letters, spaces, apostrophes and hyphens, "
+                "with at least one letter"
+            )
+        for index, recording in enumerate(self.recordings):
+            if not recording.strip():
+                raise ConfigError(
+                    f"{_join(path, 'recordings')}[{index}]: got {_show(recording)}, "
+                    "expected a file path"
+                )
+        if self.false_accepts_per_hour is not None and self.threshold is not None:
+            raise ConfigError(
+                f"{path or 'wake word'}: set false_accepts_per_hour or threshold, not both"
+            )
+
+
+def _is_phrase(text: str) -> bool:
+    """Whether ``text`` is 1-60 letters, spaces, apostrophes and hyphens with a letter in it."""
+
+    def allowed(char: str) -> bool:
+        # Combining marks keep decomposed accented letters ("e" + U+0301) acceptable.
+        return (
+            char.isalpha()
+            or char in _PHRASE_PUNCTUATION
+            or unicodedata.category(char).startswith("M")
+        )
+
+    return (
+        1 <= len(text) <= _PHRASE_MAX_CHARS
+        and all(allowed(char) for char in text)
+        and any(char.isalpha() for char in text)
+    )
+
+
+@dataclass(frozen=True)
+class DetectionSettings:
+    """How wake words are detected."""
+
+    backend: Literal["auto", "numpy", "wgpu"] = "auto"
+    """Where the base network runs: ``wgpu``, ``numpy``, or ``auto`` (wgpu on a real GPU, numpy
+    otherwise); see `kernels.runtime.resolve_backend`."""
+
+
+def default_model_dir() -> Path:
+    """``$XDG_DATA_HOME/earshot/wake`` (``~/.local/share/earshot/wake``)."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "earshot" / "wake"
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Where models are read from and written to."""
+
+    directory: str | None = None
+    """Where trained wake-word detectors are stored; None for `default_model_dir`."""
+    base: str | None = None
+    """Base model file; None for the one shipped with earshot."""
+
+    def resolved_directory(self) -> Path:
+        """The detector directory, ``~`` expanded; `default_model_dir` when unset."""
+        if self.directory is None:
+            return default_model_dir()
+        return Path(self.directory).expanduser()
+
+    def _validate(self, path: str) -> None:
+        """Refuse empty paths, which would silently mean the current directory.
+
+        Raises
+        ------
+        ConfigError
+            ``directory`` or ``base`` is an empty string.
+        """
+        for key in ("directory", "base"):
+            value = getattr(self, key)
+            if value is not None and not value.strip():
+                raise ConfigError(
+                    f"{_join(path, key)}: got {_show(value)}, expected a path or null"
+                )
+
+
 @dataclass(frozen=True)
 class Settings:
     """The whole configuration file."""
 
     audio: AudioSettings = field(default_factory=AudioSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    wake_words: tuple[WakeWordSettings, ...] = (
+        WakeWordSettings(name="computer", phrase="computer"),
+    )
+    """Wake words to listen for; an empty list only meters audio."""
+    detection: DetectionSettings = field(default_factory=DetectionSettings)
+    models: ModelSettings = field(default_factory=ModelSettings)
+
+    def wake_word(self, name: str) -> WakeWordSettings:
+        """The configured wake word called ``name``.
+
+        Raises
+        ------
+        ConfigError
+            No wake word has that name; the message lists the configured names.
+        """
+        for wake_word in self.wake_words:
+            if wake_word.name == name:
+                return wake_word
+        names = [wake_word.name for wake_word in self.wake_words]
+        if not names:
+            raise ConfigError(f"wake word {name!r} is not configured; no wake words are configured")
+        hint = difflib.get_close_matches(name, names, n=1)
+        suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+        raise ConfigError(
+            f"wake word {name!r} is not configured; configured wake words are {names}{suggestion}"
+        )
+
+    def _validate(self, path: str) -> None:
+        """Refuse two wake words with the same name.
+
+        Raises
+        ------
+        ConfigError
+            A wake-word name repeats an earlier one.
+        """
+        first: dict[str, int] = {}
+        for index, wake_word in enumerate(self.wake_words):
+            if wake_word.name in first:
+                raise ConfigError(
+                    f"{_join(path, f'wake_words[{index}].name')}: got {_show(wake_word.name)}, "
+                    f"already used by wake_words[{first[wake_word.name]}]"
+                )
+            first[wake_word.name] = index
 
 
 def default_config_path() -> Path:
@@ -95,14 +280,50 @@ def load_settings(path: str | Path | None = None) -> Settings:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML: {err}") from err
     try:
-        return parse_settings({} if document is None else document)
+        return parse_settings({} if document is None else document, base_dir=path.absolute().parent)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from err
 
 
-def parse_settings(document: Any) -> Settings:
-    """Validate a parsed YAML document (or CLI overrides) into `Settings`."""
-    return _build(Settings, document, "")
+def parse_settings(document: Any, base_dir: Path | None = None) -> Settings:
+    """Validate a parsed YAML document (or CLI overrides) into `Settings`.
+
+    Parameters
+    ----------
+    document
+        The parsed YAML: a mapping of sections.
+    base_dir
+        Directory that relative file paths (recordings, model paths) are resolved against: the
+        config file's directory. None leaves them relative; ``~`` is expanded either way.
+
+    Raises
+    ------
+    ConfigError
+        A value that breaks the schema.
+    """
+    return _resolve_paths(_build(Settings, document, ""), base_dir)
+
+
+def _resolve_paths(settings: Settings, base_dir: Path | None) -> Settings:
+    def resolve(text: str) -> str:
+        path = Path(text).expanduser()
+        if base_dir is not None and not path.is_absolute():
+            path = base_dir / path
+        return str(path)
+
+    def resolve_optional(text: str | None) -> str | None:
+        return None if text is None else resolve(text)
+
+    wake_words = tuple(
+        replace(wake_word, recordings=tuple(resolve(r) for r in wake_word.recordings))
+        for wake_word in settings.wake_words
+    )
+    models = replace(
+        settings.models,
+        directory=resolve_optional(settings.models.directory),
+        base=resolve_optional(settings.models.base),
+    )
+    return replace(settings, wake_words=wake_words, models=models)
 
 
 def _build(cls: type[T], value: Any, path: str) -> T:
@@ -122,7 +343,11 @@ def _build(cls: type[T], value: Any, path: str) -> T:
             kwargs[name] = _coerce(hints[name], value[name], _join(path, name), spec.metadata)
         elif spec.default is MISSING and spec.default_factory is MISSING:
             raise ConfigError(f"{_join(path, name)}: required key is missing")
-    return cls(**kwargs)
+    result = cls(**kwargs)
+    validate = getattr(result, "_validate", None)
+    if validate is not None:
+        validate(path)
+    return result
 
 
 def _coerce(kind: Any, value: Any, path: str, meta: Any) -> Any:
@@ -130,13 +355,15 @@ def _coerce(kind: Any, value: Any, path: str, meta: Any) -> Any:
     if is_dataclass(kind):
         # A section heading whose keys are all commented out parses as null: use its defaults.
         return _build(kind, {} if value is None else value, path)  # type: ignore[arg-type]
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return _coerce_list(args[0], value, path, meta)
     if origin in (typing.Union, types.UnionType):
         for option in args:
             try:
                 return _coerce(option, value, path, meta)
             except ConfigError:
                 continue
-        allowed = " or ".join(_type_name(a) for a in args)
+        allowed = " or ".join(_describe(a, meta) for a in args)
         raise ConfigError(f"{path}: got {_show(value)}, expected {allowed}")
     if origin is Literal:
         if value in args:
@@ -147,6 +374,19 @@ def _coerce(kind: Any, value: Any, path: str, meta: Any) -> Any:
             return None
         raise ConfigError(f"{path}: got {_show(value)}, expected null")
     return _scalar(kind, value, path, meta)
+
+
+def _coerce_list(item: Any, value: Any, path: str, meta: Any) -> tuple[Any, ...]:
+    # A key whose items are all commented out parses as null: an empty list.
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(f"{path}: got {_show(value)}, expected a list of {_plural(item)}")
+    if is_dataclass(item):
+        # A null item is an error, not an all-defaults mapping as for a section heading.
+        build: Any = _build
+        return tuple(build(item, v, f"{path}[{i}]") for i, v in enumerate(value))
+    return tuple(_coerce(item, v, f"{path}[{i}]", meta) for i, v in enumerate(value))
 
 
 def _scalar(kind: Any, value: Any, path: str, meta: Any) -> Any:
@@ -169,7 +409,24 @@ def _scalar(kind: Any, value: Any, path: str, meta: Any) -> Any:
 
 def _type_name(kind: Any) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    if is_dataclass(kind):
+        return "a mapping of keys"
     return "null" if kind is type(None) else names.get(kind, getattr(kind, "__name__", str(kind)))
+
+
+def _describe(kind: Any, meta: Any) -> str:
+    """`_type_name`, with the allowed range of a number."""
+    if kind in (int, float) and "range" in meta:
+        low, high = meta["range"]
+        return f"{_type_name(kind)} in [{low}, {high}]"
+    return _type_name(kind)
+
+
+def _plural(kind: Any) -> str:
+    names = {int: "integers", float: "numbers", str: "strings", bool: "true or false values"}
+    if is_dataclass(kind):
+        return "mappings"
+    return names.get(kind, _type_name(kind))
 
 
 _SHOWN_VALUE_CHARS = 60
