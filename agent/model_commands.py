@@ -64,7 +64,7 @@ def run_train(args: argparse.Namespace) -> int:
     """Train the base model and write it (with a readable manifest beside it)."""
     from agent.data_command import recipe_from_args
     from agent.progress import StageProgress
-    from models.base_model import train_base_model
+    from models.base_training import train_base_model
     from models.corpus import load_or_build
     from models.trainer import EpochRecord, TrainConfig
 
@@ -104,7 +104,8 @@ def run_train(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     """Print the base model's figures and write the confusion-matrix PNG."""
     from agent.progress import StageProgress
-    from models.base_model import BaseModel, command_labels
+    from models.base_model import BaseModel
+    from models.base_training import command_labels
     from models.corpus import Corpus, CorpusRecipe, load_or_build
     from models.dataset import SPEECH_COMMANDS_LABELS
     from models.evaluation import (

@@ -20,7 +20,8 @@ import numpy as np
 from dsp.audio import load_audio
 from dsp.features import log_mel
 from kernels.errors import AudioError
-from models.base_model import COMMANDS_HEAD, BaseModel, train_head
+from models.base_model import COMMANDS_HEAD, BaseModel
+from models.base_training import train_head
 from models.corpus import Corpus, CorpusRecipe
 from models.dataset import COMMAND_WORDS, DIGIT_WORDS, centered_window
 from models.trainer import TrainConfig

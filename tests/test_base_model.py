@@ -10,7 +10,8 @@ import pytest
 from kernels.errors import ModelError
 from kernels.network import run_numpy
 from models.architecture import BaseConfig, build_base, build_head
-from models.base_model import COMMANDS_HEAD, BaseModel, command_labels
+from models.base_model import COMMANDS_HEAD, BaseModel
+from models.base_training import command_labels
 from models.checkpoint import load_model
 from models.corpus import SILENCE, SPEECH, Corpus
 from models.dataset import SPEECH_COMMANDS_LABELS
