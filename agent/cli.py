@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent import data_command, model_commands
+from agent import data_command, model_commands, wake_commands
 from kernels.errors import AudioError, EarshotError
 
 if TYPE_CHECKING:
@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path)
 
     data_command.add_parser(commands)
-    model_commands.add_parsers(commands)
+    eval_what = model_commands.add_parsers(commands)
+    wake_commands.add_parsers(commands, eval_what)
 
     bench = commands.add_parser("bench", help="benchmarks that print measured figures")
     bench.add_argument(
@@ -224,6 +225,7 @@ COMMANDS = {
     "data": data_command.run,
     "train": model_commands.run_train,
     "eval": model_commands.run_eval,
+    "detect": wake_commands.run_detect,
 }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from agent import wake_commands
 from agent.data_command import add_recipe_options
 from kernels.errors import ConfigError, ModelError
 
@@ -20,17 +21,23 @@ DEFAULT_FSDD = (
 )
 
 
-def add_parsers(commands: argparse._SubParsersAction) -> None:
-    """Register ``train`` and ``eval`` on the CLI's sub-command parser."""
-    train = commands.add_parser("train", help="train models on the device")
-    train_what = train.add_subparsers(dest="train_command", metavar="WHAT", required=True)
-    base = train_what.add_parser(
-        "base",
-        help="train the base speech model from synthesized speech (resumable)",
-        description="Build the corpus (see `earshot data build`), train the DS-CNN base on the "
-        "word task and the 12-class commands head on its embedding, and write the model file. "
-        "A checkpoint is saved after every epoch; running the same command again resumes.",
+def add_parsers(commands: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """Register ``train`` and ``eval``; returns the ``eval`` sub-command parser."""
+    train = commands.add_parser(
+        "train",
+        help="train wake-word detectors (or the base model) on the device",
+        description="`earshot train` trains every configured wake word whose detector is "
+        "missing or stale (phrase, base model or front end changed); `earshot train NAME...` "
+        "those wake words. `earshot train base` trains the base speech model instead: it "
+        "builds the corpus (see `earshot data build`), trains the DS-CNN base on the word task "
+        "and the 12-class commands head on its embedding, and writes the model file; a "
+        "checkpoint is saved after every epoch, and running the same command again resumes.",
     )
+    train.add_argument(
+        "names", nargs="*", metavar="NAME", help="wake words to train, or `base` for the base model"
+    )
+    wake_commands.add_train_options(train)
+    base = train.add_argument_group("base model (earshot train base)")
     base.add_argument("--out", type=Path, default=SHIPPED_BASE_MODEL, help="model file to write")
     add_recipe_options(base)
     base.add_argument(
@@ -53,6 +60,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         "--confusion", type=Path, default=Path("confusion.png"), help="PNG to write"
     )
     base_eval.add_argument("--json", action="store_true", help="print one JSON document")
+    return eval_what
 
 
 def _checkpoint_path(recipe_key: str, seed: int, epochs: int) -> Path:
@@ -61,6 +69,24 @@ def _checkpoint_path(recipe_key: str, seed: int, epochs: int) -> Path:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """``earshot train``: the base model when asked for ``base``, else wake words."""
+    if "base" in args.names:
+        if args.names != ["base"]:
+            raise ConfigError(
+                f"train: got {args.names}; `base` (the base model) is trained on its own"
+            )
+        return _train_base(args)
+    return wake_commands.run_train_wake(args)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """``earshot eval base`` or ``earshot eval wake``."""
+    if args.eval_command == "wake":
+        return wake_commands.run_eval_wake(args)
+    return _eval_base(args)
+
+
+def _train_base(args: argparse.Namespace) -> int:
     """Train the base model and write it (with a readable manifest beside it)."""
     from agent.data_command import recipe_from_args
     from agent.progress import StageProgress
@@ -101,7 +127,7 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_eval(args: argparse.Namespace) -> int:
+def _eval_base(args: argparse.Namespace) -> int:
     """Print the base model's figures and write the confusion-matrix PNG."""
     from agent.progress import StageProgress
     from models.base_model import BaseModel

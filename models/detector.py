@@ -1,0 +1,209 @@
+"""Streaming wake-word detection: audio chunks in, detections out, every wake word on one embedding.
+
+::
+
+    detector = Detector(base_network, [WakeWord(model, threshold=0.93)])
+    for chunk in chunks:                      # any sizes, 16 kHz mono float
+        for detection in detector.push(chunk):
+            print(detection.name, detection.score, detection.start_s, detection.end_s)
+
+Per hop (100 ms of audio, `models.wake_context`) the detector runs the base network once on the
+newest 1 s of log-mel, keeps the last few embeddings, and scores the context with every wake
+word's head: ten wake words cost ten tiny matrix products more than one, not ten networks.
+Scores are averaged over ``smoothing_hops``; a wake word fires when its average reaches its
+threshold, and then not again for its refractory period. A detection says where the phrase was:
+its end is the last loud frame before the detection, its start the phrase's typical length
+before that, moved to the first loud frame.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from dsp.constants import LOG_FLOOR, N_MELS
+from dsp.features import LogMelStream, log_mel
+from kernels.network import Network
+from kernels.runtime import Backend, Engine, create_engine
+from models.base_model import BaseModel
+from models.wake_context import (
+    CONTEXT_FRAMES,
+    CONTEXT_HOPS,
+    CONTEXT_STRIDE_HOPS,
+    HOP_FRAMES,
+    HOP_S,
+    WINDOW_FRAMES,
+    context_vectors,
+    frame_end_s,
+    hop_windows,
+)
+from models.wake_metrics import smooth
+from models.wake_model import WakeHead, WakeWordModel, refractory_hops
+
+LOUD_DB = 12.0
+"""Frames this far above the context's quiet floor count as speech when timing a phrase."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A wake word heard in the stream (times in seconds from the stream's start)."""
+
+    name: str
+    score: float
+    start_s: float
+    end_s: float
+    time_s: float
+    """When the detector decided: the end of the audio it had read."""
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready fields."""
+        return {
+            "wake_word": self.name,
+            "score": round(self.score, 4),
+            "start_s": round(self.start_s, 3),
+            "end_s": round(self.end_s, 3),
+            "time_s": round(self.time_s, 3),
+        }
+
+
+@dataclass(frozen=True)
+class WakeWord:
+    """A wake-word model with the settings it runs with."""
+
+    model: WakeWordModel
+    threshold: float
+    smoothing_hops: int = 2
+    refractory_s: float = 2.0
+
+    @property
+    def name(self) -> str:
+        """The wake word's name."""
+        return self.model.name
+
+
+class Detector:
+    """Detects wake words in a stream of audio chunks.
+
+    Parameters
+    ----------
+    base : Network or Engine
+        The base network (embedding output), or an engine already running it.
+    wake_words : sequence of WakeWord
+        What to listen for; all heads read the same embeddings.
+    backend : {"auto", "numpy", "wgpu"}
+        Where the base runs when ``base`` is a `Network` (see `kernels.runtime`).
+    on_hop : callable, optional
+        ``on_hop(time_s, scores)`` with every hop's raw scores (one per wake word), e.g. to
+        write them to a CSV.
+    """
+
+    def __init__(
+        self,
+        base: Network | Engine,
+        wake_words: Sequence[WakeWord],
+        *,
+        backend: Backend = "auto",
+        on_hop: Callable[[float, np.ndarray], None] | None = None,
+    ):
+        self.engine = create_engine(base, backend=backend) if isinstance(base, Network) else base
+        self.wake_words = list(wake_words)
+        self.on_hop = on_hop
+        names = [w.name for w in self.wake_words]
+        if len(set(names)) != len(names):
+            raise ValueError(f"wake words: names must differ, got {names}")
+        self._heads = [w.model.head for w in self.wake_words]
+        self._thresholds = np.array([w.threshold for w in self.wake_words])
+        self._smoothing = max((w.smoothing_hops for w in self.wake_words), default=1)
+        self._refractory = [refractory_hops(w.refractory_s) for w in self.wake_words]
+        self._silence = self._embed(np.full((WINDOW_FRAMES, N_MELS), np.log(LOG_FLOOR)))
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new stream: forget audio, embeddings, scores and refractory periods."""
+        self._features = LogMelStream()
+        self._frames = np.zeros((0, N_MELS), np.float32)
+        self._frame_offset = 0  # stream index of self._frames[0]
+        self._embeddings: deque[np.ndarray] = deque(
+            [self._silence] * (CONTEXT_HOPS + 1), maxlen=CONTEXT_HOPS + 1
+        )
+        self._recent: deque[np.ndarray] = deque(maxlen=self._smoothing)
+        self._last_fired = [-(10**9)] * len(self.wake_words)
+        self.hops = 0
+
+    def _embed(self, window: np.ndarray) -> np.ndarray:
+        out = self.engine.run(window[None, :, :, None].astype(np.float32))
+        return np.asarray(out, dtype=np.float32).reshape(-1)
+
+    def push(self, chunk: np.ndarray) -> list[Detection]:
+        """Feed audio (16 kHz mono float, any length); return the detections it completes."""
+        new = self._features.push(chunk)
+        if new.shape[0]:
+            self._frames = np.concatenate((self._frames, new))
+        detections: list[Detection] = []
+        while True:
+            end = (self.hops * HOP_FRAMES + WINDOW_FRAMES) - self._frame_offset
+            if end > self._frames.shape[0]:
+                break
+            self._embeddings.append(self._embed(self._frames[end - WINDOW_FRAMES : end]))
+            detections += self._score(end)
+            self.hops += 1
+        keep = CONTEXT_FRAMES  # enough frames for the next window and for timing phrases
+        if self._frames.shape[0] > keep:
+            drop = self._frames.shape[0] - keep
+            self._frames, self._frame_offset = self._frames[drop:], self._frame_offset + drop
+        return detections
+
+    def _score(self, end: int) -> list[Detection]:
+        context = np.concatenate(
+            [self._embeddings[k] for k in range(0, CONTEXT_HOPS + 1, CONTEXT_STRIDE_HOPS)]
+        )[None]
+        scores = np.array([float(head.scores(context)[0]) for head in self._heads])
+        time_s = frame_end_s(self._frame_offset + end)
+        if self.on_hop is not None:
+            self.on_hop(time_s, scores)
+        self._recent.append(scores)
+        history = np.array(self._recent)
+        detections = []
+        for i, wake in enumerate(self.wake_words):
+            smoothed = float(smooth(history[:, i], wake.smoothing_hops)[-1])
+            if (
+                smoothed >= self._thresholds[i]
+                and self.hops - self._last_fired[i] >= self._refractory[i]
+            ):
+                self._last_fired[i] = self.hops
+                start_s, end_s = self._locate(end, wake.model.phrase_duration_s)
+                detections.append(Detection(wake.name, smoothed, start_s, end_s, time_s))
+        return detections
+
+    def _locate(self, end: int, duration_s: float) -> tuple[float, float]:
+        """Start and end (s) of the phrase that just fired, from the frames' loudness."""
+        frames = self._frames[max(0, end - CONTEXT_FRAMES) : end]
+        first = self._frame_offset + max(0, end - CONTEXT_FRAMES)
+        loudness = frames.mean(axis=1)
+        floor = np.percentile(loudness, 10)
+        loud = np.flatnonzero(loudness > floor + np.log(10 ** (LOUD_DB / 10)))
+        if loud.size == 0:
+            now = frame_end_s(first + frames.shape[0])
+            return now - duration_s, now
+        last = int(loud[-1])
+        earliest = last - int(round(duration_s / HOP_S * HOP_FRAMES))
+        onset = int(loud[np.searchsorted(loud, max(earliest, 0))])
+        frame_s = HOP_S / HOP_FRAMES
+        return (first + onset) * frame_s, frame_end_s(first + last + 1)
+
+
+def stream_scores(base: BaseModel, heads: Sequence[WakeHead], audio: np.ndarray) -> np.ndarray:
+    """Every hop's raw scores [hops, heads] of a whole recording, embedded in batches.
+
+    The same scores as `Detector` (whose history before the first hop is silence) gives.
+    """
+    embeddings = base.embed(hop_windows(log_mel(audio)))
+    silence = base.embed(np.full((1, WINDOW_FRAMES, N_MELS), np.log(LOG_FLOOR), np.float32))
+    padded = np.concatenate([np.repeat(silence, CONTEXT_HOPS, axis=0), embeddings])
+    contexts = context_vectors(padded)
+    if not heads:
+        return np.zeros((contexts.shape[0], 0), np.float32)
+    return np.stack([head.scores(contexts) for head in heads], axis=1)

@@ -1,0 +1,144 @@
+"""Measure wake-word detectors: DET curves from recordings, and the FSDD wake-word protocol.
+
+Positives are recordings that should each trigger the wake word once; a positive counts as
+detected at a threshold when its smoothed score reaches it during the recording (or within
+`POSITIVE_TAIL_S` after it). Negatives are audio without the phrase; their detections per hour
+are false alarms. See `models.wake_metrics` for the counting.
+
+The FSDD protocol (`fsdd_stream`, `fsdd_det`): all real recordings of the Free Spoken Digit
+Dataset are joined into one stream per speaker, with short pauses. For a digit's wake word, its
+own recordings in the stream are the positives, and the rest of the stream (the other digits,
+masked around the positives) plus a synthetic stream of unseen voices with noise is the
+negative stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from dsp.audio import load_audio
+from dsp.constants import SAMPLE_RATE_HZ
+from models.base_model import BaseModel
+from models.dataset import DIGIT_WORDS
+from models.detector import stream_scores
+from models.evaluation import Recording, fsdd_recordings
+from models.wake_context import CONTEXT_HOPS, HOP_S, hop_end_s
+from models.wake_data import NegativeStream, Segment, embed_audio_stream
+from models.wake_metrics import DetCurve, det_curve, smooth
+from models.wake_model import WakeWordModel, refractory_hops
+
+LEAD_S = 1.0
+"""Quiet audio before each positive recording, so the detector has settled."""
+POSITIVE_TAIL_S = 0.6
+"""A detection this long after a positive recording's end still counts for it."""
+PAUSE_S = (0.3, 1.0)
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+def audio_files(paths: Sequence[Path]) -> list[Path]:
+    """Files named, and audio files inside folders named, in order."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+        else:
+            files.append(path)
+    return files
+
+
+def _quiet(seconds: float, rng: np.random.Generator) -> np.ndarray:
+    return (rng.standard_normal(int(seconds * SAMPLE_RATE_HZ)) * 3e-4).astype(np.float32)
+
+
+def positive_peaks(
+    base: BaseModel, model: WakeWordModel, files: Sequence[Path], *, smoothing_hops: int
+) -> np.ndarray:
+    """Highest smoothed score during each positive recording (after `LEAD_S` of quiet)."""
+    rng = np.random.default_rng(0)
+    peaks = []
+    for file in files:
+        speech = load_audio(file)
+        audio = np.concatenate([_quiet(LEAD_S, rng), speech, _quiet(POSITIVE_TAIL_S, rng)])
+        scores = smooth(stream_scores(base, [model.head], audio)[:, 0], smoothing_hops)
+        times = hop_end_s(np.arange(scores.size))
+        during = times >= LEAD_S
+        peaks.append(float(scores[during].max()) if during.any() else 0.0)
+    return np.array(peaks)
+
+
+def negative_scores(
+    base: BaseModel, model: WakeWordModel, files: Sequence[Path]
+) -> tuple[list[np.ndarray], float]:
+    """Raw per-hop scores of each negative file, and their total length in hours."""
+    episodes, seconds = [], 0.0
+    for file in files:
+        audio = load_audio(file)
+        episodes.append(stream_scores(base, [model.head], audio)[:, 0])
+        seconds += audio.size / SAMPLE_RATE_HZ
+    return episodes, seconds / 3600.0
+
+
+def fsdd_stream(base: BaseModel, directory: Path, *, seed: int = 0) -> NegativeStream:
+    """Every FSDD recording in one stream per speaker, embedded at every hop.
+
+    Its segments name the digit said, like a synthetic negative stream's name their words.
+    """
+    rng = np.random.default_rng(seed)
+    by_speaker: dict[str, list[Recording]] = {}
+    for recording in fsdd_recordings(directory):
+        by_speaker.setdefault(recording.speaker, []).append(recording)
+    embeddings, segments, total = [], [], 0.0
+    for speaker in sorted(by_speaker):
+        recordings = by_speaker[speaker]
+        pieces, said, t = [], [], 0.0
+        for i in rng.permutation(len(recordings)):
+            pause = _quiet(rng.uniform(*PAUSE_S), rng)
+            speech = load_audio(recordings[i].path)
+            start = t + pause.size / SAMPLE_RATE_HZ
+            t = start + speech.size / SAMPLE_RATE_HZ
+            said.append(Segment(DIGIT_WORDS[recordings[i].digit], start, t))
+            pieces += [pause, speech]
+        audio = np.concatenate(pieces)
+        embeddings.append(embed_audio_stream(base, audio))
+        segments.append(said)
+        total += audio.size / SAMPLE_RATE_HZ
+    return NegativeStream(embeddings, segments, total)
+
+
+def stream_det(
+    model: WakeWordModel,
+    labelled: NegativeStream,
+    negatives: Sequence[NegativeStream],
+    *,
+    smoothing_hops: int,
+    refractory_s: float,
+) -> DetCurve:
+    """DET curve of ``model`` on a stream whose segments saying its phrase are the positives.
+
+    The rest of ``labelled`` (masked around the positives) and all of ``negatives`` (masked
+    around any segment saying the phrase) are the negative stream.
+    """
+    peaks: list[float] = []
+    episodes: list[np.ndarray] = []
+    kept_hops = 0
+    for stream, positives in [(labelled, True), *((n, False) for n in negatives)]:
+        for (contexts, keep), said in zip(
+            stream.contexts(model.phrase), stream.segments, strict=True
+        ):
+            raw = model.head.scores(contexts)
+            smoothed = smooth(raw, smoothing_hops)
+            times = hop_end_s(np.arange(raw.size) + CONTEXT_HOPS)
+            if positives:
+                for s in said:
+                    if s.text == model.phrase:
+                        during = (times >= s.start_s) & (times <= s.end_s + POSITIVE_TAIL_S)
+                        peaks.append(float(smoothed[during].max()) if during.any() else 0.0)
+            episodes.append(np.where(keep, raw, 0.0))
+            kept_hops += int(keep.sum())
+    return det_curve(
+        np.array(peaks), episodes, hours=kept_hops * HOP_S / 3600.0,
+        smoothing_hops=smoothing_hops, refractory_hops=refractory_hops(refractory_s),
+    )  # fmt: skip

@@ -1,0 +1,215 @@
+"""A trained wake-word detector: its head on the base embedding, and its calibration.
+
+A wake-word model file (kind ``"wake"``, see `models.checkpoint`) holds a small two-layer head
+that scores a hop's context (`models.wake_context`) and the head's raw scores over a calibration
+stream with no wake word in it. From those scores the threshold for any target of false alarms
+per hour, smoothing and refractory period is found at load time, so changing the target in the
+config needs no retraining. The curve at the settings it was trained with is kept in the
+manifest too, for people reading the file.
+
+Only numpy and the checkpoint format: the agent loads models with this module, never with the
+training code (`models.wake_training`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kernels.errors import ModelError
+from models.checkpoint import Manifest, load_model, save_model
+from models.wake_context import CONTEXT_STRIDE_HOPS, CONTEXT_WINDOWS, HOP_FRAMES, HOP_S
+from models.wake_metrics import FalseAlarmCurve, false_alarm_curve, threshold_for_rate
+
+WAKE_KIND = "wake"
+HEAD_ARCHITECTURE = "context-mlp"
+WAKE_FORMAT_VERSION = 1
+"""Bump when wake-word training data or the head change, so `earshot train` rebuilds models."""
+OTHER_LABEL = "_other_"
+
+
+def refractory_hops(refractory_s: float) -> int:
+    """A refractory period in whole hops (at least one)."""
+    return max(1, round(refractory_s / HOP_S))
+
+
+@dataclass(frozen=True)
+class WakeHead:
+    """A two-layer head: context [n, k*dim] -> ReLU hidden layer -> two logits.
+
+    The score is the wake class's softmax probability.
+    """
+
+    w1: np.ndarray
+    b1: np.ndarray
+    w2: np.ndarray
+    b2: np.ndarray
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> WakeHead:
+        """From a trained ``Sequential([Dense, ReLU, Dense])``'s state dict."""
+        try:
+            arrays = [state[k] for k in ("0.weight", "0.bias", "2.weight", "2.bias")]
+        except KeyError as err:
+            raise ModelError(f"wake head: missing weights {err}") from err
+        return cls(*(np.asarray(a, dtype=np.float32) for a in arrays))
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The weights under the trained network's names."""
+        return {"0.weight": self.w1, "0.bias": self.b1, "2.weight": self.w2, "2.bias": self.b2}
+
+    @property
+    def inputs(self) -> int:
+        """Length of the context vector."""
+        return int(self.w1.shape[0])
+
+    def scores(self, contexts: np.ndarray) -> np.ndarray:
+        """Wake-class probability of each context row [n, inputs] -> [n] float32."""
+        hidden = np.maximum(np.asarray(contexts, dtype=np.float32) @ self.w1 + self.b1, 0.0)
+        logits = hidden @ self.w2 + self.b2
+        return (1.0 / (1.0 + np.exp(logits[:, 0] - logits[:, 1]))).astype(np.float32)
+
+
+@dataclass
+class WakeWordModel:
+    """A wake word's head and calibration.
+
+    Attributes
+    ----------
+    name, phrase : str
+        The wake word as configured.
+    head : WakeHead
+        Scores a hop's context.
+    calibration : list of np.ndarray
+        Raw per-hop scores over the calibration stream's independent episodes.
+    calibration_hours : float
+        Length of that stream.
+    phrase_duration_s : float
+        Median length of the synthesized phrase: how far back a detection's start lies.
+    base_sha256 : str
+        Checksum of the base model whose embedding the head reads.
+    """
+
+    name: str
+    phrase: str
+    head: WakeHead
+    calibration: list[np.ndarray]
+    calibration_hours: float
+    phrase_duration_s: float
+    base_sha256: str
+    manifest: Manifest | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def false_alarm_curve(self, smoothing_hops: int, refractory_s: float) -> FalseAlarmCurve:
+        """False alarms per hour on the calibration stream against the threshold."""
+        return false_alarm_curve(
+            self.calibration,
+            hours=self.calibration_hours,
+            smoothing_hops=smoothing_hops,
+            refractory_hops=refractory_hops(refractory_s),
+        )
+
+    def threshold_for(
+        self, per_hour: float, *, smoothing_hops: int, refractory_s: float
+    ) -> tuple[float, bool]:
+        """The threshold giving ``per_hour`` false alarms, and whether it was extrapolated."""
+        return threshold_for_rate(self.false_alarm_curve(smoothing_hops, refractory_s), per_hour)
+
+    def save(
+        self,
+        path: Path,
+        *,
+        recipe: dict[str, Any],
+        metrics: dict[str, Any],
+        curve: dict[str, Any],
+    ) -> Manifest:
+        """Write the model (head, calibration scores) with its manifest."""
+        arrays = {f"head/{k}": v for k, v in self.head.state().items()}
+        arrays["calibration/scores"] = (
+            np.concatenate(self.calibration).astype(np.float32)
+            if self.calibration
+            else np.zeros(0, np.float32)
+        )
+        architecture = {
+            "name": HEAD_ARCHITECTURE,
+            "args": {"inputs": self.head.inputs, "hidden": int(self.head.w1.shape[1])},
+            "context": {
+                "windows": CONTEXT_WINDOWS,
+                "stride_hops": CONTEXT_STRIDE_HOPS,
+                "hop_frames": HOP_FRAMES,
+            },
+        }
+        extra = {
+            **self.extra,
+            "name": self.name,
+            "phrase": self.phrase,
+            "base_sha256": self.base_sha256,
+            "phrase_duration_s": self.phrase_duration_s,
+            "calibration_hours": self.calibration_hours,
+            "calibration_episodes": [int(s.size) for s in self.calibration],
+            "calibration_curve": curve,
+            "wake_format": WAKE_FORMAT_VERSION,
+        }
+        manifest = Manifest(
+            WAKE_KIND, architecture, [OTHER_LABEL, self.name], recipe=recipe, metrics=metrics,
+            extra=extra,
+        )  # fmt: skip
+        self.manifest = save_model(path, arrays, manifest)
+        return self.manifest
+
+    @classmethod
+    def load(cls, path: Path, *, base_sha256: str | None = None) -> WakeWordModel:
+        """Read and check a wake-word model file.
+
+        Raises
+        ------
+        ModelError
+            Missing, corrupt or mismatched file (see `models.checkpoint.load_model`), a file
+            from another format version, or one trained on another base model than
+            ``base_sha256``.
+        """
+        arrays, manifest = load_model(path, kind=WAKE_KIND)
+        extra = manifest.extra
+        if extra.get("wake_format") != WAKE_FORMAT_VERSION:
+            raise ModelError(
+                f"{path}: wake-word format {extra.get('wake_format')}, this earshot reads "
+                f"{WAKE_FORMAT_VERSION}; run `earshot train {extra.get('name', 'NAME')}`"
+            )
+        if base_sha256 is not None and extra["base_sha256"] != base_sha256:
+            raise ModelError(
+                f"{path}: trained on base model {extra['base_sha256'][:12]}..., the base model "
+                f"in use is {base_sha256[:12]}...; run `earshot train {extra['name']}`"
+            )
+        head = WakeHead.from_state(
+            {k.removeprefix("head/"): v for k, v in arrays.items() if k.startswith("head/")}
+        )
+        scores = arrays["calibration/scores"]
+        bounds = np.cumsum([0, *extra["calibration_episodes"]])
+        calibration = [scores[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        return cls(
+            extra["name"], extra["phrase"], head, calibration, float(extra["calibration_hours"]),
+            float(extra["phrase_duration_s"]), extra["base_sha256"], manifest, extra,
+        )  # fmt: skip
+
+
+def model_path(directory: Path, name: str) -> Path:
+    """Where the wake word ``name``'s model lives in ``directory``."""
+    return directory / f"{name}.npz"
+
+
+def stale_reason(path: Path, phrase: str, base_sha256: str) -> str | None:
+    """Why the model at ``path`` must be (re)trained for ``phrase`` on that base; None if not."""
+    if not path.is_file():
+        return "no model yet"
+    try:
+        model = WakeWordModel.load(path)
+    except ModelError as err:
+        return f"unusable model ({err})"
+    if model.phrase != phrase:
+        return f"phrase changed from {model.phrase!r}"
+    if model.base_sha256 != base_sha256:
+        return "base model changed"
+    return None

@@ -1,0 +1,412 @@
+"""Train a wake-word detector from its text, on the device, and calibrate its threshold.
+
+``train_wake_word("mirror", "hey smart mirror", base)``:
+
+1. renders the phrase with every local synthesizer (`models.synth`, cached), and its
+   confusables (`models.phonetics.confusable_texts`: its parts, repetitions and phonetically close
+   words and phrases);
+2. makes head inputs (`models.wake_data.context_examples`): the phrase ending near the newest
+   window (positives), confusables and partial phrases (negatives), each varied, mixed with
+   preceding speech, noise and gain, and embedded by the base model;
+3. adds every hop of a cached negative stream of running speech and noise as negatives;
+4. trains a two-layer head on the base's frozen embedding (`models.trainer`);
+5. scores a separate cached calibration stream (voices unseen in training) and keeps those
+   scores in the model, so the threshold for a false-alarm target is known.
+
+The negative streams do not depend on the wake word: the first wake word on a base model builds
+them (minutes), later ones reuse them (seconds).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kernels.errors import ModelError
+from models.base_model import BaseModel
+from models.corpus import Corpus
+from models.dataset import load_vocabulary, sample_renditions, trim_silence
+from models.layers import Sequential
+from models.linear_layers import Dense
+from models.norm_layers import ReLU
+from models.phonetics import confusable_texts, phrase_words
+from models.synth import SpeechCache, Voice, available_voices
+from models.trainer import EpochRecord, TrainConfig, Trainer
+from models.wake_context import HOP_S
+from models.wake_data import (
+    ExampleSpec,
+    NegativeStream,
+    StreamKind,
+    StreamRecipe,
+    context_examples,
+    load_or_build_stream,
+    load_or_build_word_bank,
+)
+from models.wake_metrics import MAX_THRESHOLD
+from models.wake_model import OTHER_LABEL, WAKE_FORMAT_VERSION, WakeHead, WakeWordModel
+
+Progress = Callable[[str, int, int], None]
+PARTIAL_SHARE = (0.3, 0.7)
+"""A partial phrase keeps this share of it: from its start (mostly) or from its end."""
+POSITIVE_SPEC = ExampleSpec(end_margin_s=(0.0, 0.35))
+CONFUSABLE_SPEC = ExampleSpec(end_margin_s=(0.0, 0.6))
+PARTIAL_SPEC = ExampleSpec(end_margin_s=(0.0, 0.3))
+
+
+@dataclass(frozen=True)
+class WakeRecipe:
+    """How a wake word's detector is trained.
+
+    Parameters
+    ----------
+    phrase_renditions : int
+        Synthesized renditions of the phrase (voices, rates, pitches).
+    positive_copies : int
+        Placed, augmented examples of each rendition.
+    confusable_renditions, confusable_copies : int
+        The same for each confusable text.
+    partial_copies : int
+        Partial-phrase negatives per phrase rendition.
+    filler_words : int
+        Renditions of other words that may precede an example, and make babble.
+    hidden : int
+        Units of the head's hidden layer.
+    train_stream_s, calibration_stream_s : float
+        Lengths of the negative streams for training and calibration.
+    max_stream_negatives : int
+        At most this many training-stream hops are used as negatives.
+    word_bank_renditions : int
+        Renditions of every vocabulary word in the (cached) word bank of negatives.
+    hard_negative_copies, hard_negative_share : int, float
+        After a first fit, the highest-scoring share of negatives is repeated this many more
+        times and the head is trained again: false alarms come from a few hard cases.
+    epochs : int
+        Most epochs of head training.
+    seed : int
+        Seeds everything.
+    """
+
+    phrase_renditions: int = 160
+    positive_copies: int = 4
+    confusable_renditions: int = 6
+    confusable_copies: int = 2
+    partial_copies: int = 1
+    filler_words: int = 48
+    hidden: int = 32
+    train_stream_s: float = 1200.0
+    calibration_stream_s: float = 3600.0
+    max_stream_negatives: int = 12000
+    word_bank_renditions: int = 4
+    hard_negative_copies: int = 3
+    hard_negative_share: float = 0.05
+    epochs: int = 40
+    seed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The recipe and the wake-word format, for the manifest."""
+        return {**asdict(self), "wake_format": WAKE_FORMAT_VERSION}
+
+
+def _streams(recipe: WakeRecipe) -> list[tuple[StreamKind, float]]:
+    return [("train", recipe.train_stream_s), ("calibration", recipe.calibration_stream_s)]
+
+
+def _phrase_seed(phrase: str) -> int:
+    return int.from_bytes(hashlib.sha256(phrase.encode()).digest()[:4], "little")
+
+
+def _partial(clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    speech = trim_silence(clip)
+    keep = max(1, int(speech.size * rng.uniform(*PARTIAL_SHARE)))
+    return speech[:keep] if rng.random() < 0.7 else speech[-keep:]
+
+
+@dataclass
+class _Material:
+    phrase: list[np.ndarray]
+    confusables: list[np.ndarray]
+    fillers: list[np.ndarray]
+    confusable_texts: list[str]
+
+
+def _synthesize(
+    phrase: str,
+    recipe: WakeRecipe,
+    voices: Sequence[Voice],
+    cache: SpeechCache,
+    rng: np.random.Generator,
+    progress: Progress | None,
+) -> _Material:
+    vocabulary = load_vocabulary()
+    confusables = confusable_texts(phrase, vocabulary)
+    own = set(phrase_words(phrase))
+    others = [w for w in vocabulary if w not in own]
+    fillers = [str(w) for w in rng.choice(others, size=recipe.filler_words, replace=False)]
+    renditions = [
+        *sample_renditions([phrase], voices, per_word=recipe.phrase_renditions, rng=rng),
+        *sample_renditions(confusables, voices, per_word=recipe.confusable_renditions, rng=rng),
+        *sample_renditions(fillers, voices, per_word=1, rng=rng),
+    ]
+    done = [0]
+
+    def tick(n: int) -> None:
+        done[0] += n
+        if progress is not None:
+            progress("synthesis", done[0], len(renditions))
+
+    audio = cache.get_many(renditions, progress=tick)
+    n_phrase = recipe.phrase_renditions
+    n_confusable = len(confusables) * recipe.confusable_renditions
+    return _Material(
+        audio[:n_phrase],
+        audio[n_phrase : n_phrase + n_confusable],
+        audio[n_phrase + n_confusable :],
+        confusables,
+    )
+
+
+def _examples(
+    base: BaseModel,
+    material: _Material,
+    recipe: WakeRecipe,
+    rng: np.random.Generator,
+    progress: Progress | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positive contexts, negative contexts, and the positives' speech durations."""
+    jobs = [
+        ("positives", material.phrase, recipe.positive_copies, POSITIVE_SPEC, None),
+        ("confusables", material.confusables, recipe.confusable_copies, CONFUSABLE_SPEC, None),
+        ("partials", material.phrase, recipe.partial_copies, PARTIAL_SPEC, _partial),
+    ]
+    made: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    total = sum(len(clips) * copies for _, clips, copies, _, _ in jobs)
+    done = 0
+    for name, clips, copies, spec, transform in jobs:
+        made[name] = context_examples(
+            base, clips, copies=copies, spec=spec, fillers=material.fillers, rng=rng,
+            transform=transform,
+        )  # fmt: skip
+        done += len(clips) * copies
+        if progress is not None:
+            progress("examples", done, total)
+    negatives = [made[k][0] for k in ("confusables", "partials") if made[k][0].size]
+    return made["positives"][0], np.concatenate(negatives), made["positives"][1]
+
+
+def _stream_negatives(
+    stream: NegativeStream, phrase: str, limit: int, rng: np.random.Generator
+) -> np.ndarray:
+    rows = [contexts[keep] for contexts, keep in stream.contexts(phrase)]
+    negatives = np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
+    if negatives.shape[0] > limit:
+        negatives = negatives[np.sort(rng.choice(negatives.shape[0], limit, replace=False))]
+    return negatives
+
+
+def _split(
+    x: np.ndarray, y: np.ndarray, share: float, rng: np.random.Generator
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    order = rng.permutation(y.size)
+    n_val = max(1, int(share * y.size))
+    val, train = order[:n_val], order[n_val:]
+    return (x[train], y[train]), (x[val], y[val])
+
+
+def _fit_head(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    labels: tuple[str, str],
+    recipe: WakeRecipe,
+    progress: Progress | None,
+) -> tuple[Sequential, list[EpochRecord]]:
+    rng = np.random.default_rng(recipe.seed)
+    head = Sequential(
+        [
+            Dense(x_train.shape[1], recipe.hidden, rng=rng),
+            ReLU(),
+            Dense(recipe.hidden, 2, rng=rng, init="lecun"),
+        ]
+    )
+    config = TrainConfig(
+        epochs=recipe.epochs, batch_size=256, lr=3e-3, warmup_epochs=0, patience=10,
+        time_masks=0, freq_masks=0, seed=recipe.seed,
+    )  # fmt: skip
+    trainer = Trainer(
+        head, config, architecture={"name": "wake-head", "args": {}}, labels=list(labels)
+    )
+
+    def on_epoch(record: EpochRecord) -> None:
+        if progress is not None:
+            progress("training", record.epoch, recipe.epochs)
+
+    history = trainer.fit(
+        Corpus(x_train, y_train, labels), Corpus(x_val, y_val, labels), on_epoch=on_epoch
+    )
+    return head, history
+
+
+def calibration_scores(head: WakeHead, stream: NegativeStream, phrase: str) -> list[np.ndarray]:
+    """Raw per-hop scores over a negative stream; hops near the phrase itself score 0."""
+    return [
+        np.where(keep, head.scores(contexts), 0.0).astype(np.float32)
+        for contexts, keep in stream.contexts(phrase)
+    ]
+
+
+def train_wake_word(
+    name: str,
+    phrase: str,
+    base: BaseModel,
+    recipe: WakeRecipe | None = None,
+    *,
+    smoothing_hops: int = 2,
+    refractory_s: float = 2.0,
+    voices: Sequence[Voice] | None = None,
+    speech_cache: SpeechCache | None = None,
+    stream_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> tuple[WakeWordModel, dict[str, Any]]:
+    """Train and calibrate the detector of one wake word; see the module's docstring.
+
+    Parameters
+    ----------
+    name, phrase : str
+        The wake word's name and what is said.
+    base : BaseModel
+        The base model; its embedding is frozen.
+    recipe : WakeRecipe, optional
+        Amounts of data and training; `WakeRecipe()` by default.
+    smoothing_hops, refractory_s
+        The detection settings the stored calibration curve is drawn for.
+    voices : sequence of Voice, optional
+        Synthesizer voices to use (all installed ones by default).
+    speech_cache : SpeechCache, optional
+        Synthesized-speech cache.
+    stream_dir : Path, optional
+        Negative-stream cache (``$XDG_CACHE_HOME/earshot/wake`` by default).
+    progress : callable, optional
+        ``progress(stage, done, total)``.
+
+    Returns
+    -------
+    model : WakeWordModel
+        The trained, calibrated detector (not yet saved).
+    report : dict
+        ``recipe``, ``metrics`` (accuracies, counts, seconds per stage) and ``curve`` (false
+        alarms per hour against threshold on the calibration stream), for `WakeWordModel.save`.
+    """
+    if base.manifest is None:
+        raise ModelError("base model: train wake words on a saved (loaded) base model")
+    recipe = recipe or WakeRecipe()
+    rng = np.random.default_rng([recipe.seed, _phrase_seed(phrase)])
+    voices = list(voices) if voices is not None else available_voices()
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[stage] = round(now - clock, 2)
+        clock = now
+
+    streams = {
+        kind: load_or_build_stream(
+            base,
+            StreamRecipe(length, seed=recipe.seed),
+            kind,
+            directory=stream_dir,
+            progress=progress,
+            voices=voices,
+            speech_cache=speech_cache,
+        )  # fmt: skip
+        for kind, length in _streams(recipe)
+    }
+    bank = (
+        load_or_build_word_bank(
+            base,
+            renditions_per_word=recipe.word_bank_renditions,
+            seed=recipe.seed,
+            directory=stream_dir,
+            progress=progress,
+            voices=voices,
+            speech_cache=speech_cache,
+        )  # fmt: skip
+        if recipe.word_bank_renditions > 0
+        else None
+    )
+    lap("negative streams")
+    material = _synthesize(phrase, recipe, voices, speech_cache or SpeechCache(), rng, progress)
+    lap("synthesis")
+    positives, negatives, durations = _examples(base, material, recipe, rng, progress)
+    stream_negatives = np.concatenate(
+        [
+            _stream_negatives(streams["train"], phrase, recipe.max_stream_negatives, rng),
+            *([bank.negatives(phrase)] if bank is not None else []),
+        ]
+    )
+    lap("examples")
+
+    x = np.concatenate([positives, negatives, stream_negatives]).astype(np.float32)
+    y = np.concatenate(
+        [np.ones(len(positives)), np.zeros(len(negatives) + len(stream_negatives))]
+    ).astype(np.int16)
+    (x_train, y_train), (x_val, y_val) = _split(x, y, 0.1, rng)
+    labels = (OTHER_LABEL, name)
+    head, history = _fit_head(x_train, y_train, x_val, y_val, labels, recipe, progress)
+    if recipe.hard_negative_copies > 0:
+        scores = WakeHead.from_state(head.state_dict()).scores(x_train)
+        negative = np.flatnonzero(y_train == 0)
+        hard = negative[np.argsort(scores[negative])[::-1]]
+        hard = hard[: max(1, int(recipe.hard_negative_share * hard.size))]
+        extra = np.tile(hard, recipe.hard_negative_copies)
+        x_train, y_train = (
+            np.concatenate([x_train, x_train[extra]]),
+            np.concatenate([y_train, y_train[extra]]),
+        )
+        head, history = _fit_head(x_train, y_train, x_val, y_val, labels, recipe, progress)
+    lap("training")
+
+    wake_head = WakeHead.from_state(head.state_dict())
+    calibration = calibration_scores(wake_head, streams["calibration"], phrase)
+    model = WakeWordModel(
+        name, phrase, wake_head, calibration, streams["calibration"].hours,
+        float(np.median(durations)), base.manifest.sha256,
+    )  # fmt: skip
+    curve = model.false_alarm_curve(smoothing_hops, refractory_s)
+    useful = curve.per_hour <= 100
+    lap("calibration")
+    val_scores = wake_head.scores(x_val)
+    metrics = {
+        "validation_accuracy": max(r.val_accuracy for r in history),
+        "validation_positive_recall_at_0.5": float(np.mean(val_scores[y_val == 1] >= 0.5)),
+        "epochs": len(history),
+        "examples": {
+            "positives": int(len(positives)),
+            "confusable_and_partial": int(len(negatives)),
+            "stream": int(len(stream_negatives)),
+        },
+        "confusables": material.confusable_texts,
+        "seconds": seconds,
+    }
+    report = {
+        "recipe": recipe.as_dict(),
+        "metrics": metrics,
+        "curve": {
+            "smoothing_hops": smoothing_hops,
+            "refractory_s": refractory_s,
+            "hop_s": HOP_S,
+            "hours": curve.hours,
+            "thresholds": [round(float(t), 6) for t in curve.thresholds[useful]],
+            "false_alarms_per_hour": [round(float(r), 4) for r in curve.per_hour[useful]],
+            "max_threshold": MAX_THRESHOLD,
+        },
+    }
+    return model, report
