@@ -60,6 +60,8 @@ DEFAULT_FALSE_ACCEPTS_PER_HOUR = 0.1
 """Target false accepts per hour of a wake word that sets neither a rate nor a threshold."""
 
 _NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+RESERVED_NAMES = frozenset({"base"})
+"""Wake-word names the CLI uses for something else."""
 _PHRASE_MAX_CHARS = 60
 _PHRASE_PUNCTUATION = frozenset(" '\u2019-")
 
@@ -108,6 +110,11 @@ class WakeWordSettings:
             raise ConfigError(
                 f"{_join(path, 'name')}: got {_show(self.name)}, expected 1-40 characters of "
                 "lowercase letters a-z, digits, '_' or '-', starting with a letter or digit"
+            )
+        if self.name in RESERVED_NAMES:
+            raise ConfigError(
+                f"{_join(path, 'name')}: got {_show(self.name)}, which is reserved "
+                f"(`earshot train base` trains the base model); choose another name"
             )
         if not _is_phrase(self.phrase):
             raise ConfigError(

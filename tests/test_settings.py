@@ -145,6 +145,10 @@ def _words(*entries: dict) -> dict:
             "wake_words\\[0\\].refractory_s: got -1, expected a number in \\[0, 60\\]",
         ),
         (
+            _words({"name": "base"}),
+            "wake_words\\[0\\].name: got str 'base', which is reserved",
+        ),
+        (
             _words({}, {"threshold": 0.5, "false_accepts_per_hour": 1}),
             "wake_words\\[1\\]: set false_accepts_per_hour or threshold, not both",
         ),
