@@ -6,6 +6,7 @@ Walks the AST of every module in the lower packages, so the rule costs nothing t
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
@@ -60,3 +61,20 @@ def test_kernels_import_only_numpy_wgpu_and_the_standard_library() -> None:
                 assert not at_top, f"{where} imports {name} at module level; import it lazily"
                 continue
             assert name in allowed, f"{where} imports {name}"
+
+
+TRAINING_ONLY = {"scipy", "librosa", "matplotlib", "tqdm", "numba"}
+
+
+def test_the_detection_path_loads_no_training_or_plotting_library() -> None:
+    # The daemon imports the CLI, the streaming detector and wake-word models; none of them may
+    # pull in the training stack (scipy, librosa), plotting or progress bars.
+    code = (
+        "import sys, agent.cli, models.detector, models.wake_model\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    loaded = set(ast.literal_eval(out))
+    assert not loaded & TRAINING_ONLY, f"detection path imports {sorted(loaded & TRAINING_ONLY)}"
