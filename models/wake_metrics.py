@@ -80,7 +80,11 @@ def false_alarm_curve(
     thresholds: np.ndarray = THRESHOLD_GRID,
     max_per_hour: float = 1000.0,
 ) -> FalseAlarmCurve:
-    """False alarms per hour over raw per-hop score episodes of a negative stream."""
+    """False alarms per hour over raw per-hop score episodes of a negative stream.
+
+    Counting stops past ``max_per_hour``: higher rates read as just above it, so the curve still
+    falls as the threshold rises.
+    """
     if hours <= 0:
         raise ValueError(f"hours: got {hours}, expected a positive length of negative audio")
     episodes = [smooth(s, smoothing_hops) for s in scores]
@@ -88,6 +92,9 @@ def false_alarm_curve(
     counts = np.array(
         [count_events(episodes, float(t), refractory_hops, limit) for t in thresholds], np.float64
     )
+    # count_events stops after the episode that passes the limit, so a count past it depends on
+    # where the episodes end; capping keeps the curve monotone.
+    counts = np.minimum(counts, limit)
     return FalseAlarmCurve(np.asarray(thresholds, np.float64), counts / hours, hours)
 
 

@@ -1,0 +1,270 @@
+"""`earshot train`, `earshot detect` and `earshot eval wake` on a wake word trained from text.
+
+One wake word, ``seven``, is trained once per session with the small recipe (`trained_seven`);
+`tests/test_detector.py` uses the same model.
+"""
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from agent.wake_commands import SHIPPED_BASE_MODEL
+from dsp.constants import SAMPLE_RATE_HZ
+from dsp.features import frame_count
+from models.base_model import BaseModel
+from models.dataset import trim_silence
+from models.detector import stream_scores
+from models.synth import Rendition, SpeechCache, Voice
+from models.wake_context import HOP_FRAMES, WINDOW_FRAMES, hop_end_s
+from models.wake_metrics import THRESHOLD_GRID, event_hops, smooth
+from models.wake_model import WakeWordModel, model_path, refractory_hops, stale_reason
+from tests.conftest import require, run_earshot
+
+VOICES = [Voice("espeak-ng", v) for v in ("en-us", "en-us+f3", "en-gb-x-rp+m7", "en-029+m3")]
+CONFIG = """\
+wake_words:
+  - name: seven
+    phrase: {phrase}
+    {operating_point}
+detection:
+  backend: numpy
+models:
+  directory: {directory}
+"""
+
+
+def write_config(
+    path: Path, directory: Path | str, *, phrase="seven", operating_point="threshold: 0.5"
+) -> Path:
+    path.write_text(
+        CONFIG.format(phrase=phrase, operating_point=operating_point, directory=directory)
+    )
+    return path
+
+
+def require_synthesizer() -> None:
+    require(shutil.which("espeak-ng") is not None, "espeak-ng is not installed")
+
+
+def trained_seven(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The config of the wake word ``seven``, trained with ``earshot train --small``.
+
+    The first caller in a session trains it under the session's temporary folder; later callers
+    (other test modules) find it there. The config keeps its models in ``models/`` beside it.
+    """
+    require_synthesizer()
+    root = tmp_path_factory.getbasetemp() / "wake-seven"
+    config = root / "earshot.yaml"
+    model = root / "models" / "seven.npz"
+    if not model.is_file():
+        root.mkdir(exist_ok=True)
+        write_config(config, "models")
+        result = run_earshot("train", "--config", str(config), "--small")
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "seven: training 'seven' (no model yet)" in result.stderr
+        assert "seven: trained in" in result.stdout and "threshold 0.5000" in result.stdout
+        assert model.is_file()
+    return config
+
+
+def speech(text: str, voice: Voice = VOICES[0]) -> np.ndarray:
+    """Synthesized ``text`` without its leading and trailing silence, peaking at 0.5."""
+    clip = trim_silence(SpeechCache().get(Rendition(text, voice)))
+    return (0.5 * clip / np.abs(clip).max()).astype(np.float32)
+
+
+def place(parts: list[tuple[float, np.ndarray]], seconds: float, seed: int = 0) -> np.ndarray:
+    """Clips added at their start times (s) into ``seconds`` of quiet noise."""
+    rng = np.random.default_rng(seed)
+    audio = (rng.standard_normal(int(seconds * SAMPLE_RATE_HZ)) * 3e-3).astype(np.float32)
+    for start_s, clip in parts:
+        start = int(start_s * SAMPLE_RATE_HZ)
+        audio[start : start + clip.size] += clip[: audio.size - start]
+    return audio
+
+
+def write_wav(path: Path, audio: np.ndarray) -> Path:
+    soundfile.write(path, audio, SAMPLE_RATE_HZ, subtype="FLOAT")
+    return path
+
+
+def hop_count(samples: int) -> int:
+    frames = frame_count(samples)
+    return 0 if frames < WINDOW_FRAMES else (frames - WINDOW_FRAMES) // HOP_FRAMES + 1
+
+
+@pytest.fixture(scope="module")
+def seven(tmp_path_factory) -> Path:
+    return trained_seven(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def base() -> BaseModel:
+    return BaseModel.load(SHIPPED_BASE_MODEL)
+
+
+def test_train_again_is_up_to_date_and_keeps_the_file(seven):
+    model = seven.parent / "models" / "seven.npz"
+    before = model.stat().st_mtime_ns
+    result = run_earshot("train", "--config", str(seven), "--small")
+    assert result.returncode == 0, result.stderr
+    assert f"seven: up to date ({model})" in result.stdout
+    assert "training" not in result.stderr
+    assert model.stat().st_mtime_ns == before
+
+
+def test_changed_phrase_or_base_makes_the_model_stale(seven, base, tmp_path):
+    model = model_path(seven.parent / "models", "seven")
+    sha = base.manifest.sha256
+    assert stale_reason(model, "seven", sha) is None
+    assert stale_reason(model, "seventy", sha) == "phrase changed from 'seven'"
+    assert stale_reason(model, "seven", "0" * 64) == "base model changed"
+    assert stale_reason(tmp_path / "seven.npz", "seven", sha) == "no model yet"
+    (tmp_path / "broken.npz").write_bytes(b"not a model")
+    assert stale_reason(tmp_path / "broken.npz", "seven", sha).startswith("unusable model (")
+    # The commands that use the model refuse it and say how to rebuild it.
+    config = write_config(tmp_path / "c.yaml", seven.parent / "models", phrase="seventy")
+    wav = write_wav(tmp_path / "quiet.wav", place([], 1.5))
+    result = run_earshot("detect", str(wav), "--config", str(config))
+    assert result.returncode == 5
+    assert "phrase changed from 'seven'; run `earshot train seven`" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_detect_prints_detections_and_writes_scores_and_plot(seven, base, tmp_path):
+    audio = place([(1.2, speech("seven"))], 3.5)
+    wav = write_wav(tmp_path / "seven.wav", audio)
+    scores_csv, plot = tmp_path / "scores.csv", tmp_path / "plot.png"
+    result = run_earshot(
+        "detect", str(wav), "--config", str(seven), "--scores", str(scores_csv), "--plot", str(plot)
+    )
+    assert result.returncode == 0, result.stderr
+    detections = [json.loads(line) for line in result.stdout.splitlines()]
+    assert detections, "the phrase is in the file"
+    for d in detections:
+        assert set(d) == {"wake_word", "score", "start_s", "end_s", "time_s", "file"}
+        assert d["wake_word"] == "seven" and d["file"] == str(wav)
+        assert 0.5 <= d["score"] <= 1.0
+        assert 0 <= d["start_s"] < d["end_s"] <= d["time_s"] <= audio.size / SAMPLE_RATE_HZ
+
+    with scores_csv.open() as f:
+        header, *rows = list(csv.reader(f))
+    assert header == ["time_s", "seven"]
+    hops = hop_count(audio.size)
+    assert len(rows) == hops
+    table = np.array(rows, dtype=np.float64)
+    np.testing.assert_allclose(table[:, 0], hop_end_s(np.arange(hops)), atol=6e-4)
+    model = WakeWordModel.load(model_path(seven.parent / "models", "seven"))
+    offline = stream_scores(base, [model.head], audio)[:, 0]
+    np.testing.assert_allclose(table[:, 1], offline, atol=1e-4)
+    # Detections are where the offline scores, smoothed, cross the configured threshold.
+    fired = event_hops(smooth(offline, 2), 0.5, refractory_hops(2.0))
+    assert [d["time_s"] for d in detections] == pytest.approx(hop_end_s(fired), abs=1e-3)
+    assert plot.stat().st_size > 1000
+
+
+def test_detect_several_files_names_them(seven, tmp_path):
+    short, long = place([], 1.3), place([], 2.05, seed=1)
+    files = [write_wav(tmp_path / "a.wav", short), write_wav(tmp_path / "b.wav", long)]
+    out = tmp_path / "scores.csv"
+    result = run_earshot(
+        "detect", *map(str, files), "--config", str(seven), "--scores", str(out),
+        "--plot", str(tmp_path / "plot.png"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with out.open() as f:
+        header, *rows = list(csv.reader(f))
+    assert header == ["file", "time_s", "seven"]
+    assert [r[0] for r in rows] == [str(files[0])] * hop_count(short.size) + [
+        str(files[1])
+    ] * hop_count(long.size)
+    for n in (1, 2):
+        assert (tmp_path / f"plot.{n}.png").stat().st_size > 1000
+
+
+def test_detect_without_a_trained_model_says_how_to_train_it(tmp_path):
+    config = write_config(tmp_path / "c.yaml", tmp_path / "empty")
+    wav = write_wav(tmp_path / "quiet.wav", place([], 1.5))
+    result = run_earshot("detect", str(wav), "--config", str(config))
+    assert result.returncode == 5
+    assert "no model yet" in result.stderr and "earshot train seven" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["train"], ["detect", "missing.wav"], ["config", "check"]],
+    ids=["train", "detect", "config-check"],
+)
+def test_invalid_wake_word_config_exits_2_naming_the_field(command, tmp_path):
+    config = write_config(
+        tmp_path / "bad.yaml", tmp_path,
+        operating_point="threshold: 0.5\n    false_accepts_per_hour: 1.0",
+    )  # fmt: skip
+    config_args = [str(config)] if command[0] == "config" else ["--config", str(config)]
+    result = run_earshot(*command, *config_args)
+    assert result.returncode == 2
+    assert f"{config}: wake_words[0]: set false_accepts_per_hour or threshold" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "seven.npz").exists()
+
+
+def test_eval_wake_writes_a_det_curve(seven, tmp_path):
+    positives = tmp_path / "positives"
+    positives.mkdir()
+    for n, voice in enumerate(VOICES):
+        write_wav(positives / f"seven_{n}.wav", place([(0.2, speech("seven", voice))], 1.2, n))
+    words = ["one", "two", "three", "four", "five", "six", "eight", "nine", "hello", "eleven"]
+    negatives = place([(0.3 + 0.9 * i, speech(w)) for i, w in enumerate(words)], 9.5)
+    negative_file = write_wav(tmp_path / "negatives.wav", negatives)
+    prefix = tmp_path / "det"
+    result = run_earshot(
+        "eval", "wake", "--config", str(seven), "--wake-word", "seven",
+        "--positives", str(positives), "--negatives", str(negative_file),
+        "--out", str(prefix), "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)["seven"]
+    assert summary["positives"] == len(VOICES)
+    assert summary["negative_hours"] == round(negatives.size / SAMPLE_RATE_HZ / 3600, 3)
+    assert 0.0 <= summary["miss_rate_at_1_per_hour"] <= 1.0
+    assert summary["per_10_hours_measured"] is False
+
+    with prefix.with_suffix(".csv").open() as f:
+        header, *rows = list(csv.reader(f))
+    assert header == ["wake_word", "threshold", "false_alarms_per_hour", "miss_rate"]
+    assert len(rows) == THRESHOLD_GRID.size and {r[0] for r in rows} == {"seven"}
+    curve = np.array([r[1:] for r in rows], dtype=np.float64)
+    assert np.all(np.diff(curve[:, 1]) <= 0) and np.all(np.diff(curve[:, 2]) >= 0)
+    # The summary is the curve's point at 1 false alarm per hour.
+    first = int(np.flatnonzero(curve[:, 1] <= 1.0)[0])
+    assert summary["miss_rate_at_1_per_hour"] == pytest.approx(curve[first, 2], abs=1e-4)
+    assert summary["threshold_at_1_per_hour"] == pytest.approx(curve[first, 0], abs=1e-5)
+    assert prefix.with_suffix(".png").stat().st_size > 1000
+
+
+def test_eval_wake_without_positives_exits_2(tmp_path):
+    config = write_config(tmp_path / "c.yaml", tmp_path)
+    result = run_earshot(
+        "eval", "wake", "--config", str(config), "--wake-word", "seven", "--negatives", "x.wav",
+        "--out", str(tmp_path / "det"),
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--positives" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "det.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "mentions"), [("train", ["NAME", "--small", "--force"]), ("detect", ["--scores"])]
+)
+def test_help(command, mentions):
+    result = run_earshot(command, "--help")
+    assert result.returncode == 0, result.stderr
+    for word in mentions:
+        assert word in result.stdout
