@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 SHIPPED_BASE_MODEL = Path(__file__).resolve().parent.parent / "models" / "data" / "base.npz"
 CHUNK_S = 0.08
 """`earshot detect` feeds files in the live agent's block size."""
+TRAILING_S = 1.0
+"""Silence `earshot detect` appends to each file."""
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
@@ -58,9 +60,10 @@ def add_parsers(
     """Register ``detect`` and ``eval wake``."""
     detect = commands.add_parser(
         "detect", help="run the configured wake words over audio files",
-        description="Stream each file through the detector (in 80 ms blocks, as the agent "
-        "does) and print one JSON line per detection: file, wake word, score, start and end "
-        "of the phrase and the time of the decision, in seconds from the file's start.",
+        description="Stream each file, followed by 1 s of silence, through the detector (in "
+        "80 ms blocks, as the agent does) and print one JSON line per detection: file, wake "
+        "word, score, start and end of the phrase and the time of the decision, in seconds "
+        "from the file's start.",
     )  # fmt: skip
     detect.add_argument("files", type=Path, nargs="+", metavar="FILE", help="audio files")
     _config_option(detect)
@@ -227,6 +230,7 @@ def run_detect(args: argparse.Namespace) -> int:
     """Print detections as JSON lines; optionally write scores (CSV) and plots (PNG)."""
     from agent.settings import load_settings
     from dsp.audio import load_audio
+    from dsp.constants import SAMPLE_RATE_HZ
     from models.detector import Detection, Detector
 
     settings = load_settings(args.config)
@@ -245,7 +249,10 @@ def run_detect(args: argparse.Namespace) -> int:
             on_hop=lambda t, s, hops=hops: hops.append((t, s.copy())),  # type: ignore[misc]
         )  # fmt: skip
         found: list[Detection] = []
-        for chunk in _chunks(audio):
+        # A file ends where a stream goes on: trailing silence lets a phrase at the very end
+        # (or a file shorter than the detector's 1 s window) be heard.
+        padded = np.concatenate([audio, np.zeros(int(TRAILING_S * SAMPLE_RATE_HZ), np.float32)])
+        for chunk in _chunks(padded):
             found += detector.push(chunk)
         for d in found:
             print(json.dumps({"file": str(file), **d.as_dict()}), flush=True)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from agent.wake_commands import SHIPPED_BASE_MODEL
+from agent.wake_commands import SHIPPED_BASE_MODEL, TRAILING_S
 from dsp.constants import SAMPLE_RATE_HZ
 from dsp.features import frame_count
 from models.base_model import BaseModel
@@ -94,7 +94,8 @@ def write_wav(path: Path, audio: np.ndarray) -> Path:
 
 
 def hop_count(samples: int) -> int:
-    frames = frame_count(samples)
+    """Hops `earshot detect` scores for a file of ``samples`` (it appends TRAILING_S silence)."""
+    frames = frame_count(samples + int(TRAILING_S * SAMPLE_RATE_HZ))
     return 0 if frames < WINDOW_FRAMES else (frames - WINDOW_FRAMES) // HOP_FRAMES + 1
 
 
@@ -160,7 +161,8 @@ def test_detect_prints_detections_and_writes_scores_and_plot(seven, base, tmp_pa
     table = np.array(rows, dtype=np.float64)
     np.testing.assert_allclose(table[:, 0], hop_end_s(np.arange(hops)), atol=6e-4)
     model = WakeWordModel.load(model_path(seven.parent / "models", "seven"))
-    offline = stream_scores(base, [model.head], audio)[:, 0]
+    trailing = np.zeros(int(TRAILING_S * SAMPLE_RATE_HZ), np.float32)
+    offline = stream_scores(base, [model.head], np.concatenate([audio, trailing]))[:, 0]
     np.testing.assert_allclose(table[:, 1], offline, atol=1e-4)
     # Detections are where the offline scores, smoothed, cross the configured threshold.
     fired = event_hops(smooth(offline, 2), 0.5, refractory_hops(2.0))
