@@ -91,8 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks that print measured figures")
     bench.add_argument(
-        "suite", choices=["frontend", "engine", "train"],
-        help="frontend: feature cost; engine: inference; train: a training step, numpy vs wgpu",
+        "suite", choices=["frontend", "engine", "train", "wake"],
+        help="frontend: feature cost; engine: inference; train: a training step, numpy vs wgpu; "
+        "wake: ten wake words vs one, detection latency, training a wake word",
     )  # fmt: skip
     bench.add_argument(
         "--json", action="store_true", help="print one JSON document instead of a table"
@@ -211,7 +212,12 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run a benchmark and print its figures."""
-    suites = {"frontend": "dsp.bench", "engine": "kernels.bench", "train": "models.bench_training"}
+    suites = {
+        "frontend": "dsp.bench",
+        "engine": "kernels.bench",
+        "train": "models.bench_training",
+        "wake": "models.bench_wake",
+    }
     module = suites[args.suite]
     return int(importlib.import_module(module).main(["--json"] if args.json else []))
 
