@@ -40,7 +40,6 @@ from models.wake_context import (
     frame_end_s,
     hop_windows,
 )
-from models.wake_metrics import smooth
 from models.wake_model import WakeHead, WakeWordModel, refractory_hops
 
 LOUD_DB = 12.0
@@ -114,9 +113,10 @@ class Detector:
         names = [w.name for w in self.wake_words]
         if len(set(names)) != len(names):
             raise ValueError(f"wake words: names must differ, got {names}")
-        self._heads = [w.model.head for w in self.wake_words]
+        self._heads = _StackedHeads([w.model.head for w in self.wake_words])
         self._thresholds = np.array([w.threshold for w in self.wake_words])
-        self._smoothing = max((w.smoothing_hops for w in self.wake_words), default=1)
+        self._smoothing_hops = np.array([w.smoothing_hops for w in self.wake_words], np.int64)
+        self._smoothing = int(self._smoothing_hops.max(initial=1))
         self._refractory = [refractory_hops(w.refractory_s) for w in self.wake_words]
         self._silence = self._embed(np.full((WINDOW_FRAMES, N_MELS), np.log(LOG_FLOOR)))
         self.reset()
@@ -160,22 +160,22 @@ class Detector:
         context = np.concatenate(
             [self._embeddings[k] for k in range(0, CONTEXT_HOPS + 1, CONTEXT_STRIDE_HOPS)]
         )[None]
-        scores = np.array([float(head.scores(context)[0]) for head in self._heads])
+        scores = self._heads.scores(context)
         time_s = frame_end_s(self._frame_offset + end)
         if self.on_hop is not None:
             self.on_hop(time_s, scores)
         self._recent.append(scores)
-        history = np.array(self._recent)
+        # Each wake word's mean over its last smoothing_hops hops (or as many as there are yet).
+        newest_first = np.cumsum(np.array(self._recent)[::-1], axis=0)
+        span = np.minimum(self._smoothing_hops, len(self._recent))
+        smoothed = newest_first[span - 1, np.arange(span.size)] / span
         detections = []
-        for i, wake in enumerate(self.wake_words):
-            smoothed = float(smooth(history[:, i], wake.smoothing_hops)[-1])
-            if (
-                smoothed >= self._thresholds[i]
-                and self.hops - self._last_fired[i] >= self._refractory[i]
-            ):
+        for i in np.flatnonzero(smoothed >= self._thresholds):
+            if self.hops - self._last_fired[i] >= self._refractory[i]:
                 self._last_fired[i] = self.hops
+                wake = self.wake_words[i]
                 start_s, end_s = self._locate(end, wake.model.phrase_duration_s)
-                detections.append(Detection(wake.name, smoothed, start_s, end_s, time_s))
+                detections.append(Detection(wake.name, float(smoothed[i]), start_s, end_s, time_s))
         return detections
 
     def _locate(self, end: int, duration_s: float) -> tuple[float, float]:
@@ -193,6 +193,35 @@ class Detector:
         onset = int(loud[np.searchsorted(loud, max(earliest, 0))])
         frame_s = HOP_S / HOP_FRAMES
         return (first + onset) * frame_s, frame_end_s(first + last + 1)
+
+
+class _StackedHeads:
+    """Every wake word's head as one pair of matrix products.
+
+    A hop costs two small matmuls whatever the number of wake words (the second layer is
+    block-diagonal).
+    """
+
+    def __init__(self, heads: Sequence[WakeHead]):
+        self.count = len(heads)
+        if not heads:
+            return
+        self.w1 = np.concatenate([h.w1 for h in heads], axis=1)
+        self.b1 = np.concatenate([h.b1 for h in heads])
+        self.w2 = np.zeros((self.w1.shape[1], 2 * self.count), np.float32)
+        row = 0
+        for i, h in enumerate(heads):
+            self.w2[row : row + h.w2.shape[0], 2 * i : 2 * i + 2] = h.w2
+            row += h.w2.shape[0]
+        self.b2 = np.concatenate([h.b2 for h in heads])
+
+    def scores(self, context: np.ndarray) -> np.ndarray:
+        """Wake-class probability of every head for one context [1, inputs] -> [heads]."""
+        if self.count == 0:
+            return np.zeros(0, np.float32)
+        hidden = np.maximum(context.astype(np.float32) @ self.w1 + self.b1, 0.0)
+        logits = (hidden @ self.w2 + self.b2).reshape(self.count, 2)
+        return (1.0 / (1.0 + np.exp(logits[:, 0] - logits[:, 1]))).astype(np.float32)
 
 
 def stream_scores(base: BaseModel, heads: Sequence[WakeHead], audio: np.ndarray) -> np.ndarray:

@@ -93,9 +93,13 @@ def write_wav(path: Path, audio: np.ndarray) -> Path:
     return path
 
 
+TRAILING = int(TRAILING_S * SAMPLE_RATE_HZ)
+"""Silence `earshot detect` appends to each file."""
+
+
 def hop_count(samples: int) -> int:
-    """Hops `earshot detect` scores for a file of ``samples`` (it appends TRAILING_S silence)."""
-    frames = frame_count(samples + int(TRAILING_S * SAMPLE_RATE_HZ))
+    """Hops the detector scores in a stream of ``samples``."""
+    frames = frame_count(samples)
     return 0 if frames < WINDOW_FRAMES else (frames - WINDOW_FRAMES) // HOP_FRAMES + 1
 
 
@@ -156,7 +160,7 @@ def test_detect_prints_detections_and_writes_scores_and_plot(seven, base, tmp_pa
     with scores_csv.open() as f:
         header, *rows = list(csv.reader(f))
     assert header == ["time_s", "seven"]
-    hops = hop_count(audio.size)
+    hops = hop_count(audio.size + TRAILING)
     assert len(rows) == hops
     table = np.array(rows, dtype=np.float64)
     np.testing.assert_allclose(table[:, 0], hop_end_s(np.arange(hops)), atol=6e-4)
@@ -182,9 +186,9 @@ def test_detect_several_files_names_them(seven, tmp_path):
     with out.open() as f:
         header, *rows = list(csv.reader(f))
     assert header == ["file", "time_s", "seven"]
-    assert [r[0] for r in rows] == [str(files[0])] * hop_count(short.size) + [
+    assert [r[0] for r in rows] == [str(files[0])] * hop_count(short.size + TRAILING) + [
         str(files[1])
-    ] * hop_count(long.size)
+    ] * hop_count(long.size + TRAILING)
     for n in (1, 2):
         assert (tmp_path / f"plot.{n}.png").stat().st_size > 1000
 
