@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from agent.settings import Settings, WakeWordSettings
     from models.base_model import BaseModel
     from models.detector import WakeWord
-    from models.wake_training import WakeRecipe
 
 SHIPPED_BASE_MODEL = Path(__file__).resolve().parent.parent / "models" / "data" / "base.npz"
 CHUNK_S = 0.08
@@ -164,17 +163,6 @@ def load_wake_words(
 # ---- train ---------------------------------------------------------------------------------------
 
 
-def small_recipe() -> WakeRecipe:
-    """`--small`: seconds of work instead of a minute, for trials and tests."""
-    from models.wake_training import WakeRecipe
-
-    return WakeRecipe(
-        phrase_renditions=32, positive_copies=2, confusable_renditions=2, confusable_copies=1,
-        filler_words=16, train_stream_s=60.0, calibration_stream_s=60.0, word_bank_renditions=0,
-        max_stream_negatives=2000, epochs=20,
-    )  # fmt: skip
-
-
 def run_train_wake(args: argparse.Namespace) -> int:
     """Train every configured wake word whose model is missing or stale (or those named)."""
     from threadpoolctl import threadpool_limits
@@ -182,7 +170,7 @@ def run_train_wake(args: argparse.Namespace) -> int:
     from agent.progress import StageProgress
     from agent.settings import load_settings
     from models.wake_model import model_path, stale_reason
-    from models.wake_training import WakeRecipe, train_wake_word
+    from models.wake_training import SMALL_RECIPE, WakeRecipe, train_wake_word
 
     settings = load_settings(args.config)
     names = args.names or [w.name for w in settings.wake_words]
@@ -192,7 +180,7 @@ def run_train_wake(args: argparse.Namespace) -> int:
     base = load_base(settings)
     assert base.manifest is not None
     directory = settings.models.resolved_directory()
-    recipe = small_recipe() if args.small else WakeRecipe()
+    recipe = SMALL_RECIPE if args.small else WakeRecipe()
     for wake in wakes:
         path = model_path(directory, wake.name)
         reason = stale_reason(path, wake.phrase, base.manifest.sha256)

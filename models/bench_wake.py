@@ -52,7 +52,7 @@ from models.synth import SpeechCache, Voice, available_voices
 from models.wake_data import StreamRecipe, build_episode, default_stream_dir
 from models.wake_metrics import smooth
 from models.wake_model import WakeWordModel
-from models.wake_training import WakeRecipe, train_wake_word
+from models.wake_training import SMALL_RECIPE, WakeRecipe, train_wake_word
 
 SHIPPED_BASE_MODEL = Path(__file__).resolve().parent / "data" / "base.npz"
 PHRASE = "computer"
@@ -81,18 +81,6 @@ P90 = 90
 TARGET_RATIO = 1.2
 TARGET_LATENCY_MS = 200.0
 TARGET_TRAINING_S = 60.0
-
-
-def small_recipe() -> WakeRecipe:
-    """The recipe of ``earshot train --small`` (``agent.wake_commands.small_recipe``).
-
-    Repeated here because models do not import the agent; a test keeps the two equal.
-    """
-    return WakeRecipe(
-        phrase_renditions=32, positive_copies=2, confusable_renditions=2, confusable_copies=1,
-        filler_words=16, train_stream_s=60.0, calibration_stream_s=60.0, word_bank_renditions=0,
-        max_stream_negatives=2000, epochs=20,
-    )  # fmt: skip
 
 
 class _StageNames:
@@ -364,7 +352,7 @@ def run(
         if show_progress:
             print(text, file=sys.stderr, flush=True)
 
-    recipe = small_recipe() if small else WakeRecipe()
+    recipe = SMALL_RECIPE if small else WakeRecipe()
     recipe_name = "small" if small else "default"
     base = BaseModel.load(base_path)
     cache = SpeechCache()

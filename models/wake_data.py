@@ -33,7 +33,7 @@ from dsp.features import log_mel
 from models.augment import AugmentConfig, Augmenter, apply_gain, colored_noise
 from models.base_model import BaseModel
 from models.dataset import load_vocabulary, sample_renditions, split_voices, trim_silence
-from models.synth import SpeechCache, Voice, available_voices
+from models.synth import Rendition, SpeechCache, Voice, available_voices
 from models.wake_context import (
     CONTEXT_HOPS,
     CONTEXT_SAMPLES,
@@ -265,6 +265,20 @@ class StreamRecipe:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def synthesize(
+    renditions: Sequence[Rendition], cache: SpeechCache, progress: Progress | None
+) -> list[np.ndarray]:
+    """Audio of the renditions (from the cache or synthesized), with a "synthesis" progress."""
+    done = [0]
+
+    def tick(n: int) -> None:
+        done[0] += n
+        if progress is not None:
+            progress("synthesis", done[0], len(renditions))
+
+    return cache.get_many(renditions, progress=tick)
+
+
 def _speech_pool(
     voices: Sequence[Voice],
     count: int,
@@ -279,14 +293,7 @@ def _speech_pool(
     sentences = sentence_texts(vocabulary, count, rng)
     words = [str(w) for w in rng.choice(vocabulary, size=count)]
     renditions = sample_renditions(sentences + words, voices, per_word=1, rng=rng)
-    done = [0]
-
-    def tick(n: int) -> None:
-        done[0] += n
-        if progress is not None:
-            progress("synthesis", done[0], len(renditions))
-
-    audio = cache.get_many(renditions, progress=tick)
+    audio = synthesize(renditions, cache, progress)
     return sentences, audio[:count], words, audio[count:]
 
 
@@ -438,14 +445,7 @@ def build_word_bank(
     part = split_voices(voices if voices is not None else available_voices(), seed=seed)
     vocabulary = load_vocabulary()
     renditions = sample_renditions(vocabulary, part.train, per_word=renditions_per_word, rng=rng)
-    done = [0]
-
-    def tick(n: int) -> None:
-        done[0] += n
-        if progress is not None:
-            progress("synthesis", done[0], len(renditions))
-
-    audio = (speech_cache or SpeechCache()).get_many(renditions, progress=tick)
+    audio = synthesize(renditions, speech_cache or SpeechCache(), progress)
     fillers = [audio[int(i)] for i in rng.choice(len(audio), size=48, replace=False)]
     contexts = []
     for start in range(0, len(audio), 256):

@@ -47,6 +47,7 @@ from models.wake_data import (
     context_examples,
     load_or_build_stream,
     load_or_build_word_bank,
+    synthesize,
 )
 from models.wake_metrics import MAX_THRESHOLD
 from models.wake_model import OTHER_LABEL, WAKE_FORMAT_VERSION, WakeHead, WakeWordModel
@@ -113,6 +114,14 @@ class WakeRecipe:
         return {**asdict(self), "wake_format": WAKE_FORMAT_VERSION}
 
 
+SMALL_RECIPE = WakeRecipe(
+    phrase_renditions=32, positive_copies=2, confusable_renditions=2, confusable_copies=1,
+    filler_words=16, train_stream_s=60.0, calibration_stream_s=60.0, word_bank_renditions=0,
+    max_stream_negatives=2000, epochs=20,
+)  # fmt: skip
+"""``earshot train --small``: seconds of work instead of a minute, for trials and tests."""
+
+
 def _streams(recipe: WakeRecipe) -> list[tuple[StreamKind, float]]:
     return [("train", recipe.train_stream_s), ("calibration", recipe.calibration_stream_s)]
 
@@ -153,14 +162,7 @@ def _synthesize(
         *sample_renditions(confusables, voices, per_word=recipe.confusable_renditions, rng=rng),
         *sample_renditions(fillers, voices, per_word=1, rng=rng),
     ]
-    done = [0]
-
-    def tick(n: int) -> None:
-        done[0] += n
-        if progress is not None:
-            progress("synthesis", done[0], len(renditions))
-
-    audio = cache.get_many(renditions, progress=tick)
+    audio = synthesize(renditions, cache, progress)
     n_phrase = recipe.phrase_renditions
     n_confusable = len(confusables) * recipe.confusable_renditions
     return _Material(

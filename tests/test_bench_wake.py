@@ -3,13 +3,8 @@
 import json
 import shutil
 
-from agent.wake_commands import small_recipe
 from models import bench_wake
 from tests.conftest import require
-
-
-def test_small_recipe_is_the_one_of_earshot_train_small():
-    assert bench_wake.small_recipe() == small_recipe()
 
 
 def test_tiny_run_reports_every_figure(capsys):
