@@ -221,7 +221,8 @@ class _StackedHeads:
             return np.zeros(0, np.float32)
         hidden = np.maximum(context.astype(np.float32) @ self.w1 + self.b1, 0.0)
         logits = (hidden @ self.w2 + self.b2).reshape(self.count, 2)
-        return (1.0 / (1.0 + np.exp(logits[:, 0] - logits[:, 1]))).astype(np.float32)
+        margin = np.clip(logits[:, 0] - logits[:, 1], -80.0, 80.0)  # exp stays finite
+        return (1.0 / (1.0 + np.exp(margin))).astype(np.float32)
 
 
 def stream_scores(base: BaseModel, heads: Sequence[WakeHead], audio: np.ndarray) -> np.ndarray:

@@ -70,7 +70,8 @@ class WakeHead:
         """Wake-class probability of each context row [n, inputs] -> [n] float32."""
         hidden = np.maximum(np.asarray(contexts, dtype=np.float32) @ self.w1 + self.b1, 0.0)
         logits = hidden @ self.w2 + self.b2
-        return (1.0 / (1.0 + np.exp(logits[:, 0] - logits[:, 1]))).astype(np.float32)
+        margin = np.clip(logits[:, 0] - logits[:, 1], -80.0, 80.0)  # exp stays finite
+        return (1.0 / (1.0 + np.exp(margin))).astype(np.float32)
 
 
 @dataclass
