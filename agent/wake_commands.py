@@ -169,7 +169,8 @@ def run_train_wake(args: argparse.Namespace) -> int:
 
     from agent.progress import StageProgress
     from agent.settings import load_settings
-    from models.wake_model import model_path, stale_reason
+    from dsp.audio import load_audio
+    from models.wake_model import model_path, recordings_digest, stale_reason
     from models.wake_training import SMALL_RECIPE, WakeRecipe, train_wake_word
 
     settings = load_settings(args.config)
@@ -183,16 +184,19 @@ def run_train_wake(args: argparse.Namespace) -> int:
     recipe = SMALL_RECIPE if args.small else WakeRecipe()
     for wake in wakes:
         path = model_path(directory, wake.name)
-        reason = stale_reason(path, wake.phrase, base.manifest.sha256)
+        recordings = [load_audio(Path(r)) for r in wake.recordings]
+        digest = recordings_digest(recordings)
+        reason = stale_reason(path, wake.phrase, base.manifest.sha256, digest)
         if reason is None and not args.force:
             print(f"{wake.name}: up to date ({path})")
             continue
-        print(f"{wake.name}: training {wake.phrase!r} ({reason or 'forced'})", file=sys.stderr)
+        own = f", {len(recordings)} of your recordings" if recordings else ""
+        print(f"{wake.name}: training {wake.phrase!r}{own} ({reason or 'forced'})", file=sys.stderr)
         started = time.perf_counter()
         with StageProgress(unit="step") as progress, threadpool_limits(os.cpu_count() or 1):
             model, report = train_wake_word(
                 wake.name, wake.phrase, base, recipe, smoothing_hops=wake.smoothing_hops,
-                refractory_s=wake.refractory_s, progress=progress,
+                refractory_s=wake.refractory_s, recordings=recordings, progress=progress,
             )  # fmt: skip
         report["metrics"]["seconds"]["total"] = round(time.perf_counter() - started, 2)
         model.save(path, **report)

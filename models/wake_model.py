@@ -13,6 +13,7 @@ training code (`models.wake_training`).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,8 +202,23 @@ def model_path(directory: Path, name: str) -> Path:
     return directory / f"{name}.npz"
 
 
-def stale_reason(path: Path, phrase: str, base_sha256: str) -> str | None:
-    """Why the model at ``path`` must be (re)trained for ``phrase`` on that base; None if not."""
+def recordings_digest(recordings: list[np.ndarray]) -> str:
+    """A checksum of the user's recordings of a phrase (their samples, in order)."""
+    digest = hashlib.sha256()
+    for samples in recordings:
+        digest.update(np.ascontiguousarray(samples, dtype=np.float32).tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()
+
+
+def stale_reason(
+    path: Path, phrase: str, base_sha256: str, recordings_sha256: str | None = None
+) -> str | None:
+    """Why the model at ``path`` must be (re)trained for ``phrase`` on that base; None if not.
+
+    ``recordings_sha256`` (`recordings_digest` of the configured recordings) is compared too
+    when given.
+    """
     if not path.is_file():
         return "no model yet"
     try:
@@ -213,4 +229,6 @@ def stale_reason(path: Path, phrase: str, base_sha256: str) -> str | None:
         return f"phrase changed from {model.phrase!r}"
     if model.base_sha256 != base_sha256:
         return "base model changed"
+    if recordings_sha256 is not None and model.extra.get("recordings_sha256") != recordings_sha256:
+        return "recordings changed"
     return None

@@ -50,7 +50,13 @@ from models.wake_data import (
     synthesize,
 )
 from models.wake_metrics import MAX_THRESHOLD
-from models.wake_model import OTHER_LABEL, WAKE_FORMAT_VERSION, WakeHead, WakeWordModel
+from models.wake_model import (
+    OTHER_LABEL,
+    WAKE_FORMAT_VERSION,
+    WakeHead,
+    WakeWordModel,
+    recordings_digest,
+)
 
 Progress = Callable[[str, int, int], None]
 PARTIAL_SHARE = (0.3, 0.7)
@@ -84,6 +90,8 @@ class WakeRecipe:
         At most this many training-stream hops are used as negatives.
     word_bank_renditions : int
         Renditions of every vocabulary word in the (cached) word bank of negatives.
+    recording_copies : int
+        Placed, augmented examples of each of the user's own recordings of the phrase.
     hard_negative_copies, hard_negative_share : int, float
         After a first fit, the highest-scoring share of negatives is repeated this many more
         times and the head is trained again: false alarms come from a few hard cases.
@@ -104,6 +112,7 @@ class WakeRecipe:
     calibration_stream_s: float = 3600.0
     max_stream_negatives: int = 12000
     word_bank_renditions: int = 4
+    recording_copies: int = 40
     hard_negative_copies: int = 3
     hard_negative_share: float = 0.05
     epochs: int = 40
@@ -271,6 +280,7 @@ def train_wake_word(
     *,
     smoothing_hops: int = 2,
     refractory_s: float = 2.0,
+    recordings: Sequence[np.ndarray] = (),
     voices: Sequence[Voice] | None = None,
     speech_cache: SpeechCache | None = None,
     stream_dir: Path | None = None,
@@ -288,6 +298,9 @@ def train_wake_word(
         Amounts of data and training; `WakeRecipe()` by default.
     smoothing_hops, refractory_s
         The detection settings the stored calibration curve is drawn for.
+    recordings : sequence of np.ndarray
+        The user's own recordings of the phrase (16 kHz mono float): extra positives, each
+        placed and augmented ``recipe.recording_copies`` times.
     voices : sequence of Voice, optional
         Synthesizer voices to use (all installed ones by default).
     speech_cache : SpeechCache, optional
@@ -348,6 +361,12 @@ def train_wake_word(
     material = _synthesize(phrase, recipe, voices, speech_cache or SpeechCache(), rng, progress)
     lap("synthesis")
     positives, negatives, durations = _examples(base, material, recipe, rng, progress)
+    if recordings:
+        own, _ = context_examples(
+            base, list(recordings), copies=recipe.recording_copies, spec=POSITIVE_SPEC,
+            fillers=material.fillers, rng=rng,
+        )  # fmt: skip
+        positives = np.concatenate([positives, own])
     stream_negatives = np.concatenate(
         [
             _stream_negatives(streams["train"], phrase, recipe.max_stream_negatives, rng),
@@ -381,6 +400,10 @@ def train_wake_word(
     model = WakeWordModel(
         name, phrase, wake_head, calibration, streams["calibration"].hours,
         float(np.median(durations)), base.manifest.sha256,
+        extra={
+            "recordings": len(recordings),
+            "recordings_sha256": recordings_digest(list(recordings)),
+        },
     )  # fmt: skip
     curve = model.false_alarm_curve(smoothing_hops, refractory_s)
     useful = curve.per_hour <= 100

@@ -274,3 +274,46 @@ def test_help(command, mentions):
     assert result.returncode == 0, result.stderr
     for word in mentions:
         assert word in result.stdout
+
+
+def test_train_uses_the_users_recordings_and_retrains_when_they_change(tmp_path):
+    require_synthesizer()
+    write_wav(tmp_path / "take.wav", place([(0.3, speech("seven", VOICES[2]))], 1.2))
+    config = write_config(
+        tmp_path / "earshot.yaml", "models",
+        operating_point="threshold: 0.5\n    recordings: [take.wav]",
+    )  # fmt: skip
+    model = tmp_path / "models" / "seven.npz"
+
+    first = run_earshot("train", "--config", str(config), "--small")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "seven: training 'seven', 1 of your recordings (no model yet)" in first.stderr
+    trained = WakeWordModel.load(model)
+    assert trained.extra["recordings"] == 1
+    # The recording is a positive: the model's examples count grew by its augmented copies.
+    from models.wake_training import SMALL_RECIPE
+
+    counts = trained.manifest.metrics["examples"]
+    assert counts["positives"] == (
+        SMALL_RECIPE.phrase_renditions * SMALL_RECIPE.positive_copies
+        + SMALL_RECIPE.recording_copies
+    )
+
+    again = run_earshot("train", "--config", str(config), "--small")
+    assert "seven: up to date" in again.stdout
+
+    write_wav(tmp_path / "take.wav", place([(0.1, speech("seven", VOICES[3]))], 1.2))
+    changed = run_earshot("train", "--config", str(config), "--small")
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    assert "(recordings changed)" in changed.stderr
+
+
+def test_train_names_a_missing_recording(tmp_path):
+    config = write_config(
+        tmp_path / "earshot.yaml", "models",
+        operating_point="threshold: 0.5\n    recordings: [missing.wav]",
+    )  # fmt: skip
+    result = run_earshot("train", "--config", str(config), "--small")
+    assert result.returncode == 3
+    assert str(tmp_path / "missing.wav") in result.stderr
+    assert "Traceback" not in result.stderr
