@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import numpy as np
 from agent import wake_commands
 from agent.data_command import add_recipe_options
 from kernels.errors import ConfigError, ModelError
+from models.cache import cache_dir
 
 SHIPPED_BASE_MODEL = Path(__file__).resolve().parent.parent / "models" / "data" / "base.npz"
 DEFAULT_FSDD = (
@@ -64,8 +64,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> argparse._SubParsersAct
 
 
 def _checkpoint_path(recipe_key: str, seed: int, epochs: int) -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "earshot" / "training" / f"base-{recipe_key}-s{seed}-e{epochs}.npz"
+    return cache_dir("training") / f"base-{recipe_key}-s{seed}-e{epochs}.npz"
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -368,6 +368,7 @@ def _fsdd(
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     from agent.model_commands import DEFAULT_FSDD
     from agent.progress import StageProgress
+    from models.cache import cache_dir
     from models.dataset import DIGIT_WORDS
     from models.wake_data import StreamRecipe, load_or_build_stream
     from models.wake_eval import fsdd_stream, stream_det
@@ -379,7 +380,7 @@ def _fsdd(
         raise ConfigError(f"--fsdd: {directory} is not a folder of FSDD recordings")
     base = load_base(settings)
     assert base.manifest is not None
-    models_dir = _cache_dir() / "fsdd-wake"
+    models_dir = cache_dir("fsdd-wake")
     results: dict[str, dict[str, Any]] = {}
     curves: dict[str, Any] = {}
     with StageProgress(unit="step") as progress:
@@ -402,8 +403,3 @@ def _fsdd(
     results["mean"] = {**results[DIGIT_WORDS[0]], **means, "positives": 0}
     results["mean"]["positives"] = sum(results[d]["positives"] for d in DIGIT_WORDS)
     return results, curves
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "earshot"

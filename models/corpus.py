@@ -24,6 +24,7 @@ import numpy as np
 from dsp.constants import SAMPLE_RATE_HZ
 from dsp.features import log_mel
 from models.augment import AugmentConfig, Augmenter, apply_gain, colored_noise
+from models.cache import cache_dir
 from models.dataset import fit_to_window, sample_renditions, split_voices, trim_silence
 from models.synth import Rendition, SpeechCache, Voice, available_voices
 
@@ -135,8 +136,7 @@ class Corpus:
 
 def default_corpus_dir() -> Path:
     """``$XDG_CACHE_HOME/earshot/corpora``."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "earshot" / "corpora"
+    return cache_dir("corpora")
 
 
 def sentence_texts(words: Sequence[str], count: int, rng: np.random.Generator) -> list[str]:

@@ -40,7 +40,7 @@ from models.wake_context import (
     frame_end_s,
     hop_windows,
 )
-from models.wake_model import WakeHead, WakeWordModel, refractory_hops
+from models.wake_model import WakeHead, WakeWordModel, refractory_hops, wake_probability
 
 LOUD_DB = 12.0
 """Frames this far above the context's quiet floor count as speech when timing a phrase."""
@@ -220,9 +220,7 @@ class _StackedHeads:
         if self.count == 0:
             return np.zeros(0, np.float32)
         hidden = np.maximum(context.astype(np.float32) @ self.w1 + self.b1, 0.0)
-        logits = (hidden @ self.w2 + self.b2).reshape(self.count, 2)
-        margin = np.clip(logits[:, 0] - logits[:, 1], -80.0, 80.0)  # exp stays finite
-        return (1.0 / (1.0 + np.exp(margin))).astype(np.float32)
+        return wake_probability((hidden @ self.w2 + self.b2).reshape(self.count, 2))
 
 
 def stream_scores(base: BaseModel, heads: Sequence[WakeHead], audio: np.ndarray) -> np.ndarray:

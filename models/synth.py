@@ -31,6 +31,7 @@ import soundfile
 from dsp.audio import resample, to_mono
 from dsp.constants import SAMPLE_RATE_HZ
 from kernels.errors import AudioError
+from models.cache import cache_dir
 
 Engine = Literal["espeak-ng", "flite", "festival"]
 ENGINES: tuple[Engine, ...] = ("espeak-ng", "flite", "festival")
@@ -254,8 +255,7 @@ def render(rendition: Rendition) -> np.ndarray:
 
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/earshot/speech`` (``~/.cache/earshot/speech``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "earshot" / "speech"
+    return cache_dir("speech")
 
 
 class SpeechCache:

@@ -32,6 +32,7 @@ from dsp.constants import SAMPLE_RATE_HZ
 from dsp.features import log_mel
 from models.augment import AugmentConfig, Augmenter, apply_gain, colored_noise
 from models.base_model import BaseModel
+from models.cache import cache_dir
 from models.dataset import load_vocabulary, sample_renditions, split_voices, trim_silence
 from models.synth import Rendition, SpeechCache, Voice, available_voices
 from models.wake_context import (
@@ -241,8 +242,7 @@ class NegativeStream:
 
 def default_stream_dir() -> Path:
     """``$XDG_CACHE_HOME/earshot/wake``."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "earshot" / "wake"
+    return cache_dir("wake")
 
 
 @dataclass(frozen=True)

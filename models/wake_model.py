@@ -37,6 +37,12 @@ def refractory_hops(refractory_s: float) -> int:
     return max(1, round(refractory_s / HOP_S))
 
 
+def wake_probability(logits: np.ndarray) -> np.ndarray:
+    """Softmax probability of the wake class from [n, 2] logits (other, wake) -> [n] float32."""
+    margin = np.clip(logits[:, 0] - logits[:, 1], -80.0, 80.0)  # exp stays finite
+    return (1.0 / (1.0 + np.exp(margin))).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class WakeHead:
     """A two-layer head: context [n, k*dim] -> ReLU hidden layer -> two logits.
@@ -70,9 +76,7 @@ class WakeHead:
     def scores(self, contexts: np.ndarray) -> np.ndarray:
         """Wake-class probability of each context row [n, inputs] -> [n] float32."""
         hidden = np.maximum(np.asarray(contexts, dtype=np.float32) @ self.w1 + self.b1, 0.0)
-        logits = hidden @ self.w2 + self.b2
-        margin = np.clip(logits[:, 0] - logits[:, 1], -80.0, 80.0)  # exp stays finite
-        return (1.0 / (1.0 + np.exp(margin))).astype(np.float32)
+        return wake_probability(hidden @ self.w2 + self.b2)
 
 
 @dataclass
