@@ -62,6 +62,7 @@ NOISE_ONLY = AugmentConfig(
     speed_prob=0.0, pitch_prob=0.0, reverb_prob=0.0, mic_color_prob=0.0, band_limit_prob=0.0
 )
 Progress = Callable[[str, int, int], None]
+Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
 def words_of(text: str) -> list[str]:
@@ -103,12 +104,14 @@ def place_example(
     voice: Augmenter,
     noise: Augmenter,
     rng: np.random.Generator,
+    background: Transform | None = None,
 ) -> tuple[np.ndarray, float]:
     """One example clip, and how long its speech lasts (s).
 
     ``speech`` is trimmed, varied (``voice``), and placed to end ``end_margin_s`` before the
-    clip's end (a longer clip keeps its end); ``filler`` speech may come before it; then the
-    whole clip gets noise and gain (``noise``).
+    clip's end (a longer clip keeps its end); ``filler`` speech may come before it; then
+    ``background`` (e.g. a room's own noise) may be added, and the whole clip gets noise and
+    gain (``noise``).
     """
     out = np.zeros(CONTEXT_SAMPLES, dtype=np.float32)
     x = voice(trim_silence(speech), rng)
@@ -123,6 +126,8 @@ def place_example(
             f = f[-f_end:]
             level = _rms(x) / _rms(f) * 10 ** (rng.uniform(*spec.filler_level_db) / 20)
             out[f_end - f.size : f_end] += f * level
+    if background is not None:
+        out = background(out, rng)
     return noise(out, rng), x.size / SAMPLE_RATE_HZ
 
 
@@ -134,11 +139,13 @@ def context_examples(
     spec: ExampleSpec,
     fillers: Sequence[np.ndarray],
     rng: np.random.Generator,
-    transform: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+    transform: Transform | None = None,
+    background: Transform | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Head inputs of ``copies`` placed examples of every clip, and their speech durations.
 
-    ``transform`` (e.g. cutting a phrase to a part) is applied to each clip first.
+    ``transform`` (e.g. cutting a phrase to a part) is applied to each clip first;
+    ``background`` to each placed clip before noise and gain (see `place_example`).
 
     Returns
     -------
@@ -155,8 +162,9 @@ def context_examples(
             source = transform(clip, rng) if transform is not None else clip
             filler = fillers[int(rng.integers(len(fillers)))] if fillers else None
             audio, seconds = place_example(
-                source, filler=filler, spec=spec, voice=voice, noise=noise, rng=rng
-            )
+                source, filler=filler, spec=spec, voice=voice, noise=noise, rng=rng,
+                background=background,
+            )  # fmt: skip
             features.append(log_mel(audio).astype(np.float16))
             durations.append(seconds)
     if not features:
@@ -175,6 +183,8 @@ class Segment:
     text: str
     start_s: float
     end_s: float
+    source: str = ""
+    """Where the speech came from, when known (e.g. a recording's name)."""
 
 
 @dataclass

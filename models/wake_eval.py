@@ -14,7 +14,7 @@ negative stream.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from models.evaluation import Recording, fsdd_recordings
 from models.wake_context import CONTEXT_HOPS, HOP_S, hop_end_s
 from models.wake_data import NegativeStream, Segment, embed_audio_stream
 from models.wake_metrics import DetCurve, det_curve, smooth
-from models.wake_model import WakeWordModel, refractory_hops
+from models.wake_model import WakeHead, WakeWordModel, refractory_hops
 
 LEAD_S = 1.0
 """Quiet audio before each positive recording, so the detector has settled."""
@@ -53,20 +53,36 @@ def _quiet(seconds: float, rng: np.random.Generator) -> np.ndarray:
     return (rng.standard_normal(int(seconds * SAMPLE_RATE_HZ)) * 3e-4).astype(np.float32)
 
 
+def peak_score(
+    base: BaseModel,
+    head: WakeHead,
+    speech: np.ndarray,
+    *,
+    smoothing_hops: int,
+    rng: np.random.Generator | None = None,
+) -> float:
+    """Highest smoothed score while ``speech`` is heard (after `LEAD_S` of quiet) or just after.
+
+    The detector's view of one recording said on its own: how far it is above a threshold.
+    """
+    rng = rng if rng is not None else np.random.default_rng(0)
+    audio = np.concatenate([_quiet(LEAD_S, rng), speech, _quiet(POSITIVE_TAIL_S, rng)])
+    scores = smooth(stream_scores(base, [head], audio)[:, 0], smoothing_hops)
+    during = hop_end_s(np.arange(scores.size)) >= LEAD_S
+    return float(scores[during].max()) if during.any() else 0.0
+
+
 def positive_peaks(
     base: BaseModel, model: WakeWordModel, files: Sequence[Path], *, smoothing_hops: int
 ) -> np.ndarray:
-    """Highest smoothed score during each positive recording (after `LEAD_S` of quiet)."""
+    """`peak_score` of each positive recording."""
     rng = np.random.default_rng(0)
-    peaks = []
-    for file in files:
-        speech = load_audio(file)
-        audio = np.concatenate([_quiet(LEAD_S, rng), speech, _quiet(POSITIVE_TAIL_S, rng)])
-        scores = smooth(stream_scores(base, [model.head], audio)[:, 0], smoothing_hops)
-        times = hop_end_s(np.arange(scores.size))
-        during = times >= LEAD_S
-        peaks.append(float(scores[during].max()) if during.any() else 0.0)
-    return np.array(peaks)
+    return np.array(
+        [
+            peak_score(base, model.head, load_audio(f), smoothing_hops=smoothing_hops, rng=rng)
+            for f in files
+        ]
+    )
 
 
 def negative_scores(
@@ -95,11 +111,12 @@ def fsdd_stream(base: BaseModel, directory: Path, *, seed: int = 0) -> NegativeS
         recordings = by_speaker[speaker]
         pieces, said, t = [], [], 0.0
         for i in rng.permutation(len(recordings)):
+            recording = recordings[i]
             pause = _quiet(rng.uniform(*PAUSE_S), rng)
-            speech = load_audio(recordings[i].path)
+            speech = load_audio(recording.path)
             start = t + pause.size / SAMPLE_RATE_HZ
             t = start + speech.size / SAMPLE_RATE_HZ
-            said.append(Segment(DIGIT_WORDS[recordings[i].digit], start, t))
+            said.append(Segment(DIGIT_WORDS[recording.digit], start, t, recording.path.stem))
             pieces += [pause, speech]
         audio = np.concatenate(pieces)
         embeddings.append(embed_audio_stream(base, audio))
@@ -115,11 +132,13 @@ def stream_det(
     *,
     smoothing_hops: int,
     refractory_s: float,
+    positive: Callable[[Segment], bool] | None = None,
 ) -> DetCurve:
     """DET curve of ``model`` on a stream whose segments saying its phrase are the positives.
 
-    The rest of ``labelled`` (masked around the positives) and all of ``negatives`` (masked
-    around any segment saying the phrase) are the negative stream.
+    The rest of ``labelled`` (masked around every segment saying the phrase) and all of
+    ``negatives`` (likewise) are the negative stream. ``positive`` narrows the positives
+    (e.g. to one speaker's recordings); other segments saying the phrase are neither.
     """
     peaks: list[float] = []
     episodes: list[np.ndarray] = []
@@ -133,7 +152,7 @@ def stream_det(
             times = hop_end_s(np.arange(raw.size) + CONTEXT_HOPS)
             if positives:
                 for s in said:
-                    if s.text == model.phrase:
+                    if s.text == model.phrase and (positive is None or positive(s)):
                         during = (times >= s.start_s) & (times <= s.end_s + POSITIVE_TAIL_S)
                         peaks.append(float(smoothed[during].max()) if during.any() else 0.0)
             episodes.append(np.where(keep, raw, 0.0))

@@ -20,6 +20,8 @@ them (minutes), later ones reuse them (seconds).
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -45,6 +47,7 @@ from models.wake_data import (
     StreamKind,
     StreamRecipe,
     context_examples,
+    default_stream_dir,
     load_or_build_stream,
     load_or_build_word_bank,
     synthesize,
@@ -146,11 +149,55 @@ def _partial(clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 @dataclass
-class _Material:
-    phrase: list[np.ndarray]
-    confusables: list[np.ndarray]
+class PhraseExamples:
+    """A phrase's own training material: what depends on the phrase, not on the user.
+
+    Attributes
+    ----------
+    positives : np.ndarray
+        Head inputs of placed, augmented renditions of the phrase [n, inputs].
+    negatives : np.ndarray
+        Head inputs of its confusables and partial renditions.
+    durations : np.ndarray
+        Seconds of speech in each positive.
+    fillers : list of np.ndarray
+        Other words' audio, to put before examples and to make babble from.
+    confusable_texts : list of str
+        What the confusables say.
+    """
+
+    positives: np.ndarray
+    negatives: np.ndarray
+    durations: np.ndarray
     fillers: list[np.ndarray]
     confusable_texts: list[str]
+
+    def save(self, path: Path) -> None:
+        """Write to ``path`` (.npz) atomically."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with partial.open("wb") as f:
+            np.savez(
+                f,
+                positives=self.positives.astype(np.float16),
+                negatives=self.negatives.astype(np.float16),
+                durations=self.durations,
+                fillers=np.concatenate(self.fillers),
+                filler_lengths=np.array([x.size for x in self.fillers]),
+                confusable_texts=np.array(self.confusable_texts),
+            )
+        partial.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> PhraseExamples:
+        """Read what `save` wrote."""
+        with np.load(path) as data:
+            bounds = np.cumsum([0, *data["filler_lengths"]])
+            fillers = [data["fillers"][a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+            return cls(
+                data["positives"].astype(np.float32), data["negatives"].astype(np.float32),
+                data["durations"], fillers, [str(t) for t in data["confusable_texts"]],
+            )  # fmt: skip
 
 
 def _synthesize(
@@ -160,7 +207,8 @@ def _synthesize(
     cache: SpeechCache,
     rng: np.random.Generator,
     progress: Progress | None,
-) -> _Material:
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[str]]:
+    """Audio of the phrase's renditions, of its confusables and of filler words; their texts."""
     vocabulary = load_vocabulary()
     confusables = confusable_texts(phrase, vocabulary)
     own = set(phrase_words(phrase))
@@ -174,7 +222,7 @@ def _synthesize(
     audio = synthesize(renditions, cache, progress)
     n_phrase = recipe.phrase_renditions
     n_confusable = len(confusables) * recipe.confusable_renditions
-    return _Material(
+    return (
         audio[:n_phrase],
         audio[n_phrase : n_phrase + n_confusable],
         audio[n_phrase + n_confusable :],
@@ -182,40 +230,114 @@ def _synthesize(
     )
 
 
-def _examples(
+def _build_phrase_examples(
+    phrase: str,
     base: BaseModel,
-    material: _Material,
     recipe: WakeRecipe,
-    rng: np.random.Generator,
+    voices: Sequence[Voice],
+    cache: SpeechCache,
     progress: Progress | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Positive contexts, negative contexts, and the positives' speech durations."""
+) -> PhraseExamples:
+    rng = np.random.default_rng([recipe.seed, _phrase_seed(phrase)])
+    said, confusables, fillers, texts = _synthesize(phrase, recipe, voices, cache, rng, progress)
     jobs = [
-        ("positives", material.phrase, recipe.positive_copies, POSITIVE_SPEC, None),
-        ("confusables", material.confusables, recipe.confusable_copies, CONFUSABLE_SPEC, None),
-        ("partials", material.phrase, recipe.partial_copies, PARTIAL_SPEC, _partial),
+        ("positives", said, recipe.positive_copies, POSITIVE_SPEC, None),
+        ("confusables", confusables, recipe.confusable_copies, CONFUSABLE_SPEC, None),
+        ("partials", said, recipe.partial_copies, PARTIAL_SPEC, _partial),
     ]
     made: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     total = sum(len(clips) * copies for _, clips, copies, _, _ in jobs)
     done = 0
     for name, clips, copies, spec, transform in jobs:
         made[name] = context_examples(
-            base, clips, copies=copies, spec=spec, fillers=material.fillers, rng=rng,
-            transform=transform,
-        )  # fmt: skip
+            base, clips, copies=copies, spec=spec, fillers=fillers, rng=rng, transform=transform
+        )
         done += len(clips) * copies
         if progress is not None:
             progress("examples", done, total)
-    negatives = [made[k][0] for k in ("confusables", "partials") if made[k][0].size]
-    return made["positives"][0], np.concatenate(negatives), made["positives"][1]
+    negatives = np.concatenate([made[k][0] for k in ("confusables", "partials") if made[k][0].size])
+    positives, durations = made["positives"]
+    return PhraseExamples(positives, negatives, durations, fillers, texts)
 
 
-def _stream_negatives(
-    stream: NegativeStream, phrase: str, limit: int, rng: np.random.Generator
-) -> np.ndarray:
+def phrase_examples(
+    phrase: str,
+    base: BaseModel,
+    recipe: WakeRecipe,
+    *,
+    voices: Sequence[Voice],
+    speech_cache: SpeechCache | None = None,
+    directory: Path | None = None,
+    progress: Progress | None = None,
+) -> PhraseExamples:
+    """The phrase's examples from the cache (``$XDG_CACHE_HOME/earshot/wake``), made if needed.
+
+    Keyed by the phrase, the base model, the recipe and the voices: enrollment, which fine-tunes
+    a trained wake word, finds the very examples its training used.
+    """
+    sha = base.manifest.sha256 if base.manifest is not None else "unsaved"
+    key_text = json.dumps(
+        [phrase, sha, recipe.as_dict(), sorted(str(v) for v in voices)], sort_keys=True
+    )
+    key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
+    path = (directory or default_stream_dir()) / f"examples-{key}.npz"
+    if path.is_file():
+        try:
+            return PhraseExamples.load(path)
+        except (OSError, ValueError, KeyError, EOFError):
+            pass  # half-written or from an older layout: make it again
+    examples = _build_phrase_examples(
+        phrase, base, recipe, voices, speech_cache or SpeechCache(), progress
+    )
+    examples.save(path)
+    return examples
+
+
+@dataclass
+class Negatives:
+    """The phrase-independent negatives: training rows and the calibration stream."""
+
+    train: np.ndarray
+    calibration: NegativeStream
+
+
+def negatives_for(
+    phrase: str,
+    base: BaseModel,
+    recipe: WakeRecipe,
+    *,
+    voices: Sequence[Voice],
+    speech_cache: SpeechCache | None = None,
+    directory: Path | None = None,
+    progress: Progress | None = None,
+) -> Negatives:
+    """Training negatives from the cached stream and word bank, and the calibration stream.
+
+    Hops near anything saying ``phrase`` are left out. Streams and the word bank are built
+    (minutes) by the first wake word on a base model and cached.
+    """
+    options: dict[str, Any] = {"voices": voices, "speech_cache": speech_cache}
+    streams = {}
+    for kind, length in _streams(recipe):
+        recipe_ = StreamRecipe(length, seed=recipe.seed)
+        streams[kind] = load_or_build_stream(
+            base, recipe_, kind, directory=directory, progress=progress, **options
+        )
+    rows = [_stream_negatives(streams["train"], phrase, recipe.max_stream_negatives, recipe.seed)]
+    if recipe.word_bank_renditions > 0:
+        bank = load_or_build_word_bank(
+            base, renditions_per_word=recipe.word_bank_renditions, seed=recipe.seed,
+            directory=directory, progress=progress, **options,
+        )  # fmt: skip
+        rows.append(bank.negatives(phrase))
+    return Negatives(np.concatenate(rows), streams["calibration"])
+
+
+def _stream_negatives(stream: NegativeStream, phrase: str, limit: int, seed: int) -> np.ndarray:
     rows = [contexts[keep] for contexts, keep in stream.contexts(phrase)]
     negatives = np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
     if negatives.shape[0] > limit:
+        rng = np.random.default_rng([seed, _phrase_seed(phrase)])
         negatives = negatives[np.sort(rng.choice(negatives.shape[0], limit, replace=False))]
     return negatives
 
@@ -229,25 +351,29 @@ def _split(
     return (x[train], y[train]), (x[val], y[val])
 
 
-def _fit_head(
+def _fit_once(
     x_train: np.ndarray,
     y_train: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
+    validation: tuple[np.ndarray, np.ndarray],
     labels: tuple[str, str],
     recipe: WakeRecipe,
+    init: WakeHead | None,
+    lr: float,
     progress: Progress | None,
-) -> tuple[Sequential, list[EpochRecord]]:
+) -> tuple[WakeHead, list[EpochRecord]]:
     rng = np.random.default_rng(recipe.seed)
+    hidden = init.w1.shape[1] if init is not None else recipe.hidden
     head = Sequential(
         [
-            Dense(x_train.shape[1], recipe.hidden, rng=rng),
+            Dense(x_train.shape[1], hidden, rng=rng),
             ReLU(),
-            Dense(recipe.hidden, 2, rng=rng, init="lecun"),
+            Dense(hidden, 2, rng=rng, init="lecun"),
         ]
     )
+    if init is not None:
+        head.load_state_dict(init.state())
     config = TrainConfig(
-        epochs=recipe.epochs, batch_size=256, lr=3e-3, warmup_epochs=0, patience=10,
+        epochs=recipe.epochs, batch_size=256, lr=lr, warmup_epochs=0, patience=10,
         time_masks=0, freq_masks=0, seed=recipe.seed,
     )  # fmt: skip
     trainer = Trainer(
@@ -258,10 +384,49 @@ def _fit_head(
         if progress is not None:
             progress("training", record.epoch, recipe.epochs)
 
+    x_val, y_val = validation
     history = trainer.fit(
         Corpus(x_train, y_train, labels), Corpus(x_val, y_val, labels), on_epoch=on_epoch
     )
-    return head, history
+    return WakeHead.from_state(head.state_dict()), history
+
+
+def fit_wake_head(
+    positives: np.ndarray,
+    negatives: np.ndarray,
+    *,
+    labels: tuple[str, str],
+    recipe: WakeRecipe,
+    init: WakeHead | None = None,
+    lr: float = 3e-3,
+    progress: Progress | None = None,
+) -> tuple[WakeHead, dict[str, Any]]:
+    """Train a head on positive and negative contexts, then again with the hard negatives.
+
+    A tenth of the rows is held out for early stopping. ``init`` starts from a trained head
+    (fine-tuning) instead of random weights. Returns the head and training metrics.
+    """
+    rng = np.random.default_rng(recipe.seed)
+    x = np.concatenate([positives, negatives]).astype(np.float32)
+    y = np.concatenate([np.ones(len(positives)), np.zeros(len(negatives))]).astype(np.int16)
+    (x_train, y_train), validation = _split(x, y, 0.1, rng)
+    head, history = _fit_once(x_train, y_train, validation, labels, recipe, init, lr, progress)
+    if recipe.hard_negative_copies > 0:
+        scores = head.scores(x_train)
+        negative = np.flatnonzero(y_train == 0)
+        hard = negative[np.argsort(scores[negative])[::-1]]
+        hard = hard[: max(1, int(recipe.hard_negative_share * hard.size))]
+        extra = np.tile(hard, recipe.hard_negative_copies)
+        x_train = np.concatenate([x_train, x_train[extra]])
+        y_train = np.concatenate([y_train, y_train[extra]])
+        head, history = _fit_once(x_train, y_train, validation, labels, recipe, init, lr, progress)
+    x_val, y_val = validation
+    val_scores = head.scores(x_val)
+    return head, {
+        "validation_accuracy": max(r.val_accuracy for r in history),
+        "validation_positive_recall_at_0.5": float(np.mean(val_scores[y_val == 1] >= 0.5)),
+        "epochs": len(history),
+    }
 
 
 def calibration_scores(head: WakeHead, stream: NegativeStream, phrase: str) -> list[np.ndarray]:
@@ -323,115 +488,77 @@ def train_wake_word(
     recipe = recipe or WakeRecipe()
     rng = np.random.default_rng([recipe.seed, _phrase_seed(phrase)])
     voices = list(voices) if voices is not None else available_voices()
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[stage] = round(now - clock, 2)
-        clock = now
-
-    streams = {
-        kind: load_or_build_stream(
-            base,
-            StreamRecipe(length, seed=recipe.seed),
-            kind,
-            directory=stream_dir,
-            progress=progress,
-            voices=voices,
-            speech_cache=speech_cache,
-        )  # fmt: skip
-        for kind, length in _streams(recipe)
-    }
-    bank = (
-        load_or_build_word_bank(
-            base,
-            renditions_per_word=recipe.word_bank_renditions,
-            seed=recipe.seed,
-            directory=stream_dir,
-            progress=progress,
-            voices=voices,
-            speech_cache=speech_cache,
-        )  # fmt: skip
-        if recipe.word_bank_renditions > 0
-        else None
-    )
-    lap("negative streams")
-    material = _synthesize(phrase, recipe, voices, speech_cache or SpeechCache(), rng, progress)
-    lap("synthesis")
-    positives, negatives, durations = _examples(base, material, recipe, rng, progress)
+    timer = StageTimer()
+    negatives = negatives_for(
+        phrase, base, recipe, voices=voices, speech_cache=speech_cache, directory=stream_dir,
+        progress=progress,
+    )  # fmt: skip
+    timer.lap("negative streams")
+    examples = phrase_examples(
+        phrase, base, recipe, voices=voices, speech_cache=speech_cache, directory=stream_dir,
+        progress=progress,
+    )  # fmt: skip
+    positives = examples.positives
     if recordings:
         own, _ = context_examples(
             base, list(recordings), copies=recipe.recording_copies, spec=POSITIVE_SPEC,
-            fillers=material.fillers, rng=rng,
+            fillers=examples.fillers, rng=rng,
         )  # fmt: skip
         positives = np.concatenate([positives, own])
-    stream_negatives = np.concatenate(
-        [
-            _stream_negatives(streams["train"], phrase, recipe.max_stream_negatives, rng),
-            *([bank.negatives(phrase)] if bank is not None else []),
-        ]
-    )
-    lap("examples")
-
-    x = np.concatenate([positives, negatives, stream_negatives]).astype(np.float32)
-    y = np.concatenate(
-        [np.ones(len(positives)), np.zeros(len(negatives) + len(stream_negatives))]
-    ).astype(np.int16)
-    (x_train, y_train), (x_val, y_val) = _split(x, y, 0.1, rng)
-    labels = (OTHER_LABEL, name)
-    head, history = _fit_head(x_train, y_train, x_val, y_val, labels, recipe, progress)
-    if recipe.hard_negative_copies > 0:
-        scores = WakeHead.from_state(head.state_dict()).scores(x_train)
-        negative = np.flatnonzero(y_train == 0)
-        hard = negative[np.argsort(scores[negative])[::-1]]
-        hard = hard[: max(1, int(recipe.hard_negative_share * hard.size))]
-        extra = np.tile(hard, recipe.hard_negative_copies)
-        x_train, y_train = (
-            np.concatenate([x_train, x_train[extra]]),
-            np.concatenate([y_train, y_train[extra]]),
-        )
-        head, history = _fit_head(x_train, y_train, x_val, y_val, labels, recipe, progress)
-    lap("training")
-
-    wake_head = WakeHead.from_state(head.state_dict())
-    calibration = calibration_scores(wake_head, streams["calibration"], phrase)
+    timer.lap("examples")
+    head, metrics = fit_wake_head(
+        positives, np.concatenate([examples.negatives, negatives.train]),
+        labels=(OTHER_LABEL, name), recipe=recipe, progress=progress,
+    )  # fmt: skip
+    timer.lap("training")
     model = WakeWordModel(
-        name, phrase, wake_head, calibration, streams["calibration"].hours,
-        float(np.median(durations)), base.manifest.sha256,
+        name, phrase, head, calibration_scores(head, negatives.calibration, phrase),
+        negatives.calibration.hours, float(np.median(examples.durations)), base.manifest.sha256,
         extra={
             "recordings": len(recordings),
             "recordings_sha256": recordings_digest(list(recordings)),
         },
     )  # fmt: skip
-    curve = model.false_alarm_curve(smoothing_hops, refractory_s)
-    useful = curve.per_hour <= 100
-    lap("calibration")
-    val_scores = wake_head.scores(x_val)
-    metrics = {
-        "validation_accuracy": max(r.val_accuracy for r in history),
-        "validation_positive_recall_at_0.5": float(np.mean(val_scores[y_val == 1] >= 0.5)),
-        "epochs": len(history),
+    curve = calibration_report(model, smoothing_hops, refractory_s)
+    timer.lap("calibration")
+    metrics |= {
         "examples": {
             "positives": int(len(positives)),
-            "confusable_and_partial": int(len(negatives)),
-            "stream": int(len(stream_negatives)),
+            "confusable_and_partial": int(len(examples.negatives)),
+            "stream": int(len(negatives.train)),
         },
-        "confusables": material.confusable_texts,
-        "seconds": seconds,
+        "confusables": examples.confusable_texts,
+        "seconds": timer.seconds,
     }
-    report = {
-        "recipe": recipe.as_dict(),
-        "metrics": metrics,
-        "curve": {
-            "smoothing_hops": smoothing_hops,
-            "refractory_s": refractory_s,
-            "hop_s": HOP_S,
-            "hours": curve.hours,
-            "thresholds": [round(float(t), 6) for t in curve.thresholds[useful]],
-            "false_alarms_per_hour": [round(float(r), 4) for r in curve.per_hour[useful]],
-            "max_threshold": MAX_THRESHOLD,
-        },
+    return model, {"recipe": recipe.as_dict(), "metrics": metrics, "curve": curve}
+
+
+class StageTimer:
+    """Seconds spent in each stage of a job, for its report."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        """Record the time since the last lap under ``stage``."""
+        now = time.perf_counter()
+        self.seconds[stage] = round(now - self._clock, 2)
+        self._clock = now
+
+
+def calibration_report(
+    model: WakeWordModel, smoothing_hops: int, refractory_s: float
+) -> dict[str, Any]:
+    """The false-alarm curve at the given settings, as stored in the model's manifest."""
+    curve = model.false_alarm_curve(smoothing_hops, refractory_s)
+    useful = curve.per_hour <= 100
+    return {
+        "smoothing_hops": smoothing_hops,
+        "refractory_s": refractory_s,
+        "hop_s": HOP_S,
+        "hours": curve.hours,
+        "thresholds": [round(float(t), 6) for t in curve.thresholds[useful]],
+        "false_alarms_per_hour": [round(float(r), 4) for r in curve.per_hour[useful]],
+        "max_threshold": MAX_THRESHOLD,
     }
-    return model, report
