@@ -225,3 +225,21 @@ def test_enrollment_from_files(phrase_takes, checker, tmp_path):
         enrollment_from_files([files[0], files[3]], checker)
     assert str(caught.value).startswith("enrollment: 1 of 2 recordings are usable, need at least 3")
     assert f"{files[3]}: clipped" in str(caught.value)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_a_live_level_meter(phrase_takes, checker, tmp_path):
+    wav = write_wav(tmp_path / "session.wav", session_audio(phrase_takes[:3], room_s=1.0))
+    out = Terminal()
+    with FileSource(wav) as source:
+        record_enrollment(
+            PHRASE, checker, samples=3, room_seconds=1.0, countdown_s=0, out=out, source=source
+        )
+    text = out.getvalue()
+    assert text.count("\r  |") > 50  # one update per chunk, on one line
+    assert "dBFS" in text
+    assert text.count("\r" + " " * 60 + "\r  ok (") == 3  # the meter is cleared before a line
