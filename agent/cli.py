@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent import data_command, model_commands, wake_commands
+from agent import data_command, enroll_commands, model_commands, wake_commands
 from kernels.errors import AudioError, EarshotError
 
 if TYPE_CHECKING:
@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_command.add_parser(commands)
     eval_what = model_commands.add_parsers(commands)
     wake_commands.add_parsers(commands, eval_what)
+    enroll_commands.add_parsers(commands)
 
     bench = commands.add_parser("bench", help="benchmarks that print measured figures")
     bench.add_argument(
@@ -232,6 +233,8 @@ COMMANDS = {
     "train": model_commands.run_train,
     "eval": model_commands.run_eval,
     "detect": wake_commands.run_detect,
+    "enroll": enroll_commands.run_enroll,
+    "forget": enroll_commands.run_forget,
 }
 
 

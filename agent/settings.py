@@ -87,6 +87,8 @@ class WakeWordSettings:
     """Scores are averaged over this many 100 ms hops before the threshold is applied."""
     refractory_s: float = field(default=2.0, metadata=_range(0, 60))
     """After a detection, the same wake word cannot fire again for this many seconds."""
+    verify_speaker: bool = False
+    """Also require the voice to match the takes of ``earshot enroll`` (needs an enrollment)."""
 
     @property
     def target_false_accepts_per_hour(self) -> float | None:
@@ -161,10 +163,20 @@ class DetectionSettings:
     otherwise); see `kernels.runtime.resolve_backend`."""
 
 
+def data_dir() -> Path:
+    """``$XDG_DATA_HOME/earshot`` (``~/.local/share/earshot``): what earshot keeps for the user."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "earshot"
+
+
 def default_model_dir() -> Path:
     """``$XDG_DATA_HOME/earshot/wake`` (``~/.local/share/earshot/wake``)."""
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "earshot" / "wake"
+    return data_dir() / "wake"
+
+
+def enrollment_dir() -> Path:
+    """``$XDG_DATA_HOME/earshot/enrollment``: the user's enrollment takes, owner-only."""
+    return data_dir() / "enrollment"
 
 
 @dataclass(frozen=True)
@@ -398,11 +410,12 @@ def _coerce_list(item: Any, value: Any, path: str, meta: Any) -> tuple[Any, ...]
 
 def _scalar(kind: Any, value: Any, path: str, meta: Any) -> Any:
     numeric = kind in (int, float)
-    ok = (
-        isinstance(value, kind) and not isinstance(value, bool)
-        if kind is not float
-        else isinstance(value, int | float) and not isinstance(value, bool)
-    )
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind) and not isinstance(value, bool)
     if not ok:
         raise ConfigError(f"{path}: got {_show(value)}, expected {_type_name(kind)}")
     if numeric and "range" in meta:

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kernels.errors import ConfigError, ModelError
+from kernels.errors import ConfigError
 
 if TYPE_CHECKING:
     from agent.settings import Settings, WakeWordSettings
     from models.base_model import BaseModel
     from models.detector import WakeWord
+    from models.wake_training import WakeRecipe
 
 SHIPPED_BASE_MODEL = Path(__file__).resolve().parent.parent / "models" / "data" / "base.npz"
 CHUNK_S = 0.08
@@ -142,21 +143,19 @@ def load_wake_words(
     ModelError
         A model is missing or stale; the message says which command makes it.
     """
+    from agent.enroll_commands import load_detector_model
     from models.detector import WakeWord
-    from models.wake_model import WakeWordModel, model_path, stale_reason
 
     assert base.manifest is not None
     directory = settings.models.resolved_directory()
     chosen = [settings.wake_word(n) for n in names] if names else list(settings.wake_words)
     loaded = []
     for wake in chosen:
-        path = model_path(directory, wake.name)
-        reason = stale_reason(path, wake.phrase, base.manifest.sha256)
-        if reason is not None:
-            raise ModelError(f"{path}: {reason}; run `earshot train {wake.name}`")
-        model = WakeWordModel.load(path, base_sha256=base.manifest.sha256)
+        model = load_detector_model(wake, base.manifest.sha256, directory)
         threshold, _ = threshold_of(wake, model)
-        loaded.append(WakeWord(model, threshold, wake.smoothing_hops, wake.refractory_s))
+        loaded.append(
+            WakeWord(model, threshold, wake.smoothing_hops, wake.refractory_s, wake.verify_speaker)
+        )
     return loaded
 
 
@@ -165,13 +164,8 @@ def load_wake_words(
 
 def run_train_wake(args: argparse.Namespace) -> int:
     """Train every configured wake word whose model is missing or stale (or those named)."""
-    from threadpoolctl import threadpool_limits
-
-    from agent.progress import StageProgress
     from agent.settings import load_settings
-    from dsp.audio import load_audio
-    from models.wake_model import model_path, recordings_digest, stale_reason
-    from models.wake_training import SMALL_RECIPE, WakeRecipe, train_wake_word
+    from models.wake_training import SMALL_RECIPE, WakeRecipe
 
     settings = load_settings(args.config)
     names = args.names or [w.name for w in settings.wake_words]
@@ -179,33 +173,52 @@ def run_train_wake(args: argparse.Namespace) -> int:
         raise ConfigError("wake_words: none configured; add one to the config, then train it")
     wakes = [settings.wake_word(n) for n in names]
     base = load_base(settings)
-    assert base.manifest is not None
-    directory = settings.models.resolved_directory()
     recipe = SMALL_RECIPE if args.small else WakeRecipe()
     for wake in wakes:
-        path = model_path(directory, wake.name)
-        recordings = [load_audio(Path(r)) for r in wake.recordings]
-        digest = recordings_digest(recordings)
-        reason = stale_reason(path, wake.phrase, base.manifest.sha256, digest)
-        if reason is None and not args.force:
-            print(f"{wake.name}: up to date ({path})")
-            continue
-        own = f", {len(recordings)} of your recordings" if recordings else ""
-        print(f"{wake.name}: training {wake.phrase!r}{own} ({reason or 'forced'})", file=sys.stderr)
-        started = time.perf_counter()
-        with StageProgress(unit="step") as progress, threadpool_limits(os.cpu_count() or 1):
-            model, report = train_wake_word(
-                wake.name, wake.phrase, base, recipe, smoothing_hops=wake.smoothing_hops,
-                refractory_s=wake.refractory_s, recordings=recordings, progress=progress,
-            )  # fmt: skip
-        report["metrics"]["seconds"]["total"] = round(time.perf_counter() - started, 2)
-        model.save(path, **report)
-        threshold, source = threshold_of(wake, model)
-        print(
-            f"{wake.name}: trained in {time.perf_counter() - started:.1f} s -> {path}; "
-            f"threshold {threshold:.4f} ({source})"
-        )
+        train_one(settings, wake, base, force=args.force, recipe=recipe)
     return 0
+
+
+def train_one(
+    settings: Settings,
+    wake: WakeWordSettings,
+    base: BaseModel,
+    *,
+    force: bool = False,
+    recipe: WakeRecipe | None = None,
+) -> Path:
+    """Train ``wake``'s detector from text (and its configured recordings) unless up to date."""
+    from threadpoolctl import threadpool_limits
+
+    from agent.progress import StageProgress
+    from dsp.audio import load_audio
+    from models.wake_model import model_path, recordings_digest, stale_reason
+    from models.wake_training import train_wake_word
+
+    assert base.manifest is not None
+    path = model_path(settings.models.resolved_directory(), wake.name)
+    recordings = [load_audio(Path(r)) for r in wake.recordings]
+    digest = recordings_digest(recordings)
+    reason = stale_reason(path, wake.phrase, base.manifest.sha256, digest)
+    if reason is None and not force:
+        print(f"{wake.name}: up to date ({path})")
+        return path
+    own = f", {len(recordings)} of your recordings" if recordings else ""
+    print(f"{wake.name}: training {wake.phrase!r}{own} ({reason or 'forced'})", file=sys.stderr)
+    started = time.perf_counter()
+    with StageProgress(unit="step") as progress, threadpool_limits(os.cpu_count() or 1):
+        model, report = train_wake_word(
+            wake.name, wake.phrase, base, recipe, smoothing_hops=wake.smoothing_hops,
+            refractory_s=wake.refractory_s, recordings=recordings, progress=progress,
+        )  # fmt: skip
+    report["metrics"]["seconds"]["total"] = round(time.perf_counter() - started, 2)
+    model.save(path, **report)
+    threshold, source = threshold_of(wake, model)
+    print(
+        f"{wake.name}: trained in {time.perf_counter() - started:.1f} s -> {path}; "
+        f"threshold {threshold:.4f} ({source})"
+    )
+    return path
 
 
 # ---- detect --------------------------------------------------------------------------------------

@@ -13,7 +13,9 @@ word's head: ten wake words cost ten tiny matrix products more than one, not ten
 Scores are averaged over ``smoothing_hops``; a wake word fires when its average reaches its
 threshold, and then not again for its refractory period. A detection says where the phrase was:
 its end is the last loud frame before the detection, its start the phrase's typical length
-before that, moved to the first loud frame.
+before that, moved to the first loud frame. A wake word with ``verify_speaker`` fires only when
+the frames of that phrase also match its enrolled speaker (`models.speaker`); a rejected
+candidate starts no refractory period.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 
 from dsp.constants import LOG_FLOOR, N_MELS
 from dsp.features import LogMelStream, log_mel
+from kernels.errors import ModelError
 from kernels.network import Network
 from kernels.runtime import Backend, Engine, create_engine
 from models.base_model import BaseModel
@@ -56,16 +59,21 @@ class Detection:
     end_s: float
     time_s: float
     """When the detector decided: the end of the audio it had read."""
+    speaker_score: float | None = None
+    """The speaker check's score, for wake words that verify the speaker."""
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready fields."""
-        return {
+        fields: dict[str, object] = {
             "wake_word": self.name,
             "score": round(self.score, 4),
             "start_s": round(self.start_s, 3),
             "end_s": round(self.end_s, 3),
             "time_s": round(self.time_s, 3),
         }
+        if self.speaker_score is not None:
+            fields["speaker_score"] = round(self.speaker_score, 4)
+        return fields
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,14 @@ class WakeWord:
     threshold: float
     smoothing_hops: int = 2
     refractory_s: float = 2.0
+    verify_speaker: bool = False
+
+    def __post_init__(self) -> None:
+        if self.verify_speaker and self.model.speaker is None:
+            raise ModelError(
+                f"{self.name}: verify_speaker needs an enrolled model with a speaker profile; "
+                f"run `earshot enroll {self.name}`"
+            )
 
     @property
     def name(self) -> str:
@@ -171,28 +187,41 @@ class Detector:
         smoothed = newest_first[span - 1, np.arange(span.size)] / span
         detections = []
         for i in np.flatnonzero(smoothed >= self._thresholds):
-            if self.hops - self._last_fired[i] >= self._refractory[i]:
-                self._last_fired[i] = self.hops
-                wake = self.wake_words[i]
-                start_s, end_s = self._locate(end, wake.model.phrase_duration_s)
-                detections.append(Detection(wake.name, float(smoothed[i]), start_s, end_s, time_s))
+            if self.hops - self._last_fired[i] < self._refractory[i]:
+                continue
+            wake = self.wake_words[i]
+            onset, last = self._locate(end, wake.model.phrase_duration_s)
+            speaker_score = None
+            if wake.verify_speaker:
+                assert wake.model.speaker is not None
+                phrase = self._frames[onset - self._frame_offset : last - self._frame_offset + 1]
+                speaker_score = wake.model.speaker.score(phrase)
+                if speaker_score < wake.model.speaker.threshold:
+                    continue
+            self._last_fired[i] = self.hops
+            frame_s = HOP_S / HOP_FRAMES
+            detections.append(
+                Detection(
+                    wake.name, float(smoothed[i]), onset * frame_s, frame_end_s(last + 1), time_s,
+                    speaker_score,
+                )  # fmt: skip
+            )
         return detections
 
-    def _locate(self, end: int, duration_s: float) -> tuple[float, float]:
-        """Start and end (s) of the phrase that just fired, from the frames' loudness."""
-        frames = self._frames[max(0, end - CONTEXT_FRAMES) : end]
-        first = self._frame_offset + max(0, end - CONTEXT_FRAMES)
-        loudness = frames.mean(axis=1)
+    def _locate(self, end: int, duration_s: float) -> tuple[int, int]:
+        """First and last frame (stream indices) of the phrase that just fired, by loudness."""
+        start = max(0, end - CONTEXT_FRAMES)
+        first = self._frame_offset + start
+        loudness = self._frames[start:end].mean(axis=1)
+        duration_frames = int(round(duration_s / HOP_S * HOP_FRAMES))
         floor = np.percentile(loudness, 10)
         loud = np.flatnonzero(loudness > floor + np.log(10 ** (LOUD_DB / 10)))
         if loud.size == 0:
-            now = frame_end_s(first + frames.shape[0])
-            return now - duration_s, now
+            last = first + loudness.size - 1
+            return max(first, last - duration_frames), last
         last = int(loud[-1])
-        earliest = last - int(round(duration_s / HOP_S * HOP_FRAMES))
-        onset = int(loud[np.searchsorted(loud, max(earliest, 0))])
-        frame_s = HOP_S / HOP_FRAMES
-        return (first + onset) * frame_s, frame_end_s(first + last + 1)
+        onset = int(loud[np.searchsorted(loud, max(last - duration_frames, 0))])
+        return first + onset, first + last
 
 
 class _StackedHeads:

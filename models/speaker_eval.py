@@ -25,7 +25,8 @@ import numpy as np
 
 from dsp.audio import load_audio
 from dsp.features import log_mel
-from models.dataset import DIGIT_WORDS, sample_renditions, split_voices
+from models.dataset import DIGIT_WORDS
+from models.enrollment import phrase_impostors
 from models.evaluation import fsdd_recordings
 from models.speaker import (
     MIN_SPEECH_FRAMES,
@@ -35,8 +36,7 @@ from models.speaker import (
     cepstra,
     speech_mask,
 )
-from models.synth import SpeechCache, available_voices
-from models.wake_data import Progress, synthesize
+from models.wake_data import Progress
 
 Representation = Literal["dtw", "cepstral_stats", "ltas"]
 REPRESENTATIONS: tuple[Representation, ...] = ("dtw", "cepstral_stats", "ltas")
@@ -94,15 +94,14 @@ def equal_error_rate(user: np.ndarray, others: np.ndarray) -> float:
 def impostor_frames(
     words: tuple[str, ...], *, per_word: int, seed: int, progress: Progress | None = None
 ) -> dict[str, list[np.ndarray]]:
-    """Log-mel of ``per_word`` synthetic renditions of each word, by training voices only."""
-    voices = split_voices(available_voices(), seed=seed).train
-    rng = np.random.default_rng([seed, 11])
-    renditions = sample_renditions(words, voices, per_word=per_word, rng=rng)
-    audio = synthesize(renditions, SpeechCache(), progress)
-    frames: dict[str, list[np.ndarray]] = defaultdict(list)
-    for rendition, samples in zip(renditions, audio, strict=True):
-        frames[rendition.text].append(log_mel(samples))
-    return frames
+    """Log-mel of the impostors enrollment would use for each word (`phrase_impostors`)."""
+    return {
+        word: [
+            log_mel(a)
+            for a in phrase_impostors(word, per_word=per_word, seed=seed, progress=progress)
+        ]
+        for word in words
+    }
 
 
 def fsdd_speaker_check(

@@ -42,6 +42,12 @@ MAX_LENGTH_FACTOR, MAX_LENGTH_EXTRA_S = 2.5, 0.5
 MIN_LENGTH_FACTOR = 0.3
 """... and at least ``0.3 x phrase``."""
 TRIM_MARGIN_S = 0.1
+UNKNOWN_ROOM_RANGE_DB = 30.0
+"""Without a room recording, speech is what comes within this range of the take's loudest..."""
+STANDS_OUT_DB = 6.0
+"""... provided its loudest stands this far above its quietest (steady noise does not), or it
+is shorter than `TIGHT_TAKE_S`."""
+TIGHT_TAKE_S = 1.0
 """Audio kept before the first and after the last speech frame, in seconds."""
 EMBED_LEVEL_DBFS = -23.0
 """Takes are scaled to this RMS level (dBFS) before embedding, so loudness does not count."""
@@ -177,7 +183,15 @@ class TakeChecker:
         peak_dbfs = 20 * float(np.log10(peak)) if peak > 0 else SILENCE_DBFS
         floor = self.noise_floor_dbfs
         if floor is None and audio.size >= 10 * FRAME_SAMPLES:
+            # Unknown room: the take's quietest stretch. A take that is all speech (a file cut
+            # tight around the phrase) has none: when it is too short to hold any room, or
+            # something in it stands out at all, the floor is put no closer than
+            # UNKNOWN_ROOM_RANGE_DB to its loudest.
+            loudest = float(np.max(band_levels_dbfs(audio)))
             floor = noise_floor_dbfs(audio)
+            tight = audio.size < TIGHT_TAKE_S * SAMPLE_RATE_HZ
+            if tight or loudest - floor >= STANDS_OUT_DB:
+                floor = min(floor, loudest - UNKNOWN_ROOM_RANGE_DB)
         flags = speech_flags(audio, noise_floor_dbfs=floor, settings=self.vad)
         segments = flags_to_segments(flags)
         if not segments:

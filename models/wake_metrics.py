@@ -128,6 +128,26 @@ def threshold_for_rate(curve: FalseAlarmCurve, per_hour: float) -> tuple[float, 
     return float(np.clip(1.0 / (1.0 + np.exp(-x)), first, MAX_THRESHOLD)), True
 
 
+def rate_at_threshold(curve: FalseAlarmCurve, threshold: float) -> float:
+    """False alarms per hour at ``threshold``.
+
+    Read off the curve; where the stream had none, from the same log-linear tail
+    `threshold_for_rate` extrapolates with (0 when there is no tail to fit).
+    """
+    index = int(np.clip(np.searchsorted(curve.thresholds, threshold, side="right") - 1, 0, None))
+    measured = float(curve.per_hour[index])
+    if measured > 0:
+        return measured
+    events = curve.per_hour * curve.hours
+    tail = (events >= EXTRAPOLATION_EVENTS[0]) & (events <= EXTRAPOLATION_EVENTS[1])
+    if np.unique(events[tail]).size < 3:
+        return 0.0
+    slope, intercept = np.polyfit(_logit(curve.thresholds[tail]), np.log(curve.per_hour[tail]), 1)
+    if slope >= 0:
+        return 0.0
+    return float(min(curve.resolution_per_hour, np.exp(intercept + slope * _logit(threshold))))
+
+
 @dataclass(frozen=True)
 class DetCurve:
     """Detection error trade-off: miss rate against false alarms per hour, per threshold."""

@@ -22,6 +22,7 @@ import numpy as np
 
 from kernels.errors import ModelError
 from models.checkpoint import Manifest, load_model, save_model
+from models.speaker import SpeakerProfile
 from models.wake_context import CONTEXT_STRIDE_HOPS, CONTEXT_WINDOWS, HOP_FRAMES, HOP_S
 from models.wake_metrics import FalseAlarmCurve, false_alarm_curve, threshold_for_rate
 
@@ -97,6 +98,9 @@ class WakeWordModel:
         Median length of the synthesized phrase: how far back a detection's start lies.
     base_sha256 : str
         Checksum of the base model whose embedding the head reads.
+    speaker : SpeakerProfile, optional
+        The enrolled user's voice (`models.speaker`), for the optional speaker check; only
+        enrolled models have one.
     """
 
     name: str
@@ -108,6 +112,7 @@ class WakeWordModel:
     base_sha256: str
     manifest: Manifest | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    speaker: SpeakerProfile | None = None
 
     def false_alarm_curve(self, smoothing_hops: int, refractory_s: float) -> FalseAlarmCurve:
         """False alarms per hour on the calibration stream against the threshold."""
@@ -139,6 +144,8 @@ class WakeWordModel:
             if self.calibration
             else np.zeros(0, np.float32)
         )
+        if self.speaker is not None:
+            arrays |= {f"speaker/{k}": v for k, v in self.speaker.state().items()}
         architecture = {
             "name": HEAD_ARCHITECTURE,
             "args": {"inputs": self.head.inputs, "hidden": int(self.head.w1.shape[1])},
@@ -192,12 +199,21 @@ class WakeWordModel:
         head = WakeHead.from_state(
             {k.removeprefix("head/"): v for k, v in arrays.items() if k.startswith("head/")}
         )
+        speaker_state = {
+            k.removeprefix("speaker/"): v for k, v in arrays.items() if k.startswith("speaker/")
+        }
+        try:
+            speaker = SpeakerProfile.from_state(speaker_state) if speaker_state else None
+        except KeyError as err:
+            raise ModelError(f"{path}: speaker profile lacks {err}") from err
+        except ModelError as err:
+            raise ModelError(f"{path}: {err}") from err
         scores = arrays["calibration/scores"]
         bounds = np.cumsum([0, *extra["calibration_episodes"]])
         calibration = [scores[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         return cls(
             extra["name"], extra["phrase"], head, calibration, float(extra["calibration_hours"]),
-            float(extra["phrase_duration_s"]), extra["base_sha256"], manifest, extra,
+            float(extra["phrase_duration_s"]), extra["base_sha256"], manifest, extra, speaker,
         )  # fmt: skip
 
 
