@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_what = model_commands.add_parsers(commands)
     wake_commands.add_parsers(commands, eval_what)
     enroll_commands.add_parsers(commands)
+    enroll_commands.add_eval_parser(eval_what)
 
     bench = commands.add_parser("bench", help="benchmarks that print measured figures")
     bench.add_argument(

@@ -83,6 +83,80 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     forget.add_argument("name", metavar="NAME", help="an enrolled wake word")
 
 
+def add_eval_parser(eval_what: argparse._SubParsersAction) -> None:
+    """Register ``eval enroll``."""
+    evaluate = eval_what.add_parser(
+        "enroll", help="what enrollment buys on real voices (FSDD per-speaker protocol)",
+        description="For every FSDD speaker and digit: enroll the digit's wake word (trained "
+        "from text) with the speaker's first takes, then measure the miss rate at 1 false alarm "
+        "per hour on their other takes, against the other digits of every speaker plus "
+        "synthetic speech: text-only, enrolled, and enrolled with the speaker check.",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--fsdd", type=Path, default=Path(), metavar="DIR",
+        help="FSDD recordings folder (default ../shared/data/fsdd/recordings)",
+    )  # fmt: skip
+    evaluate.add_argument("--takes", type=int, default=5, help="takes to enroll with (default 5)")
+    evaluate.add_argument("--speakers", nargs="+", metavar="NAME", help="only these speakers")
+    evaluate.add_argument("--digits", nargs="+", metavar="WORD", help="only these digit words")
+    evaluate.add_argument(
+        "--config", type=Path,
+        help="config file (default: ~/.config/earshot/earshot.yaml or the shipped one)",
+    )  # fmt: skip
+    evaluate.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def run_eval_enroll(args: argparse.Namespace) -> int:
+    """``earshot eval enroll``: the FSDD per-speaker enrollment protocol."""
+    import json
+
+    from threadpoolctl import threadpool_limits
+
+    from agent.model_commands import DEFAULT_FSDD
+    from agent.progress import StageProgress
+    from agent.settings import load_settings
+    from agent.wake_commands import fsdd_text_models, load_base
+    from models.dataset import DIGIT_WORDS
+    from models.enroll_eval import fsdd_enrollment
+    from models.wake_data import StreamRecipe, load_or_build_stream
+    from models.wake_eval import fsdd_stream
+    from models.wake_training import WakeRecipe
+
+    directory = DEFAULT_FSDD if args.fsdd == Path() else args.fsdd
+    if not directory.is_dir():
+        raise ConfigError(f"--fsdd: {directory} is not a folder of FSDD recordings")
+    digits = args.digits or list(DIGIT_WORDS)
+    unknown = sorted(set(digits) - set(DIGIT_WORDS))
+    if unknown:
+        raise ConfigError(f"--digits: got {unknown}, expected digit words {list(DIGIT_WORDS)}")
+    if args.takes < 3:
+        raise ConfigError(f"--takes: got {args.takes}, expected at least 3")
+    settings = load_settings(args.config)
+    base = load_base(settings)
+    with StageProgress(unit="step") as progress, threadpool_limits(os.cpu_count() or 1):
+        text_models = fsdd_text_models(base, digits, progress)
+        labelled = fsdd_stream(base, directory, keep_frames=True)
+        synthetic = load_or_build_stream(
+            base, StreamRecipe(WakeRecipe().calibration_stream_s), "evaluation", progress=progress
+        )
+        results = fsdd_enrollment(
+            base, directory, text_models, labelled, synthetic, takes=args.takes,
+            speakers=args.speakers, digits=digits, progress=progress,
+        )  # fmt: skip
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    head = ("text only", "enrolled", "+ speaker", "spk FRR", "spk FAR")
+    print(f"{'speaker':<12}" + "".join(f"{h:>12}" for h in head))
+    keys = ("text", "enrolled", "enrolled_speaker_check", "speaker_false_reject",
+            "speaker_false_accept")  # fmt: skip
+    for name, row in [*results["per_speaker"].items(), ("mean", results["mean"])]:
+        print(f"{name:<12}" + "".join(f"{row[k]:>12.1%}" for k in keys))
+    print("(miss rates at 1 false alarm per hour; speaker check: false rejects of the speaker's")
+    print(" other takes, false accepts of other speakers' takes of the same digit)")
+    return 0
+
+
 # ---- loading: the enrolled detector when there is a usable one -----------------------------------
 
 

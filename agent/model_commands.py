@@ -82,6 +82,10 @@ def run_eval(args: argparse.Namespace) -> int:
     """``earshot eval base`` or ``earshot eval wake``."""
     if args.eval_command == "wake":
         return wake_commands.run_eval_wake(args)
+    if args.eval_command == "enroll":
+        from agent import enroll_commands
+
+        return enroll_commands.run_eval_enroll(args)
     return _eval_base(args)
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from agent.settings import Settings, WakeWordSettings
     from models.base_model import BaseModel
     from models.detector import WakeWord
+    from models.wake_model import WakeWordModel
     from models.wake_training import WakeRecipe
 
 SHIPPED_BASE_MODEL = Path(__file__).resolve().parent.parent / "models" / "data" / "base.npz"
@@ -381,19 +383,16 @@ def _fsdd(
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     from agent.model_commands import DEFAULT_FSDD
     from agent.progress import StageProgress
-    from models.cache import cache_dir
     from models.dataset import DIGIT_WORDS
     from models.wake_data import StreamRecipe, load_or_build_stream
     from models.wake_eval import fsdd_stream, stream_det
-    from models.wake_model import WakeWordModel, model_path, stale_reason
-    from models.wake_training import WakeRecipe, train_wake_word
+    from models.wake_training import WakeRecipe
 
     directory = DEFAULT_FSDD if args.fsdd == Path() else args.fsdd
     if not directory.is_dir():
         raise ConfigError(f"--fsdd: {directory} is not a folder of FSDD recordings")
     base = load_base(settings)
     assert base.manifest is not None
-    models_dir = cache_dir("fsdd-wake")
     results: dict[str, dict[str, Any]] = {}
     curves: dict[str, Any] = {}
     with StageProgress(unit="step") as progress:
@@ -401,12 +400,8 @@ def _fsdd(
         synthetic = load_or_build_stream(
             base, StreamRecipe(WakeRecipe().calibration_stream_s), "evaluation", progress=progress
         )
-        for digit in DIGIT_WORDS:
-            path = model_path(models_dir, digit)
-            if stale_reason(path, digit, base.manifest.sha256) is not None:
-                model, report = train_wake_word(digit, digit, base, progress=progress)
-                model.save(path, **report)
-            model = WakeWordModel.load(path, base_sha256=base.manifest.sha256)
+        models = fsdd_text_models(base, DIGIT_WORDS, progress)
+        for digit, model in models.items():
             curve = stream_det(model, labelled, [synthetic], smoothing_hops=2, refractory_s=2.0)
             results[digit], curves[digit] = _summary(curve), curve
     means = {
@@ -416,3 +411,22 @@ def _fsdd(
     results["mean"] = {**results[DIGIT_WORDS[0]], **means, "positives": 0}
     results["mean"]["positives"] = sum(results[d]["positives"] for d in DIGIT_WORDS)
     return results, curves
+
+
+def fsdd_text_models(
+    base: BaseModel, digits: Sequence[str], progress: Any
+) -> dict[str, WakeWordModel]:
+    """Each digit word's detector trained from text only (cached; trained when missing)."""
+    from models.cache import cache_dir
+    from models.wake_model import WakeWordModel, model_path, stale_reason
+    from models.wake_training import train_wake_word
+
+    assert base.manifest is not None
+    models = {}
+    for digit in digits:
+        path = model_path(cache_dir("fsdd-wake"), digit)
+        if stale_reason(path, digit, base.manifest.sha256) is not None:
+            model, report = train_wake_word(digit, digit, base, progress=progress)
+            model.save(path, **report)
+        models[digit] = WakeWordModel.load(path, base_sha256=base.manifest.sha256)
+    return models

@@ -209,19 +209,28 @@ class Detector:
         return detections
 
     def _locate(self, end: int, duration_s: float) -> tuple[int, int]:
-        """First and last frame (stream indices) of the phrase that just fired, by loudness."""
+        """First and last frame (stream indices) of the phrase that just fired."""
         start = max(0, end - CONTEXT_FRAMES)
-        first = self._frame_offset + start
-        loudness = self._frames[start:end].mean(axis=1)
         duration_frames = int(round(duration_s / HOP_S * HOP_FRAMES))
-        floor = np.percentile(loudness, 10)
-        loud = np.flatnonzero(loudness > floor + np.log(10 ** (LOUD_DB / 10)))
-        if loud.size == 0:
-            last = first + loudness.size - 1
-            return max(first, last - duration_frames), last
-        last = int(loud[-1])
-        onset = int(loud[np.searchsorted(loud, max(last - duration_frames, 0))])
+        onset, last = locate_phrase(self._frames[start:end], duration_frames)
+        first = self._frame_offset + start
         return first + onset, first + last
+
+
+def locate_phrase(frames: np.ndarray, duration_frames: int) -> tuple[int, int]:
+    """First and last frame of a phrase that ends in ``frames`` [n, mels], by loudness.
+
+    Its end is the last frame `LOUD_DB` above the frames' quiet floor; its start the first loud
+    frame at most ``duration_frames`` (the phrase's typical length) before that.
+    """
+    loudness = frames.mean(axis=1)
+    floor = np.percentile(loudness, 10)
+    loud = np.flatnonzero(loudness > floor + np.log(10 ** (LOUD_DB / 10)))
+    if loud.size == 0:
+        last = loudness.size - 1
+        return max(0, last - duration_frames), last
+    last = int(loud[-1])
+    return int(loud[np.searchsorted(loud, max(last - duration_frames, 0))]), last
 
 
 class _StackedHeads:

@@ -194,6 +194,8 @@ class NegativeStream:
     embeddings: list[np.ndarray]
     segments: list[list[Segment]]
     seconds: float
+    frames: list[np.ndarray] | None = None
+    """Each episode's log-mel frames, when kept (evaluations that look at the audio)."""
 
     @property
     def hours(self) -> float:
@@ -355,8 +357,12 @@ def build_episode(
 
 def embed_audio_stream(base: BaseModel, audio: np.ndarray) -> np.ndarray:
     """Embedding of every hop of an audio stream, as the streaming detector computes them."""
-    windows = hop_windows(log_mel(audio))
-    return base.embed(windows).astype(np.float16)
+    return embed_frames(base, log_mel(audio))
+
+
+def embed_frames(base: BaseModel, frames: np.ndarray) -> np.ndarray:
+    """Embedding of every hop of a stream's log-mel frames."""
+    return base.embed(hop_windows(frames)).astype(np.float16)
 
 
 def build_stream(

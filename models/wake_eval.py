@@ -21,18 +21,20 @@ import numpy as np
 
 from dsp.audio import load_audio
 from dsp.constants import SAMPLE_RATE_HZ
+from dsp.features import log_mel
 from models.base_model import BaseModel
 from models.dataset import DIGIT_WORDS
 from models.detector import stream_scores
 from models.evaluation import Recording, fsdd_recordings
 from models.wake_context import CONTEXT_HOPS, HOP_S, hop_end_s
-from models.wake_data import NegativeStream, Segment, embed_audio_stream
+from models.wake_data import NegativeStream, Segment, embed_frames
 from models.wake_metrics import DetCurve, det_curve, smooth
 from models.wake_model import WakeHead, WakeWordModel, refractory_hops
 
 LEAD_S = 1.0
 """Quiet audio before each positive recording, so the detector has settled."""
 POSITIVE_TAIL_S = 0.6
+Gate = Callable[[int, np.ndarray], np.ndarray]
 """A detection this long after a positive recording's end still counts for it."""
 PAUSE_S = (0.3, 1.0)
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -97,16 +99,19 @@ def negative_scores(
     return episodes, seconds / 3600.0
 
 
-def fsdd_stream(base: BaseModel, directory: Path, *, seed: int = 0) -> NegativeStream:
+def fsdd_stream(
+    base: BaseModel, directory: Path, *, seed: int = 0, keep_frames: bool = False
+) -> NegativeStream:
     """Every FSDD recording in one stream per speaker, embedded at every hop.
 
-    Its segments name the digit said, like a synthetic negative stream's name their words.
+    Its segments name the digit said (and the recording), like a synthetic negative stream's
+    name their words. ``keep_frames`` keeps each episode's log-mel frames too.
     """
     rng = np.random.default_rng(seed)
     by_speaker: dict[str, list[Recording]] = {}
     for recording in fsdd_recordings(directory):
         by_speaker.setdefault(recording.speaker, []).append(recording)
-    embeddings, segments, total = [], [], 0.0
+    embeddings, segments, frames, total = [], [], [], 0.0
     for speaker in sorted(by_speaker):
         recordings = by_speaker[speaker]
         pieces, said, t = [], [], 0.0
@@ -118,11 +123,12 @@ def fsdd_stream(base: BaseModel, directory: Path, *, seed: int = 0) -> NegativeS
             t = start + speech.size / SAMPLE_RATE_HZ
             said.append(Segment(DIGIT_WORDS[recording.digit], start, t, recording.path.stem))
             pieces += [pause, speech]
-        audio = np.concatenate(pieces)
-        embeddings.append(embed_audio_stream(base, audio))
+        features = log_mel(np.concatenate(pieces))
+        embeddings.append(embed_frames(base, features))
+        frames.append(features)
         segments.append(said)
-        total += audio.size / SAMPLE_RATE_HZ
-    return NegativeStream(embeddings, segments, total)
+        total += t
+    return NegativeStream(embeddings, segments, total, frames if keep_frames else None)
 
 
 def stream_det(
@@ -133,31 +139,36 @@ def stream_det(
     smoothing_hops: int,
     refractory_s: float,
     positive: Callable[[Segment], bool] | None = None,
+    gate: Gate | None = None,
 ) -> DetCurve:
     """DET curve of ``model`` on a stream whose segments saying its phrase are the positives.
 
     The rest of ``labelled`` (masked around every segment saying the phrase) and all of
     ``negatives`` (likewise) are the negative stream. ``positive`` narrows the positives
     (e.g. to one speaker's recordings); other segments saying the phrase are neither.
+    ``gate(episode, smoothed)`` may zero the smoothed scores of ``labelled``'s episodes where a
+    second check (e.g. the speaker check) would refuse a detection.
     """
     peaks: list[float] = []
     episodes: list[np.ndarray] = []
     kept_hops = 0
-    for stream, positives in [(labelled, True), *((n, False) for n in negatives)]:
-        for (contexts, keep), said in zip(
-            stream.contexts(model.phrase), stream.segments, strict=True
+    for stream, labelled_stream in [(labelled, True), *((n, False) for n in negatives)]:
+        for index, ((contexts, keep), said) in enumerate(
+            zip(stream.contexts(model.phrase), stream.segments, strict=True)
         ):
-            raw = model.head.scores(contexts)
-            smoothed = smooth(raw, smoothing_hops)
-            times = hop_end_s(np.arange(raw.size) + CONTEXT_HOPS)
-            if positives:
+            smoothed = smooth(model.head.scores(contexts), smoothing_hops)
+            if labelled_stream and gate is not None:
+                smoothed = gate(index, smoothed)
+            times = hop_end_s(np.arange(smoothed.size) + CONTEXT_HOPS)
+            if labelled_stream:
                 for s in said:
                     if s.text == model.phrase and (positive is None or positive(s)):
                         during = (times >= s.start_s) & (times <= s.end_s + POSITIVE_TAIL_S)
                         peaks.append(float(smoothed[during].max()) if during.any() else 0.0)
-            episodes.append(np.where(keep, raw, 0.0))
+            episodes.append(np.where(keep, smoothed, 0.0))
             kept_hops += int(keep.sum())
+    # Scores are smoothed (and gated) already: counted as they are.
     return det_curve(
         np.array(peaks), episodes, hours=kept_hops * HOP_S / 3600.0,
-        smoothing_hops=smoothing_hops, refractory_hops=refractory_hops(refractory_s),
+        smoothing_hops=1, refractory_hops=refractory_hops(refractory_s),
     )  # fmt: skip
