@@ -14,6 +14,7 @@ from models.wake_metrics import (
     det_curve,
     event_hops,
     false_alarm_curve,
+    rate_at_threshold,
     smooth,
     threshold_for_rate,
 )
@@ -232,3 +233,18 @@ def test_det_curve_miss_rate_at_a_rate_is_at_the_lowest_threshold_reaching_it():
     )
     assert hopeless.miss_rate_at(1.0) == (1.0, MAX_THRESHOLD)
     assert hopeless.miss_rate_at(2.0) == (0.4, 0.6)
+
+
+def test_rate_at_threshold_reads_the_curve_and_inverts_the_extrapolation(calibration):
+    curve, args = calibration
+    counted = (curve.per_hour > 0) & (curve.per_hour < 1000)  # the curve caps its count
+    for threshold in curve.thresholds[counted][::10]:
+        assert rate_at_threshold(curve, float(threshold)) == pytest.approx(
+            measured_rate(args, float(threshold))
+        )
+    for target in (1.0, 0.3):  # below the resolution: the same fitted tail both ways
+        threshold, extrapolated = threshold_for_rate(curve, target)
+        assert extrapolated and threshold < MAX_THRESHOLD
+        assert rate_at_threshold(curve, threshold) == pytest.approx(target, rel=0.05)
+    flat = FalseAlarmCurve(np.array([0.1, 0.2, 0.3]), np.array([40.0, 0.0, 0.0]), hours=0.05)
+    assert rate_at_threshold(flat, 0.25) == 0.0  # no tail to fit: nothing measured, nothing said
