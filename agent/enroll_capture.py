@@ -21,7 +21,7 @@ from typing import Protocol, TextIO
 
 import numpy as np
 
-from agent.listen import _meter, level_dbfs
+from agent.listen import level_dbfs, meter_bar
 from dsp.audio import load_audio
 from dsp.constants import SAMPLE_RATE_HZ
 from dsp.vad import FRAME_SAMPLES, VoiceActivity, noise_floor_dbfs, speech_segments
@@ -141,7 +141,7 @@ class _Session:
         chunk = self.pump.next()
         if self.live:
             dbfs = level_dbfs(chunk)
-            self.out.write(f"\r  |{_meter(dbfs)}| {dbfs:6.1f} dBFS ")
+            self.out.write(f"\r  |{meter_bar(dbfs)}| {dbfs:6.1f} dBFS ")
             self.out.flush()
             self._meter_shown = True
         return chunk

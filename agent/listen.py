@@ -40,7 +40,8 @@ class ListenStats:
     peak_dbfs: float = SILENCE_DBFS
 
 
-def _meter(dbfs: float) -> str:
+def meter_bar(dbfs: float) -> str:
+    """A fixed-width bar of ``#`` for a level in dBFS, empty at `METER_FLOOR_DBFS`, full at 0."""
     filled = round(METER_WIDTH * min(1.0, max(0.0, 1 - dbfs / METER_FLOOR_DBFS)))
     return "#" * filled + " " * (METER_WIDTH - filled)
 
@@ -77,7 +78,7 @@ def listen(
         dbfs = level_dbfs(chunk)
         stats.peak_dbfs = max(stats.peak_dbfs, dbfs)
         if live:
-            out.write(f"\r{stats.seconds:8.1f} s  |{_meter(dbfs)}| {dbfs:6.1f} dBFS  ")
+            out.write(f"\r{stats.seconds:8.1f} s  |{meter_bar(dbfs)}| {dbfs:6.1f} dBFS  ")
             out.flush()
         elif stats.seconds >= next_status_s:
             _LOGGER.info(
