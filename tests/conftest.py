@@ -109,6 +109,19 @@ def pulse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseServ
         process.kill()
 
 
+@pytest.fixture
+def pulse_env(pulse_server, monkeypatch):
+    """Point this process's PortAudio at the private server."""
+    from agent.sources import rescan_devices
+
+    for key, value in pulse_server.env.items():
+        monkeypatch.setenv(key, value)
+    rescan_devices()
+    yield pulse_server
+    monkeypatch.undo()
+    rescan_devices()
+
+
 @pytest.fixture(scope="session")
 def gpu():
     """The best wgpu adapter's device (lavapipe on machines without a GPU)."""

@@ -13,7 +13,7 @@ import pytest
 import soundfile
 
 from agent.cli import DEMO_AUDIO
-from agent.sources import MicrophoneSource, find_input_device, list_input_devices, rescan_devices
+from agent.sources import MicrophoneSource, find_input_device, list_input_devices
 from dsp.audio import load_audio
 from kernels.errors import AudioError
 from tests.conftest import EARSHOT, REPO, run_earshot, tone
@@ -31,17 +31,6 @@ def reference_wav(tmp_path_factory):
     path = tmp_path_factory.mktemp("capture") / "reference.wav"
     soundfile.write(path, samples, SR, subtype="PCM_16")
     return path, samples
-
-
-@pytest.fixture
-def pulse_env(pulse_server, monkeypatch):
-    """Point this process's PortAudio at the private server."""
-    for key, value in pulse_server.env.items():
-        monkeypatch.setenv(key, value)
-    rescan_devices()
-    yield pulse_server
-    monkeypatch.undo()
-    rescan_devices()
 
 
 def best_alignment_correlation(recorded: np.ndarray, reference: np.ndarray) -> float:

@@ -14,7 +14,7 @@ import pytest
 import soundfile
 
 from agent.enroll_capture import EnrollmentAudio, enrollment_from_files, record_enrollment
-from agent.sources import FileSource, rescan_devices
+from agent.sources import FileSource
 from dsp.constants import SAMPLE_RATE_HZ
 from kernels.errors import AudioError, ConfigError
 from models.augment import apply_gain
@@ -97,17 +97,6 @@ class PromptWatch(io.StringIO):
         if "stay quiet" in text:
             self.room_prompt.set()
         return super().write(text)
-
-
-@pytest.fixture
-def pulse_env(pulse_server, monkeypatch):
-    """Point this process's PortAudio at the private server."""
-    for key, value in pulse_server.env.items():
-        monkeypatch.setenv(key, value)
-    rescan_devices()
-    yield pulse_server
-    monkeypatch.undo()
-    rescan_devices()
 
 
 def assert_takes_match(result: EnrollmentAudio, played: list[np.ndarray]) -> None:
