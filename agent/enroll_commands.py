@@ -118,7 +118,7 @@ def run_eval_enroll(args: argparse.Namespace) -> int:
     from agent.wake_commands import fsdd_text_models, load_base
     from models.dataset import DIGIT_WORDS
     from models.enroll_eval import fsdd_enrollment
-    from models.wake_data import StreamRecipe, load_or_build_stream
+    from models.wake_data import StreamRecipe, build_stream
     from models.wake_eval import fsdd_stream
     from models.wake_training import WakeRecipe
 
@@ -136,9 +136,10 @@ def run_eval_enroll(args: argparse.Namespace) -> int:
     with StageProgress(unit="step") as progress, threadpool_limits(os.cpu_count() or 1):
         text_models = fsdd_text_models(base, digits, progress)
         labelled = fsdd_stream(base, directory, keep_frames=True)
-        synthetic = load_or_build_stream(
-            base, StreamRecipe(WakeRecipe().calibration_stream_s), "evaluation", progress=progress
-        )
+        synthetic = build_stream(  # not the cached one: the speaker check needs its frames
+            base, StreamRecipe(WakeRecipe().calibration_stream_s), "evaluation",
+            progress=progress, keep_frames=True,
+        )  # fmt: skip
         results = fsdd_enrollment(
             base, directory, text_models, labelled, synthetic, takes=args.takes,
             speakers=args.speakers, digits=digits, progress=progress,

@@ -355,13 +355,8 @@ def build_episode(
     return audio, segments
 
 
-def embed_audio_stream(base: BaseModel, audio: np.ndarray) -> np.ndarray:
-    """Embedding of every hop of an audio stream, as the streaming detector computes them."""
-    return embed_frames(base, log_mel(audio))
-
-
 def embed_frames(base: BaseModel, frames: np.ndarray) -> np.ndarray:
-    """Embedding of every hop of a stream's log-mel frames."""
+    """Embedding of every hop of a stream's log-mel frames, as the streaming detector makes them."""
     return base.embed(hop_windows(frames)).astype(np.float16)
 
 
@@ -373,8 +368,12 @@ def build_stream(
     voices: Sequence[Voice] | None = None,
     speech_cache: SpeechCache | None = None,
     progress: Progress | None = None,
+    keep_frames: bool = False,
 ) -> NegativeStream:
-    """Synthesize, assemble and embed a negative stream (see the module's docstring)."""
+    """Synthesize, assemble and embed a negative stream (see the module's docstring).
+
+    ``keep_frames`` keeps each episode's log-mel frames in the stream (not in its cache).
+    """
     rng = np.random.default_rng([recipe.seed, list(STREAM_VOICES).index(kind)])
     part = split_voices(voices if voices is not None else available_voices(), seed=recipe.seed)
     speakers = getattr(part, STREAM_VOICES[kind])
@@ -383,14 +382,16 @@ def build_stream(
     pool = _speech_pool(speakers, count, rng, speech_cache or SpeechCache(), progress)
     episodes = max(1, int(np.ceil(recipe.seconds / EPISODE_S)))
     length = recipe.seconds / episodes
-    embeddings, segments = [], []
+    embeddings, segments, frames = [], [], []
     for i in range(episodes):
         audio, said = build_episode(recipe, length, pool, rng)
-        embeddings.append(embed_audio_stream(base, audio))
+        features = log_mel(audio)
+        embeddings.append(embed_frames(base, features))
+        frames.append(features)
         segments.append(said)
         if progress is not None:
             progress("negative stream", i + 1, episodes)
-    return NegativeStream(embeddings, segments, recipe.seconds)
+    return NegativeStream(embeddings, segments, recipe.seconds, frames if keep_frames else None)
 
 
 def load_or_build_stream(

@@ -139,25 +139,29 @@ def stream_det(
     smoothing_hops: int,
     refractory_s: float,
     positive: Callable[[Segment], bool] | None = None,
-    gate: Gate | None = None,
+    gates: Sequence[Gate | None] = (),
 ) -> DetCurve:
     """DET curve of ``model`` on a stream whose segments saying its phrase are the positives.
 
     The rest of ``labelled`` (masked around every segment saying the phrase) and all of
     ``negatives`` (likewise) are the negative stream. ``positive`` narrows the positives
     (e.g. to one speaker's recordings); other segments saying the phrase are neither.
-    ``gate(episode, smoothed)`` may zero the smoothed scores of ``labelled``'s episodes where a
+    ``gates``, one per stream (``labelled`` first, then ``negatives``; missing or None for
+    none), are called as ``gate(episode, smoothed)`` and may zero the smoothed scores where a
     second check (e.g. the speaker check) would refuse a detection.
     """
     peaks: list[float] = []
     episodes: list[np.ndarray] = []
     kept_hops = 0
-    for stream, labelled_stream in [(labelled, True), *((n, False) for n in negatives)]:
+    streams = [labelled, *negatives]
+    for number, stream in enumerate(streams):
+        labelled_stream = number == 0
+        gate = gates[number] if number < len(gates) else None
         for index, ((contexts, keep), said) in enumerate(
             zip(stream.contexts(model.phrase), stream.segments, strict=True)
         ):
             smoothed = smooth(model.head.scores(contexts), smoothing_hops)
-            if labelled_stream and gate is not None:
+            if gate is not None:
                 smoothed = gate(index, smoothed)
             times = hop_end_s(np.arange(smoothed.size) + CONTEXT_HOPS)
             if labelled_stream:

@@ -13,7 +13,7 @@ from agent.wake_commands import SHIPPED_BASE_MODEL
 from models.base_model import BaseModel
 from models.detector import locate_phrase
 from models.enroll_eval import fsdd_enrollment
-from models.wake_data import StreamRecipe, load_or_build_stream
+from models.wake_data import StreamRecipe, build_stream
 from models.wake_eval import fsdd_stream
 from models.wake_training import SMALL_RECIPE, train_wake_word
 from tests.conftest import fsdd_files
@@ -44,7 +44,7 @@ def test_fsdd_enrollment_protocol_small(tmp_path, fsdd_subset):
     base = BaseModel.load(SHIPPED_BASE_MODEL)
     text, _ = train_wake_word("one", "one", base, SMALL_RECIPE, stream_dir=tmp_path)
     labelled = fsdd_stream(base, fsdd_subset, keep_frames=True)
-    synthetic = load_or_build_stream(base, StreamRecipe(60.0), "evaluation", directory=tmp_path)
+    synthetic = build_stream(base, StreamRecipe(60.0), "evaluation", keep_frames=True)
     result = fsdd_enrollment(
         base, fsdd_subset, {"one": text}, labelled, synthetic, speakers=SPEAKERS, digits=["one"]
     )
