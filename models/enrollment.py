@@ -29,6 +29,7 @@ from kernels.errors import ModelError
 from models.base_model import BaseModel
 from models.dataset import sample_renditions, split_voices
 from models.synth import SpeechCache, Voice, available_voices
+from models.trainer import TrainingEngine
 from models.wake_data import context_examples, synthesize
 from models.wake_eval import peak_score
 from models.wake_model import OTHER_LABEL, WakeHead, WakeWordModel, recordings_digest
@@ -79,6 +80,9 @@ class EnrollRecipe:
         Most epochs of fine-tuning.
     lr : float
         Peak learning rate (the head starts trained, so lower than from scratch).
+    engine : {"auto", "numpy", "wgpu"}
+        Where training steps run: ``"auto"`` is the wgpu engine where a real GPU exists, the
+        numpy one otherwise (`models.trainer.Trainer`).
     hold_out : bool
         Hold one take out of a trial fine-tune to report its score before and after.
     seed : int
@@ -90,6 +94,7 @@ class EnrollRecipe:
     room_gain_db: tuple[float, float] = (-6.0, 10.0)
     epochs: int = 20
     lr: float = 1e-3
+    engine: TrainingEngine = "auto"
     hold_out: bool = True
     seed: int = 0
 
@@ -166,7 +171,7 @@ def _fine_tune(
         np.concatenate([examples.negatives, negatives.train]),
         labels=(OTHER_LABEL, model.name),
         recipe=replace(wake_recipe, epochs=recipe.epochs, seed=recipe.seed),
-        init=model.head, lr=recipe.lr, progress=progress,
+        init=model.head, lr=recipe.lr, engine=recipe.engine, progress=progress,
     )  # fmt: skip
     return head, metrics, len(own)
 

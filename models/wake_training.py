@@ -39,7 +39,7 @@ from models.linear_layers import Dense
 from models.norm_layers import ReLU
 from models.phonetics import confusable_texts, phrase_words
 from models.synth import SpeechCache, Voice, available_voices
-from models.trainer import EpochRecord, TrainConfig, Trainer
+from models.trainer import EpochRecord, TrainConfig, Trainer, TrainingEngine
 from models.wake_context import HOP_S
 from models.wake_data import (
     ExampleSpec,
@@ -359,6 +359,7 @@ def _fit_once(
     recipe: WakeRecipe,
     init: WakeHead | None,
     lr: float,
+    engine: TrainingEngine,
     progress: Progress | None,
 ) -> tuple[WakeHead, list[EpochRecord]]:
     rng = np.random.default_rng(recipe.seed)
@@ -377,8 +378,9 @@ def _fit_once(
         time_masks=0, freq_masks=0, seed=recipe.seed,
     )  # fmt: skip
     trainer = Trainer(
-        head, config, architecture={"name": "wake-head", "args": {}}, labels=list(labels)
-    )
+        head, config, architecture={"name": "wake-head", "args": {}}, labels=list(labels),
+        engine=engine,
+    )  # fmt: skip
 
     def on_epoch(record: EpochRecord) -> None:
         if progress is not None:
@@ -399,18 +401,23 @@ def fit_wake_head(
     recipe: WakeRecipe,
     init: WakeHead | None = None,
     lr: float = 3e-3,
+    engine: TrainingEngine = "numpy",
     progress: Progress | None = None,
 ) -> tuple[WakeHead, dict[str, Any]]:
     """Train a head on positive and negative contexts, then again with the hard negatives.
 
     A tenth of the rows is held out for early stopping. ``init`` starts from a trained head
-    (fine-tuning) instead of random weights. Returns the head and training metrics.
+    (fine-tuning) instead of random weights; ``engine`` is where the steps run
+    (`models.trainer.Trainer`: ``"auto"`` is wgpu where a real GPU exists). Returns the head
+    and training metrics.
     """
     rng = np.random.default_rng(recipe.seed)
     x = np.concatenate([positives, negatives]).astype(np.float32)
     y = np.concatenate([np.ones(len(positives)), np.zeros(len(negatives))]).astype(np.int16)
     (x_train, y_train), validation = _split(x, y, 0.1, rng)
-    head, history = _fit_once(x_train, y_train, validation, labels, recipe, init, lr, progress)
+    head, history = _fit_once(
+        x_train, y_train, validation, labels, recipe, init, lr, engine, progress
+    )
     if recipe.hard_negative_copies > 0:
         scores = head.scores(x_train)
         negative = np.flatnonzero(y_train == 0)
@@ -419,7 +426,9 @@ def fit_wake_head(
         extra = np.tile(hard, recipe.hard_negative_copies)
         x_train = np.concatenate([x_train, x_train[extra]])
         y_train = np.concatenate([y_train, y_train[extra]])
-        head, history = _fit_once(x_train, y_train, validation, labels, recipe, init, lr, progress)
+        head, history = _fit_once(
+            x_train, y_train, validation, labels, recipe, init, lr, engine, progress
+        )
     x_val, y_val = validation
     val_scores = head.scores(x_val)
     return head, {

@@ -159,3 +159,31 @@ def test_training_benchmark_runs(gpu: GpuDevice) -> None:
     assert [t.engine.split()[0] for t in timings] == ["numpy", "wgpu"]
     assert all(t.median_ms > 0 and t.epoch_s > 0 for t in timings)
     assert main(["--steps", "1", "--batch", "2", "--classes", "3", "--engine", "numpy"]) == 0
+
+
+def test_a_wake_head_fine_tunes_the_same_on_wgpu_as_on_numpy(gpu: GpuDevice) -> None:
+    """Enrollment's fine-tuning (`fit_wake_head` from a trained head) on both engines."""
+    from dataclasses import replace
+
+    from models.wake_training import SMALL_RECIPE, fit_wake_head
+
+    rng = np.random.default_rng(3)
+    positives = rng.standard_normal((300, 288)).astype(np.float32) + 0.5
+    negatives = rng.standard_normal((900, 288)).astype(np.float32)
+    recipe = replace(SMALL_RECIPE, epochs=3, hard_negative_copies=1)
+    labels = ("_other_", "word")
+    start, _ = fit_wake_head(positives, negatives, labels=labels, recipe=recipe)
+    heads = {
+        engine: fit_wake_head(
+            positives, negatives, labels=labels, recipe=recipe, init=start, lr=1e-3,
+            engine=engine,
+        )[0]
+        for engine in ("numpy", "wgpu")
+    }  # fmt: skip
+    assert not np.allclose(heads["numpy"].w1, start.w1)  # it did train
+    for name in ("w1", "b1", "w2", "b2"):
+        np.testing.assert_allclose(
+            getattr(heads["wgpu"], name), getattr(heads["numpy"], name), rtol=1e-4, atol=1e-5
+        )
+    with pytest.raises(ModelError, match="engine"):  # the engine reaches the trainer
+        fit_wake_head(positives, negatives, labels=labels, recipe=recipe, engine="cuda")  # type: ignore[arg-type]
