@@ -32,6 +32,8 @@ HIGH_IMPOSTOR_ACCEPT = 0.2
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
     """Register ``enroll`` and ``forget``."""
+    from agent.wake_commands import add_config_option
+
     enroll = commands.add_parser(
         "enroll", help="fit a wake word to your voice with a few recorded takes",
         description="Record a few takes of a configured wake word's phrase (and 10 s of your "
@@ -69,10 +71,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         "--countdown", type=float, default=3.0, metavar="S",
         help="countdown before each take (default 3; 0 for none)",
     )  # fmt: skip
-    enroll.add_argument(
-        "--config", type=Path,
-        help="config file (default: ~/.config/earshot/earshot.yaml or the shipped one)",
-    )  # fmt: skip
+    add_config_option(enroll)
 
     forget = commands.add_parser(
         "forget", help="delete a wake word's enrollment (takes, room recording, detector)",
@@ -85,6 +84,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
 def add_eval_parser(eval_what: argparse._SubParsersAction) -> None:
     """Register ``eval enroll``."""
+    from agent.wake_commands import add_config_option
+
     evaluate = eval_what.add_parser(
         "enroll", help="what enrollment buys on real voices (FSDD per-speaker protocol)",
         description="For every FSDD speaker and digit: enroll the digit's wake word (trained "
@@ -99,10 +100,7 @@ def add_eval_parser(eval_what: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--takes", type=int, default=5, help="takes to enroll with (default 5)")
     evaluate.add_argument("--speakers", nargs="+", metavar="NAME", help="only these speakers")
     evaluate.add_argument("--digits", nargs="+", metavar="WORD", help="only these digit words")
-    evaluate.add_argument(
-        "--config", type=Path,
-        help="config file (default: ~/.config/earshot/earshot.yaml or the shipped one)",
-    )  # fmt: skip
+    add_config_option(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print one JSON document")
 
 

@@ -35,7 +35,8 @@ TRAILING_S = 1.0
 """Silence `earshot detect` appends to each file."""
 
 
-def _config_option(parser: argparse.ArgumentParser) -> None:
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """The ``--config FILE`` option every command that reads the config takes."""
     parser.add_argument(
         "--config", type=Path,
         help="config file (default: ~/.config/earshot/earshot.yaml or the shipped one)",
@@ -45,7 +46,7 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
 def add_train_options(train: argparse.ArgumentParser) -> None:
     """Options of ``earshot train NAME...`` for wake words."""
     group = train.add_argument_group("wake words (earshot train [NAME...])")
-    _config_option(group)  # type: ignore[arg-type]
+    add_config_option(group)  # type: ignore[arg-type]
     group.add_argument(
         "--force", action="store_true", help="retrain even when the model is up to date"
     )
@@ -68,7 +69,7 @@ def add_parsers(
         "from the file's start.",
     )  # fmt: skip
     detect.add_argument("files", type=Path, nargs="+", metavar="FILE", help="audio files")
-    _config_option(detect)
+    add_config_option(detect)
     detect.add_argument(
         "--scores", type=Path, metavar="CSV",
         help="write every hop's raw score per wake word: time_s, then one column per wake "
@@ -87,7 +88,7 @@ def add_parsers(
         "and per 10 hours and write the DET curve as CSV and PNG. With --fsdd, run the Free "
         "Spoken Digit Dataset protocol: every digit as a wake word trained from text only.",
     )  # fmt: skip
-    _config_option(wake)
+    add_config_option(wake)
     wake.add_argument("--wake-word", metavar="NAME", help="a configured wake word")
     wake.add_argument(
         "--positives", type=Path, nargs="+", metavar="DIR_OR_FILE",

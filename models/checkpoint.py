@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,3 +177,12 @@ def _front_end(path: Path, manifest: Manifest) -> FrontEndSettings:
         return FrontEndSettings(**manifest.front_end)
     except TypeError as err:
         raise ModelError(f"{path}: manifest front_end is invalid ({err})") from err
+
+
+def split_rows(data: np.ndarray, lengths: Sequence[int] | np.ndarray) -> list[np.ndarray]:
+    """Undo a concatenation along the first axis: consecutive pieces of ``lengths`` rows.
+
+    Ragged lists (calibration episodes, takes, clips) are stored as one array and their lengths.
+    """
+    bounds = np.cumsum([0, *(int(n) for n in lengths)])
+    return [data[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]

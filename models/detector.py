@@ -202,7 +202,11 @@ class Detector:
             frame_s = HOP_S / HOP_FRAMES
             detections.append(
                 Detection(
-                    wake.name, float(smoothed[i]), onset * frame_s, frame_end_s(last + 1), time_s,
+                    wake.name,
+                    float(smoothed[i]),
+                    onset * frame_s,
+                    frame_end_s(last + 1),
+                    time_s,
                     speaker_score,
                 )  # fmt: skip
             )

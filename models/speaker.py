@@ -27,6 +27,7 @@ import numpy as np
 from dsp.constants import N_MELS
 from dsp.features import log_mel
 from kernels.errors import ModelError
+from models.checkpoint import split_rows
 
 SPEAKER_BANDS = 30
 """Log-mel bands the check uses: the lowest 30 of 40, below ~3.75 kHz."""
@@ -279,9 +280,7 @@ class SpeakerProfile:
         expected = [SPEAKER_BANDS, N_CEPSTRA, SPEECH_RANGE_DB]
         if settings != expected:
             raise ModelError(f"speaker profile: feature settings {settings}, expected {expected}")
-        bounds = np.cumsum([0, *state["lengths"].tolist()])
-        data = state["templates"].astype(np.float32)
-        templates = [data[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        templates = split_rows(state["templates"].astype(np.float32), state["lengths"])
         return cls(
             templates, float(state["scale"]), float(state["threshold"]),
             float(state["impostor_accept"]),

@@ -33,6 +33,7 @@ from dsp.features import log_mel
 from models.augment import AugmentConfig, Augmenter, apply_gain, colored_noise
 from models.base_model import BaseModel
 from models.cache import cache_dir
+from models.checkpoint import split_rows
 from models.dataset import load_vocabulary, sample_renditions, split_voices, trim_silence
 from models.synth import Rendition, SpeechCache, Voice, available_voices
 from models.wake_context import (
@@ -241,10 +242,7 @@ class NegativeStream:
     def load(cls, path: Path) -> NegativeStream:
         """Read a stream written by `save`."""
         with np.load(path) as data:
-            bounds = np.cumsum([0, *data["lengths"]])
-            embeddings = [
-                data["embeddings"][a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-            ]
+            embeddings = split_rows(data["embeddings"], data["lengths"])
             segments = [
                 [Segment(str(t), float(a), float(b)) for t, a, b in episode]
                 for episode in json.loads(str(data["segments"]))

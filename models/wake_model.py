@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from kernels.errors import ModelError
-from models.checkpoint import Manifest, load_model, save_model
+from models.checkpoint import Manifest, load_model, save_model, split_rows
 from models.speaker import SpeakerProfile
 from models.wake_context import CONTEXT_STRIDE_HOPS, CONTEXT_WINDOWS, HOP_FRAMES, HOP_S
 from models.wake_metrics import FalseAlarmCurve, false_alarm_curve, threshold_for_rate
@@ -209,8 +209,7 @@ class WakeWordModel:
         except ModelError as err:
             raise ModelError(f"{path}: {err}") from err
         scores = arrays["calibration/scores"]
-        bounds = np.cumsum([0, *extra["calibration_episodes"]])
-        calibration = [scores[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        calibration = split_rows(scores, extra["calibration_episodes"])
         return cls(
             extra["name"], extra["phrase"], head, calibration, float(extra["calibration_hours"]),
             float(extra["phrase_duration_s"]), extra["base_sha256"], manifest, extra, speaker,

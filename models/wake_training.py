@@ -32,6 +32,7 @@ import numpy as np
 
 from kernels.errors import ModelError
 from models.base_model import BaseModel
+from models.checkpoint import split_rows
 from models.corpus import Corpus
 from models.dataset import load_vocabulary, sample_renditions, trim_silence
 from models.layers import Sequential
@@ -192,8 +193,7 @@ class PhraseExamples:
     def load(cls, path: Path) -> PhraseExamples:
         """Read what `save` wrote."""
         with np.load(path) as data:
-            bounds = np.cumsum([0, *data["filler_lengths"]])
-            fillers = [data["fillers"][a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+            fillers = split_rows(data["fillers"], data["filler_lengths"])
             return cls(
                 data["positives"].astype(np.float32), data["negatives"].astype(np.float32),
                 data["durations"], fillers, [str(t) for t in data["confusable_texts"]],
