@@ -210,6 +210,222 @@ class ModelSettings:
                 )
 
 
+def runtime_dir() -> Path:
+    """``$XDG_RUNTIME_DIR/earshot`` (else ``/tmp/earshot-UID``): the control socket's home."""
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    return Path(base) / "earshot" if base else Path(f"/tmp/earshot-{os.getuid()}")
+
+
+def default_audit_path() -> Path:
+    """``$XDG_DATA_HOME/earshot/audit.jsonl``: one JSON line per upload, owner-only."""
+    return data_dir() / "audit.jsonl"
+
+
+def default_socket_path() -> Path:
+    """The control socket `earshot status` talks to."""
+    return runtime_dir() / "control.sock"
+
+
+@dataclass(frozen=True)
+class CommandCaptureSettings:
+    """How the utterance after a wake word is cut."""
+
+    trailing_silence_s: float = field(default=0.7, metadata=_range(0.2, 5))
+    """The command ends after this much silence following speech."""
+    max_s: float = field(default=10.0, metadata=_range(1, 60))
+    """The command ends after this long, whatever is said."""
+    no_speech_timeout_s: float = field(default=3.0, metadata=_range(0.5, 30))
+    """The wake is cancelled (nothing is sent) when no speech starts within this time."""
+    pre_roll_s: float = field(default=0.0, metadata=_range(0, 1))
+    """Audio from before the wake word's end that is sent too (for server-side verification)."""
+
+
+ENDPOINT_KINDS = ("http", "openai-transcription")
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (a URL's host name) is this machine: localhost, 127.0.0.0/8 or ::1."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    """Where command audio goes after a wake word; no ``url`` means nowhere."""
+
+    kind: Literal["http", "openai-transcription"] = "http"
+    """``http``: a chunked POST of the audio while the user speaks; ``openai-transcription``: a
+    multipart POST to a ``/v1/audio/transcriptions``-compatible server once the command ends."""
+    url: str | None = None
+    """``https://`` (``http://`` only to a loopback address); None sends nothing."""
+    format: Literal["wav", "pcm"] = "wav"
+    """Audio format of ``http`` uploads: WAV, or raw 16-bit little-endian mono PCM at 16 kHz."""
+    token_env: str | None = None
+    """Environment variable holding the bearer token."""
+    token_file: str | None = None
+    """File holding the bearer token (its first line)."""
+    ca_file: str | None = None
+    """PEM bundle of certificate authorities to trust instead of the system's."""
+    model: str = "whisper-1"
+    """``model`` field of ``openai-transcription`` requests."""
+    device_id: str | None = None
+    """Sent in the metadata headers; None for the host name."""
+    timeout_s: float = field(default=10.0, metadata=_range(0.5, 300))
+    """Connect and read timeout of each attempt."""
+    retries: int = field(default=2, metadata=_range(0, 10))
+    """Further attempts after a failed one (with exponential backoff); then the upload is
+    dropped and audited as failed."""
+
+    def _validate(self, path: str) -> None:
+        """Check the URL's scheme and host, and that at most one token source is set.
+
+        Raises
+        ------
+        ConfigError
+            Not an http(s) URL, plain http to a host other than loopback, or two token sources.
+        """
+        from urllib.parse import urlsplit
+
+        if self.url is not None:
+            where = _join(path, "url")
+            try:
+                parts = urlsplit(self.url)
+                host = parts.hostname
+                parts.port  # noqa: B018  (raises ValueError for a bad port)
+            except ValueError as err:
+                raise ConfigError(f"{where}: got {_show(self.url)}, {err}") from err
+            if parts.scheme not in ("http", "https") or not host:
+                raise ConfigError(
+                    f"{where}: got {_show(self.url)}, expected an https:// URL with a host"
+                )
+            if parts.scheme == "http" and not is_loopback_host(host):
+                raise ConfigError(
+                    f"{where}: got {_show(self.url)}; audio leaves this machine only over "
+                    "https (plain http is allowed only to localhost, 127.0.0.0/8 and ::1)"
+                )
+        if self.token_env is not None and self.token_file is not None:
+            raise ConfigError(f"{path or 'endpoint'}: set token_env or token_file, not both")
+        for key in ("token_env", "token_file", "ca_file", "device_id"):
+            value = getattr(self, key)
+            if value is not None and not value.strip():
+                raise ConfigError(f"{_join(path, key)}: got {_show(value)}, expected text or null")
+
+
+COMMAND_ACTIONS = ("shell", "event", "forward")
+
+
+@dataclass(frozen=True)
+class LocalCommandSettings:
+    """A voice command handled on the device: said after a wake word, nothing is sent."""
+
+    name: str
+    """Identifier, also the command detector's file name (as for wake words)."""
+    phrase: str | None = None
+    """What is said; a detector is trained from it like a wake word's."""
+    builtin: str | None = None
+    """Instead of a phrase: a word of the built-in speech-commands head (yes, no, up, down,
+    left, right, on, off, stop, go)."""
+    action: Literal["shell", "event", "forward"] = "event"
+    """``shell``: run ``run`` with the details in ``EARSHOT_*`` environment variables;
+    ``event``: only emit a ``command`` event; ``forward``: send the utterance to the endpoint."""
+    run: str | None = None
+    """The shell command of ``action: shell``."""
+    min_score: float = field(default=0.5, metadata=_range(0.01, 0.999))
+    """Score the utterance needs for this command to be chosen."""
+
+    def _validate(self, path: str) -> None:
+        """Check the name, exactly one of phrase and builtin, and the action's needs.
+
+        Raises
+        ------
+        ConfigError
+            A pattern is broken, or the fields do not fit together.
+        """
+        if not _NAME_PATTERN.fullmatch(self.name):
+            raise ConfigError(
+                f"{_join(path, 'name')}: got {_show(self.name)}, expected 1-40 characters of "
+                "lowercase letters a-z, digits, '_' or '-', starting with a letter or digit"
+            )
+        if (self.phrase is None) == (self.builtin is None):
+            raise ConfigError(f"{path or 'command'}: set exactly one of phrase and builtin")
+        if self.phrase is not None and not _is_phrase(self.phrase):
+            raise ConfigError(
+                f"{_join(path, 'phrase')}: got {_show(self.phrase)}, expected 1-"
+                f"{_PHRASE_MAX_CHARS} characters of letters, spaces, apostrophes and hyphens"
+            )
+        if self.builtin is not None and self.builtin not in BUILTIN_COMMAND_WORDS:
+            raise ConfigError(
+                f"{_join(path, 'builtin')}: got {_show(self.builtin)}, expected one of "
+                f"{list(BUILTIN_COMMAND_WORDS)}"
+            )
+        if (self.action == "shell") != (self.run is not None):
+            raise ConfigError(
+                f"{_join(path, 'run')}: a shell command is needed with action: shell, "
+                "and only then"
+            )
+
+
+BUILTIN_COMMAND_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+"""Words of the shipped base model's speech-commands head."""
+
+EVENT_KINDS = (
+    "wake", "command", "transcript", "upload", "error", "device_lost", "device_back", "state",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class HookSettings:
+    """A shell command per event kind, run with the event's fields in ``EARSHOT_*`` variables."""
+
+    wake: str | None = None
+    command: str | None = None
+    transcript: str | None = None
+    upload: str | None = None
+    error: str | None = None
+    device_lost: str | None = None
+    device_back: str | None = None
+    state: str | None = None
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    """Where events (JSON lines) go."""
+
+    stdout: bool = True
+    """Print every event as a JSON line on standard output."""
+    socket: str | None = None
+    """Control socket (owner-only) for `earshot status` and event subscribers; None for
+    ``$XDG_RUNTIME_DIR/earshot/control.sock``."""
+    hooks: HookSettings = field(default_factory=HookSettings)
+
+    def resolved_socket(self) -> Path:
+        """The control socket's path."""
+        return default_socket_path() if self.socket is None else Path(self.socket).expanduser()
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    """What is kept on disk about audio."""
+
+    audit_log: str | None = None
+    """JSON-lines log of every upload; None for ``$XDG_DATA_HOME/earshot/audit.jsonl``."""
+    debug_audio_dir: str | None = None
+    """Debugging only: save every captured command utterance as WAV here (owner-only). Null,
+    the default, writes no audio to disk."""
+
+    def resolved_audit_log(self) -> Path:
+        """The audit log's path."""
+        if self.audit_log is None:
+            return default_audit_path()
+        return Path(self.audit_log).expanduser()
+
+
 @dataclass(frozen=True)
 class Settings:
     """The whole configuration file."""
@@ -222,6 +438,12 @@ class Settings:
     """Wake words to listen for; an empty list only meters audio."""
     detection: DetectionSettings = field(default_factory=DetectionSettings)
     models: ModelSettings = field(default_factory=ModelSettings)
+    command: CommandCaptureSettings = field(default_factory=CommandCaptureSettings)
+    endpoint: EndpointSettings = field(default_factory=EndpointSettings)
+    commands: tuple[LocalCommandSettings, ...] = ()
+    """Voice commands handled on the device."""
+    events: EventSettings = field(default_factory=EventSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
 
     def wake_word(self, name: str) -> WakeWordSettings:
         """The configured wake word called ``name``.
@@ -244,21 +466,37 @@ class Settings:
         )
 
     def _validate(self, path: str) -> None:
-        """Refuse two wake words with the same name.
+        """Refuse a name used twice among wake words and commands (their detectors share a folder).
 
         Raises
         ------
         ConfigError
-            A wake-word name repeats an earlier one.
+            A name repeats an earlier one.
         """
-        first: dict[str, int] = {}
-        for index, wake_word in enumerate(self.wake_words):
-            if wake_word.name in first:
+        first: dict[str, str] = {}
+        named = [(f"wake_words[{i}]", w.name) for i, w in enumerate(self.wake_words)]
+        named += [(f"commands[{i}]", c.name) for i, c in enumerate(self.commands)]
+        for where, name in named:
+            if name in first:
                 raise ConfigError(
-                    f"{_join(path, f'wake_words[{index}].name')}: got {_show(wake_word.name)}, "
-                    f"already used by wake_words[{first[wake_word.name]}]"
+                    f"{_join(path, where + '.name')}: got {_show(name)}, "
+                    f"already used by {first[name]}"
                 )
-            first[wake_word.name] = index
+            first[name] = where
+
+    def command_named(self, name: str) -> LocalCommandSettings:
+        """The configured local command called ``name``.
+
+        Raises
+        ------
+        ConfigError
+            No command has that name.
+        """
+        for command in self.commands:
+            if command.name == name:
+                return command
+        names = [c.name for c in self.commands]
+        raise ConfigError(f"command {name!r} is not configured; configured commands are {names}")
 
 
 def default_config_path() -> Path:
@@ -342,7 +580,21 @@ def _resolve_paths(settings: Settings, base_dir: Path | None) -> Settings:
         directory=resolve_optional(settings.models.directory),
         base=resolve_optional(settings.models.base),
     )
-    return replace(settings, wake_words=wake_words, models=models)
+    endpoint = replace(
+        settings.endpoint,
+        token_file=resolve_optional(settings.endpoint.token_file),
+        ca_file=resolve_optional(settings.endpoint.ca_file),
+    )
+    events = replace(settings.events, socket=resolve_optional(settings.events.socket))
+    privacy = replace(
+        settings.privacy,
+        audit_log=resolve_optional(settings.privacy.audit_log),
+        debug_audio_dir=resolve_optional(settings.privacy.debug_audio_dir),
+    )
+    return replace(
+        settings, wake_words=wake_words, models=models, endpoint=endpoint, events=events,
+        privacy=privacy,
+    )  # fmt: skip
 
 
 def _build(cls: type[T], value: Any, path: str) -> T:
