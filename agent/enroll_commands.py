@@ -169,7 +169,13 @@ def load_detector_model(wake: WakeWordSettings, base_sha256: str, model_dir: Pat
     """
     from agent.enrollments import enrollment
     from agent.settings import enrollment_dir
-    from models.wake_model import WakeWordModel, model_path, stale_reason
+    from models.wake_model import (
+        NO_MODEL,
+        WakeWordModel,
+        model_path,
+        shipped_detector,
+        stale_reason,
+    )  # fmt: skip
 
     enrolled = enrollment(enrollment_dir(), wake.name)
     if enrolled is not None:
@@ -187,6 +193,9 @@ def load_detector_model(wake: WakeWordSettings, base_sha256: str, model_dir: Pat
         )
     path = model_path(model_dir, wake.name)
     reason = stale_reason(path, wake.phrase, base_sha256)
+    shipped = shipped_detector(wake.name)
+    if reason == NO_MODEL and stale_reason(shipped, wake.phrase, base_sha256) is None:
+        return WakeWordModel.load(shipped, base_sha256=base_sha256)
     if reason is not None:
         raise ModelError(f"{path}: {reason}; run `earshot train {wake.name}`")
     return WakeWordModel.load(path, base_sha256=base_sha256)

@@ -230,6 +230,18 @@ def recordings_digest(recordings: list[np.ndarray]) -> str:
     return digest.hexdigest()
 
 
+NO_MODEL = "no model yet"
+"""`stale_reason` of a detector that was never trained."""
+
+SHIPPED_DETECTORS = Path(__file__).resolve().parent / "data" / "wake"
+"""Detectors shipped with earshot (the default wake word's), used until the user trains one."""
+
+
+def shipped_detector(name: str) -> Path:
+    """Where earshot's own detector for wake word ``name`` would be."""
+    return model_path(SHIPPED_DETECTORS, name)
+
+
 def stale_reason(
     path: Path, phrase: str, base_sha256: str, recordings_sha256: str | None = None
 ) -> str | None:
@@ -239,7 +251,7 @@ def stale_reason(
     when given.
     """
     if not path.is_file():
-        return "no model yet"
+        return NO_MODEL
     try:
         model = WakeWordModel.load(path)
     except ModelError as err:
