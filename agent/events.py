@@ -115,15 +115,30 @@ class EventBus:
     """
 
     def __init__(self, settings: EventSettings, *, out: TextIO | None = None) -> None:
-        self._out: TextIO | None = (out or sys.stdout) if settings.stdout else None
-        self._hooks: dict[str, str] = {
-            kind: command
-            for kind in EVENT_KINDS
-            if (command := getattr(settings.hooks, kind)) is not None
-        }
+        self._lock = threading.Lock()
+        self._stream: TextIO | None = out if out is not None else sys.stdout
+        self._out: TextIO | None = None
+        self._hooks: dict[str, str] = {}
+        self._settings = settings
+        self.settings = settings
         self._running: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._subscribers: dict[asyncio.Queue[str], asyncio.AbstractEventLoop | None] = {}
-        self._lock = threading.Lock()
+
+    @property
+    def settings(self) -> EventSettings:
+        """The ``events`` settings in force; assigning new ones (a reload) takes effect at once.
+
+        Hooks already running are left to finish. Printing stays off after a broken pipe.
+        """
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: EventSettings) -> None:
+        hooks = {kind: getattr(settings.hooks, kind) for kind in EVENT_KINDS}
+        with self._lock:
+            self._settings = settings
+            self._out = self._stream if settings.stdout else None
+            self._hooks = {kind: command for kind, command in hooks.items() if command is not None}
 
     @property
     def running_hooks(self) -> int:
@@ -208,7 +223,7 @@ class EventBus:
         except (BrokenPipeError, ValueError) as err:
             # ValueError: the stream was closed under us.
             _LOGGER.warning("event output closed (%s); no more events are printed", err)
-            out, self._out = self._out, None
+            out, self._out, self._stream = self._out, None, None
             _silence_stdout(out)
 
     def _publish(self, line: str) -> None:

@@ -83,6 +83,19 @@ def test_stdout_off_prints_nothing_and_reserved_fields_are_refused():
         bus.emit("state", time="now")
 
 
+def test_new_settings_take_effect_at_once(tmp_path):
+    out = io.StringIO()
+    target = tmp_path / "ran"
+    bus = EventBus(EventSettings(stdout=False), out=out)
+    bus.emit("wake", wake_word="one")
+    bus.settings = EventSettings(hooks=HookSettings(wake=f"echo $EARSHOT_WAKE_WORD > {target}"))
+    bus.emit("wake", wake_word="two")
+    wait_for(lambda: target.exists() and target.read_text() == "two\n")
+    bus.close()
+    assert [json.loads(line)["wake_word"] for line in out.getvalue().splitlines()] == ["two"]
+    assert bus.settings.stdout is True
+
+
 def test_to_json_safe_nests():
     assert to_json_safe({"a": (np.float64(1.0), {Path("p"): np.uint8(2)})}) == {
         "a": [1.0, {"p": 2}]
