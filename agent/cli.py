@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent import data_command, enroll_commands, model_commands, wake_commands
+from agent import control_commands, data_command, enroll_commands, model_commands, wake_commands
 from kernels.errors import AudioError, EarshotError
 
 if TYPE_CHECKING:
@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_what = model_commands.add_parsers(commands)
     wake_commands.add_parsers(commands, eval_what)
     enroll_commands.add_parsers(commands)
+    control_commands.add_parsers(commands)
     enroll_commands.add_eval_parser(eval_what)
 
     bench = commands.add_parser("bench", help="benchmarks that print measured figures")
@@ -236,6 +237,9 @@ COMMANDS = {
     "detect": wake_commands.run_detect,
     "enroll": enroll_commands.run_enroll,
     "forget": enroll_commands.run_forget,
+    "status": control_commands.run_status,
+    "events": control_commands.run_events,
+    "service": control_commands.run_service,
 }
 
 
