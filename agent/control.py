@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import os
 import socket
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from agent.events import EventBus, to_json_safe
@@ -41,6 +42,7 @@ _DIR_MODE = 0o700
 _SOCKET_MODE = 0o600
 
 StatusFunction = Callable[[], dict[str, object]]
+ReloadFunction = Callable[[], dict[str, object] | Awaitable[dict[str, object]]]
 
 
 class NotRunningError(EarshotError):
@@ -63,7 +65,8 @@ class ControlServer:
     status
         Called for each ``status`` request; returns a JSON-safe-able dict.
     reload
-        Called for each ``reload`` request; None answers that reloading is not supported.
+        Called for each ``reload`` request (a coroutine function too); None answers that
+        reloading is not supported.
     """
 
     def __init__(
@@ -72,7 +75,7 @@ class ControlServer:
         bus: EventBus,
         status: StatusFunction,
         *,
-        reload: StatusFunction | None = None,
+        reload: ReloadFunction | None = None,
     ) -> None:
         self.path = Path(path)
         self._bus = bus
@@ -179,13 +182,13 @@ class ControlServer:
                 return
             if not line.strip():
                 continue
-            command, reply = self._answer(line)
+            command, reply = await self._answer(line)
             await _send(writer, reply)
             if command == "subscribe":
                 await self._stream(reader, writer)
                 return
 
-    def _answer(self, line: bytes) -> tuple[str | None, dict[str, object]]:
+    async def _answer(self, line: bytes) -> tuple[str | None, dict[str, object]]:
         """The command named in ``line`` (None when invalid) and the reply to send."""
         try:
             request = json.loads(line)
@@ -194,7 +197,10 @@ class ControlServer:
         command = request.get("command") if isinstance(request, dict) else None
         if command == "subscribe":
             return command, {"ok": True, "subscribed": True}
-        handlers = {"status": self._status, "reload": self._reload}
+        handlers: dict[str, ReloadFunction | None] = {
+            "status": self._status,
+            "reload": self._reload,
+        }
         if not isinstance(command, str) or command not in handlers:
             return None, _error(
                 f"command: got {json.dumps(command)}, expected one of status, reload, subscribe"
@@ -204,6 +210,8 @@ class ControlServer:
             return command, _error(f"{command} is not supported by this agent")
         try:
             reply = handler()
+            if inspect.isawaitable(reply):
+                reply = await reply
         except Exception as err:  # the daemon's failure is reported, not fatal
             _LOGGER.exception("control command %s failed", command)
             return command, _error(f"{command} failed: {err}")

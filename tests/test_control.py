@@ -92,7 +92,11 @@ def test_status_and_reload_round_trip_through_the_blocking_client(socket_dir):
             await asyncio.to_thread(request, path, "reload"),
         )
 
-    answer, reload = serve(path, scenario, reload=lambda: {"reloaded": True})  # type: ignore[misc]
+    async def reload() -> dict[str, object]:  # the daemon reloads on its loop
+        await asyncio.sleep(0)
+        return {"reloaded": True}
+
+    answer, reload = serve(path, scenario, reload=reload)  # type: ignore[misc]
     assert answer == {"ok": True, "state": "listening", "uptime_s": 12.5}
     assert reload == {"ok": True, "reloaded": True}
 
