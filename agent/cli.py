@@ -17,7 +17,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent import control_commands, data_command, enroll_commands, model_commands, wake_commands
+from agent import (
+    control_commands,
+    data_command,
+    endpoint_commands,
+    enroll_commands,
+    model_commands,
+    wake_commands,
+)
 from kernels.errors import AudioError, EarshotError
 
 if TYPE_CHECKING:
@@ -89,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_what = model_commands.add_parsers(commands)
     wake_commands.add_parsers(commands, eval_what)
     enroll_commands.add_parsers(commands)
+    endpoint_commands.add_parsers(commands)
     control_commands.add_parsers(commands)
     enroll_commands.add_eval_parser(eval_what)
 
@@ -237,6 +245,8 @@ COMMANDS = {
     "detect": wake_commands.run_detect,
     "enroll": enroll_commands.run_enroll,
     "forget": enroll_commands.run_forget,
+    "receiver": endpoint_commands.run_receiver,
+    "audit": endpoint_commands.run_audit,
     "status": control_commands.run_status,
     "events": control_commands.run_events,
     "service": control_commands.run_service,
