@@ -11,7 +11,6 @@ import argparse
 import importlib
 import json
 import logging
-import signal
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -23,34 +22,17 @@ from agent import (
     endpoint_commands,
     enroll_commands,
     model_commands,
+    run_command,
     wake_commands,
 )
 from kernels.errors import AudioError, EarshotError
 
 if TYPE_CHECKING:
-    from agent.sources import FileSource, MicrophoneSource, StdinSource
+    pass
 
 _LOGGER = logging.getLogger("earshot")
 
 EXIT_INTERRUPTED = 130
-DEMO_AUDIO = Path(__file__).resolve().parent / "data" / "demo.wav"
-
-
-def _add_source_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument(
-        "--device", help="microphone: name substring or index (see `earshot devices`)"
-    )
-    group.add_argument("--file", type=Path, help="read audio from a file instead of the microphone")
-    group.add_argument(
-        "--stdin", action="store_true", help="read raw 16 kHz 16-bit mono PCM from stdin"
-    )
-    group.add_argument("--demo", action="store_true", help="use the bundled demo recording")
-    parser.add_argument(
-        "--fast",
-        action="store_true",
-        help="with --file or --demo: read as fast as possible, not in real time",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="config file (default: ~/.config/earshot/earshot.yaml or the shipped one)",
     )
     run.add_argument("--seconds", type=float, help="stop after this many seconds of audio")
-    _add_source_options(run)
+    run_command.add_source_options(run)
 
     commands.add_parser("devices", help="list audio input devices and their default rates")
 
@@ -110,63 +92,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print one JSON document instead of a table"
     )
     return parser
-
-
-def _open_source(
-    args: argparse.Namespace, device: str | int | None, block_ms: int, queue_blocks: int
-) -> FileSource | StdinSource | MicrophoneSource:
-    from agent.sources import FileSource, MicrophoneSource, StdinSource
-
-    if args.demo or args.file is not None:
-        return FileSource(
-            DEMO_AUDIO if args.demo else args.file, realtime=not args.fast, block_ms=block_ms
-        )
-    if args.stdin:
-        return StdinSource(block_ms=block_ms)
-    return MicrophoneSource(args.device or device, block_ms=block_ms, queue_blocks=queue_blocks)
-
-
-def _want_demo(err: AudioError) -> bool:
-    """Offer the demo recording when no microphone exists; raise when nobody can answer."""
-    if not sys.stdin.isatty():
-        raise AudioError(
-            f"{err}; `earshot run --demo` uses the bundled demo recording instead"
-        ) from err
-    print(f"earshot: {err}", file=sys.stderr)
-    answer = input("Use the bundled demo recording instead? [Y/n] ").strip().lower()
-    return answer in ("", "y", "yes")
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    """Listen to the chosen source through the front end until it ends or is stopped."""
-    from agent.listen import listen
-    from agent.settings import load_settings
-    from agent.sources import NoInputDeviceError
-
-    settings = load_settings(args.config)
-    logging.getLogger().setLevel(logging.DEBUG if args.debug else settings.logging.level.upper())
-    audio = settings.audio
-    try:
-        source = _open_source(args, audio.device, audio.block_ms, audio.queue_blocks)
-    except NoInputDeviceError as err:
-        if not _want_demo(err):
-            raise
-        args.demo = True
-        source = _open_source(args, None, audio.block_ms, audio.queue_blocks)
-    signal.signal(signal.SIGTERM, lambda *_: source.close())
-    _LOGGER.info("listening to %s", source.name)
-    _LOGGER.info("no wake-word detector is installed yet: showing the audio front end only")
-    with source:
-        stats = listen(
-            source, max_seconds=args.seconds, status_interval_s=settings.logging.status_interval_s
-        )
-    _LOGGER.info(
-        "processed %.1f s of audio into %d feature frames, peak %.1f dBFS",
-        stats.seconds,
-        stats.frames,
-        stats.peak_dbfs,
-    )
-    return 0
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -234,7 +159,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "run": cmd_run,
+    "run": run_command.run,
     "devices": cmd_devices,
     "record": cmd_record,
     "config": cmd_config,

@@ -11,7 +11,7 @@ import logging
 import queue
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol, Self
@@ -224,6 +224,10 @@ class MicrophoneSource(_ContextSource):
     capture_rate_hz : int, optional
         Capture at this rate and resample to 16 kHz; by default 16 kHz when the device offers it,
         else the device's default rate.
+    on_block : callable, optional
+        Push mode: called on PortAudio's thread with every block, already at 16 kHz, instead of
+        queueing it for `chunks`; it must return at once (e.g. hand the block to an event loop
+        with ``call_soon_threadsafe``).
     """
 
     def __init__(
@@ -233,6 +237,7 @@ class MicrophoneSource(_ContextSource):
         block_ms: int = DEFAULT_BLOCK_MS,
         queue_blocks: int = 25,
         capture_rate_hz: int | None = None,
+        on_block: Callable[[np.ndarray], None] | None = None,
     ):
         import sounddevice as sd
 
@@ -241,6 +246,7 @@ class MicrophoneSource(_ContextSource):
         self.capture_rate_hz, self.channels = self._choose_format(sd, capture_rate_hz)
         self.overflows = 0
         self.dropped_blocks = 0
+        self._on_block = on_block
         self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=queue_blocks)
         self._resampler = (
             None
@@ -290,6 +296,11 @@ class MicrophoneSource(_ContextSource):
                 "%s: input overflow (audio was lost), %d so far", self.name, self.overflows
             )
         block = to_mono(indata.copy()) if self.channels > 1 else indata[:, 0].copy()
+        if self._on_block is not None:
+            block = self._resample(block)
+            if block.size:
+                self._on_block(block)
+            return
         while True:
             try:
                 self._queue.put_nowait(block)
@@ -308,12 +319,19 @@ class MicrophoneSource(_ContextSource):
                 block = self._queue.get(timeout=poll_s)
             except queue.Empty:
                 continue
-            if self._resampler is not None:
-                block = self._resampler.resample_chunk(block)
+            block = self._resample(block)
             if block.size:
                 yield block
 
+    def _resample(self, block: np.ndarray) -> np.ndarray:
+        return block if self._resampler is None else self._resampler.resample_chunk(block)
+
     def close(self) -> None:
-        """Stop and close the PortAudio stream."""
-        self._stream.stop()
-        self._stream.close()
+        """Stop and close the PortAudio stream (quietly when the device has already gone)."""
+        import sounddevice as sd
+
+        try:
+            self._stream.stop()
+            self._stream.close()
+        except sd.PortAudioError as err:
+            _LOGGER.debug("%s: closing: %s", self.name, err)

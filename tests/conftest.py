@@ -76,6 +76,28 @@ class PulseServer:
         )
 
 
+def agent_home(root: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    """An environment whose earshot data, config and control socket live under ``root``."""
+    runtime = root / "run"
+    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+    env = dict(os.environ if base is None else base)
+    pulse_socket = Path(env.get("XDG_RUNTIME_DIR", "/nonexistent")) / "pulse" / "native"
+    if "PULSE_SERVER" not in env and pulse_socket.exists():
+        env["PULSE_SERVER"] = f"unix:{pulse_socket}"  # the sound server stays reachable
+    env.update(
+        XDG_DATA_HOME=str(root / "data"),
+        XDG_CONFIG_HOME=str(root / "config"),
+        XDG_RUNTIME_DIR=str(runtime),
+    )
+    return env
+
+
+@pytest.fixture
+def agent_env(tmp_path: Path) -> dict[str, str]:
+    """`agent_home` under the test's temporary folder: the daemon touches nothing of the user's."""
+    return agent_home(tmp_path / "home")
+
+
 @pytest.fixture(scope="session")
 def pulse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseServer]:
     """Start a PulseAudio server for the session and stop it, by its pid, afterwards."""

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from agent.cli import DEMO_AUDIO
+from agent.run_command import DEMO_AUDIO
 from agent.sources import MicrophoneSource, find_input_device, list_input_devices
 from dsp.audio import load_audio
 from kernels.errors import AudioError
-from tests.conftest import EARSHOT, REPO, run_earshot, tone
+from tests.conftest import EARSHOT, REPO, agent_home, run_earshot, tone
 
 SR = 16_000
 REFERENCE_SECONDS = 2.5
@@ -123,11 +123,12 @@ def test_devices_command_and_unknown_device(pulse_server):
     assert "Traceback" not in missing.stderr
 
 
-def test_run_listens_to_the_microphone(pulse_server):
-    result = run_earshot("run", "--seconds", "1", env=pulse_server.env)
+def test_run_listens_to_the_microphone(pulse_server, tmp_path):
+    result = run_earshot("run", "--seconds", "1", env=agent_home(tmp_path, pulse_server.env))
     assert result.returncode == 0, result.stderr
-    assert "listening to microphone" in result.stderr
-    assert "processed 1." in result.stderr
+    assert "capturing from microphone" in result.stderr
+    assert "stopped after 1.0 s of audio" in result.stderr
+    assert "device_lost" not in result.stdout
 
 
 def test_input_overflows_are_counted_and_reported(pulse_env, caplog):

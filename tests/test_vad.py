@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from agent.cli import DEMO_AUDIO
+from agent.run_command import DEMO_AUDIO
 from dsp.audio import load_audio
 from dsp.constants import SAMPLE_RATE_HZ
 from dsp.vad import (
