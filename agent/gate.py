@@ -212,6 +212,22 @@ class _Token:
     __str__ = __repr__
 
 
+def _checked_token(value: str, where: str) -> _Token:
+    """``value`` as a token, refusing characters a header cannot carry (without showing it).
+
+    Raises
+    ------
+    ConfigError
+        The token contains spaces, control characters or non-ASCII characters.
+    """
+    if not all(33 <= ord(char) <= 126 for char in value):
+        raise ConfigError(
+            f"{where}: the token contains spaces, control or non-ASCII characters; expected "
+            "printable ASCII only (the token itself is not shown)"
+        )
+    return _Token(value)
+
+
 def _read_token(endpoint: EndpointSettings) -> _Token | None:
     """The token from ``token_env`` or the first line of ``token_file``; None when neither is set.
 
@@ -227,7 +243,7 @@ def _read_token(endpoint: EndpointSettings) -> _Token | None:
                 f"endpoint.token_env: environment variable {endpoint.token_env} is not set or "
                 "empty; export the bearer token in it, or remove token_env"
             )
-        return _Token(value)
+        return _checked_token(value, f"endpoint.token_env ({endpoint.token_env})")
     if endpoint.token_file is not None:
         path = Path(endpoint.token_file).expanduser()
         try:
@@ -239,7 +255,7 @@ def _read_token(endpoint: EndpointSettings) -> _Token | None:
         value = lines[0].strip() if lines else ""
         if not value:
             raise ConfigError(f"endpoint.token_file: {path} is empty; expected the token on line 1")
-        return _Token(value)
+        return _checked_token(value, f"endpoint.token_file ({path})")
     return None
 
 

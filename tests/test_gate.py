@@ -532,6 +532,15 @@ def test_a_missing_token_variable_is_a_config_error_naming_it(tmp_path: Path, mo
         make_gate("http://127.0.0.1:1/", tmp_path, Events(), token_env="EARSHOT_NO_SUCH_TOKEN")
 
 
+def test_a_token_a_header_cannot_carry_is_refused_without_showing_it(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("EARSHOT_TEST_TOKEN", "abc\r\nX-Injected: 1")
+    with pytest.raises(ConfigError, match="EARSHOT_TEST_TOKEN") as caught:
+        make_gate("http://127.0.0.1:1/", tmp_path, Events(), token_env="EARSHOT_TEST_TOKEN")
+    assert "abc" not in str(caught.value) and "Injected" not in str(caught.value)
+
+
 def test_token_file_first_line_is_sent(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("file-token\nignored\n")

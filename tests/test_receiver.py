@@ -174,3 +174,32 @@ def test_receiver_command_needs_its_token_variable(tmp_path: Path) -> None:
         cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 2 and "NO_SUCH_RECEIVER_TOKEN" in result.stderr
+
+
+def test_receiver_command_serves_https_with_a_certificate(tmp_path: Path) -> None:
+    import ssl
+
+    trustme = pytest.importorskip("trustme", reason="pip install trustme (the dev extra)")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    process = subprocess.Popen(
+        [*EARSHOT, "receiver", "--port", "0", "--out", str(tmp_path / "out"),
+         "--tls-cert", str(tmp_path / "server.pem"), "--tls-key", str(tmp_path / "server.pem")],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        first = process.stdout.readline()
+        assert first.startswith("receiving on https://127.0.0.1:"), first
+        parts = urlsplit(first.split()[2])
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        conn = http.client.HTTPSConnection(parts.hostname, parts.port, context=context, timeout=5)
+        body = wav_bytes(np.zeros(160, np.float32))
+        conn.request("POST", "/x", body=body, headers={"Content-Type": "audio/wav"})
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0, stderr
