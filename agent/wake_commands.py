@@ -166,20 +166,32 @@ def load_wake_words(
 
 
 def run_train_wake(args: argparse.Namespace) -> int:
-    """Train every configured wake word whose model is missing or stale (or those named)."""
+    """Train every wake word and phrase command whose model is missing or stale (or those named)."""
     from agent.settings import load_settings
     from models.wake_training import SMALL_RECIPE, WakeRecipe
 
     settings = load_settings(args.config)
-    names = args.names or [w.name for w in settings.wake_words]
+    trainable = trainable_phrases(settings)
+    names = args.names or list(trainable)
     if not names:
         raise ConfigError("wake_words: none configured; add one to the config, then train it")
-    wakes = [settings.wake_word(n) for n in names]
+    wakes = [trainable[n] if n in trainable else settings.wake_word(n) for n in names]
     base = load_base(settings)
     recipe = SMALL_RECIPE if args.small else WakeRecipe()
     for wake in wakes:
         train_one(settings, wake, base, force=args.force, recipe=recipe)
     return 0
+
+
+def trainable_phrases(settings: Settings) -> dict[str, WakeWordSettings]:
+    """Every detector ``earshot train`` makes: the wake words, then the phrase commands."""
+    from agent.local_commands import as_wake_word
+
+    found = {w.name: w for w in settings.wake_words}
+    for command in settings.commands:
+        if command.phrase is not None:
+            found[command.name] = as_wake_word(command)
+    return found
 
 
 def train_one(
