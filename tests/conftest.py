@@ -46,12 +46,13 @@ def fsdd_files(pattern: str = "*.wav") -> list[Path]:
 
 
 def run_earshot(
-    *args: str, env: dict[str, str] | None = None, **kwargs
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, **kwargs
 ) -> subprocess.CompletedProcess:
     """Run the CLI in a subprocess, as a user would; returns the completed process."""
     return subprocess.run(
-        [*EARSHOT, *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=120, **kwargs
-    )
+        [*EARSHOT, *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=timeout,
+        **kwargs,
+    )  # fmt: skip
 
 
 @dataclass
