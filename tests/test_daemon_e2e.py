@@ -8,11 +8,15 @@ shell action runs instead.
 
 from __future__ import annotations
 
+import subprocess
+import time
+
 import pytest
 
 from agent.audit import AuditLog
 from agent.receiver import Receiver
 from dsp.constants import SAMPLE_RATE_HZ
+from models.demo_stream import other_speech, wake_and_command
 from tests.conftest import agent_home, run_earshot
 from tests.daemon_harness import (
     COMMAND_TEXT,
@@ -131,3 +135,40 @@ def test_a_local_command_sends_nothing_and_runs_its_action(
     assert marker.read_text().strip() == "lights computer"
     assert not agent.of("upload")
     assert not audit.exists()
+
+
+def _pactl(pulse_server, *args: str) -> None:
+    subprocess.run(["pactl", *args], env=pulse_server.env, check=True, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def short_command(tmp_path_factory):
+    path = tmp_path_factory.mktemp("e2e") / "command.wav"
+    script = [*other_speech(2.0), *wake_and_command("computer", COMMAND_TEXT)]
+    return path, write_stream(path, script)
+
+
+def test_a_lost_microphone_is_reopened_and_detection_goes_on(
+    tmp_path, pulse_server, short_command
+):
+    wav, _ = short_command
+    with Receiver(tmp_path / "received") as receiver:
+        agent, _ = _start(tmp_path, pulse_server, {"endpoint": {"url": f"{receiver.url}/audio"}})
+        try:
+            _pactl(pulse_server, "unload-module", "module-null-sink")
+            try:
+                lost = agent.wait_for("device_lost", 15)
+                time.sleep(1.0)  # a few failed reopening attempts
+            finally:
+                _pactl(pulse_server, "load-module", "module-null-sink",
+                       f"sink_name={pulse_server.sink}")  # fmt: skip
+            agent.wait_for("device_back", 20)
+            agent.wait_until_hearing()
+            pulse_server.play(wav)
+            upload = agent.wait_for("upload", UPLOAD_WAIT_S)
+        finally:
+            code, stderr, _ = agent.stop()
+        assert code == 0, stderr
+    assert "microphone" in lost["source"]
+    assert upload["result"] == "ok" and len(receiver.uploads) == 1
+    assert "microphone lost" in stderr and "is back" in stderr
