@@ -350,8 +350,8 @@ class Daemon:
         assert cut is not None
         self.session = None
         details = {
-            "wake_word": session.detection.name, "outcome": cut.outcome.value,
-            "seconds": round(cut.end_s - cut.start_s, 3),
+            "wake_word": session.detection.name, "score": round(session.detection.score, 4),
+            "outcome": cut.outcome.value, "seconds": round(cut.end_s - cut.start_s, 3),
         }  # fmt: skip
         if cut.outcome is Outcome.NO_SPEECH:
             self._report("command", **details)
