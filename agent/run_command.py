@@ -80,13 +80,13 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(logging.DEBUG if args.debug else settings.logging.level.upper())
     if args.demo is False and _no_microphone(args, settings):
         args.demo = True
+    models = load_models(settings)  # a model problem stops here, before anything starts
+    recording, open_live = _source(args, settings)
     receiver = None
     if args.demo and settings.endpoint.url is None:
         receiver = _start_demo_receiver()
         endpoint = replace(settings.endpoint, kind="http", url=f"{receiver.url}/audio")
-        settings = replace(settings, endpoint=endpoint)
-    models = load_models(settings)
-    recording, open_live = _source(args, settings)
+        models.settings = replace(settings, endpoint=endpoint)
     daemon = Daemon(
         models, config_path=path, open_live=open_live, recording=recording,
         max_audio_s=args.seconds,
