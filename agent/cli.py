@@ -84,9 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks that print measured figures")
     bench.add_argument(
-        "suite", choices=["frontend", "engine", "train", "wake"],
+        "suite", choices=["frontend", "engine", "train", "wake", "daemon"],
         help="frontend: feature cost; engine: inference; train: a training step, numpy vs wgpu; "
-        "wake: ten wake words vs one, detection latency, training a wake word",
+        "wake: ten wake words vs one, detection latency, training a wake word; "
+        "daemon: the running agent's CPU, memory, start-up and wake-to-upload latency",
     )  # fmt: skip
     bench.add_argument(
         "--json", action="store_true", help="print one JSON document instead of a table"
@@ -153,6 +154,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "engine": "kernels.bench",
         "train": "models.bench_training",
         "wake": "models.bench_wake",
+        "daemon": "agent.bench_daemon",
     }
     module = suites[args.suite]
     return int(importlib.import_module(module).main(["--json"] if args.json else []))
