@@ -62,7 +62,7 @@ def make_entry(
     bytes_sent
         Bytes written in the last attempt, headers excluded.
     endpoint
-        The endpoint URL without secrets (see `agent.gate.redact_url`).
+        The endpoint URL without secrets (see `agent.wire.redact_url`).
     """
     return {
         "time": utc_now_iso(),

@@ -22,16 +22,10 @@ import numpy as np
 import pytest
 
 from agent.audit import AuditLog
-from agent.gate import (
-    SAMPLE_RATE_HZ,
-    PrivacyGate,
-    UploadRequest,
-    first_kept_index,
-    parse_response,
-    redact_url,
-)
+from agent.gate import PrivacyGate, UploadRequest
 from agent.receiver import Receiver
 from agent.settings import EndpointSettings
+from agent.wire import SAMPLE_RATE_HZ, first_kept_index, parse_response, redact_url
 from kernels.errors import ConfigError
 
 SR = SAMPLE_RATE_HZ
