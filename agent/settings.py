@@ -1,14 +1,11 @@
 """earshot's settings: the one place YAML is read, validated into frozen dataclasses.
 
-Unknown keys are errors with a "did you mean" hint, types and ranges are checked, and every message
-names the field path, the value received and what is allowed, e.g.
+The dataclasses below are the schema; `agent.schema.build` checks a parsed document against them
+(unknown keys with a "did you mean" hint, types, ranges, and each class's ``_validate(path)``),
+and every message names the field path, the value received and what is allowed, e.g.
 ``audio.block_ms: got 5, expected an integer in [10, 1000]``. Lower layers never see YAML: they
-take the typed values as keyword arguments.
-
-Lists (``tuple[X, ...]`` fields) are checked item by item, with paths such as
-``wake_words[1].phrase``. A dataclass may define ``_validate(self, path)`` for checks that span
-several of its fields; `_build` calls it after construction. Paths to files in a config file are
-relative to that file's directory.
+take the typed values as keyword arguments. Paths to files in a config file are relative to that
+file's directory.
 """
 
 from __future__ import annotations
@@ -17,22 +14,15 @@ import difflib
 import os
 import re
 import sys
-import types
-import typing
 import unicodedata
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Any, Literal
 
 import yaml
 
+from agent.schema import build, in_range, join_path, show
 from kernels.errors import ConfigError
-
-T = TypeVar("T")
-
-
-def _range(low: float, high: float) -> dict[str, tuple[float, float]]:
-    return {"range": (low, high)}
 
 
 @dataclass(frozen=True)
@@ -41,9 +31,9 @@ class AudioSettings:
 
     device: str | int | None = None
     """Microphone: None for the system default, a name substring, or a PortAudio index."""
-    block_ms: int = field(default=80, metadata=_range(10, 1000))
+    block_ms: int = field(default=80, metadata=in_range(10, 1000))
     """Capture block length, in milliseconds."""
-    queue_blocks: int = field(default=25, metadata=_range(2, 1000))
+    queue_blocks: int = field(default=25, metadata=in_range(2, 1000))
     """Blocks buffered between capture and processing before the oldest is dropped."""
 
 
@@ -52,7 +42,7 @@ class LoggingSettings:
     """What the agent logs."""
 
     level: Literal["debug", "info", "warning", "error"] = "info"
-    status_interval_s: float = field(default=5.0, metadata=_range(0.5, 3600))
+    status_interval_s: float = field(default=5.0, metadata=in_range(0.5, 3600))
     """Seconds between status lines while running without a terminal."""
 
 
@@ -78,14 +68,14 @@ class WakeWordSettings:
     recordings: tuple[str, ...] = ()
     """The user's own recordings of the phrase; ``~`` is expanded, and relative paths in a config
     file are relative to that file's directory. Existence is checked by enrollment, not here."""
-    false_accepts_per_hour: float | None = field(default=None, metadata=_range(0.001, 100))
+    false_accepts_per_hour: float | None = field(default=None, metadata=in_range(0.001, 100))
     """Target false accepts per hour the threshold is calibrated for; see
     `target_false_accepts_per_hour`."""
-    threshold: float | None = field(default=None, metadata=_range(0.001, 0.999))
+    threshold: float | None = field(default=None, metadata=in_range(0.001, 0.999))
     """A fixed detection threshold on the smoothed score, instead of a calibrated one."""
-    smoothing_hops: int = field(default=2, metadata=_range(1, 20))
+    smoothing_hops: int = field(default=2, metadata=in_range(1, 20))
     """Scores are averaged over this many 100 ms hops before the threshold is applied."""
-    refractory_s: float = field(default=2.0, metadata=_range(0, 60))
+    refractory_s: float = field(default=2.0, metadata=in_range(0, 60))
     """After a detection, the same wake word cannot fire again for this many seconds."""
     verify_speaker: bool = False
     """Also require the voice to match the takes of ``earshot enroll`` (needs an enrollment)."""
@@ -110,24 +100,24 @@ class WakeWordSettings:
         """
         if not _NAME_PATTERN.fullmatch(self.name):
             raise ConfigError(
-                f"{_join(path, 'name')}: got {_show(self.name)}, expected 1-40 characters of "
+                f"{join_path(path, 'name')}: got {show(self.name)}, expected 1-40 characters of "
                 "lowercase letters a-z, digits, '_' or '-', starting with a letter or digit"
             )
         if self.name in RESERVED_NAMES:
             raise ConfigError(
-                f"{_join(path, 'name')}: got {_show(self.name)}, which is reserved "
+                f"{join_path(path, 'name')}: got {show(self.name)}, which is reserved "
                 f"(`earshot train base` trains the base model); choose another name"
             )
         if not _is_phrase(self.phrase):
             raise ConfigError(
-                f"{_join(path, 'phrase')}: got {_show(self.phrase)}, expected 1-"
+                f"{join_path(path, 'phrase')}: got {show(self.phrase)}, expected 1-"
                 f"{_PHRASE_MAX_CHARS} characters of letters, spaces, apostrophes and hyphens, "
                 "with at least one letter"
             )
         for index, recording in enumerate(self.recordings):
             if not recording.strip():
                 raise ConfigError(
-                    f"{_join(path, 'recordings')}[{index}]: got {_show(recording)}, "
+                    f"{join_path(path, 'recordings')}[{index}]: got {show(recording)}, "
                     "expected a file path"
                 )
         if self.false_accepts_per_hour is not None and self.threshold is not None:
@@ -206,7 +196,7 @@ class ModelSettings:
             value = getattr(self, key)
             if value is not None and not value.strip():
                 raise ConfigError(
-                    f"{_join(path, key)}: got {_show(value)}, expected a path or null"
+                    f"{join_path(path, key)}: got {show(value)}, expected a path or null"
                 )
 
 
@@ -230,13 +220,13 @@ def default_socket_path() -> Path:
 class CommandCaptureSettings:
     """How the utterance after a wake word is cut."""
 
-    trailing_silence_s: float = field(default=0.7, metadata=_range(0.2, 5))
+    trailing_silence_s: float = field(default=0.7, metadata=in_range(0.2, 5))
     """The command ends after this much silence following speech."""
-    max_s: float = field(default=10.0, metadata=_range(1, 60))
+    max_s: float = field(default=10.0, metadata=in_range(1, 60))
     """The command ends after this long, whatever is said."""
-    no_speech_timeout_s: float = field(default=3.0, metadata=_range(0.5, 30))
+    no_speech_timeout_s: float = field(default=3.0, metadata=in_range(0.5, 30))
     """The wake is cancelled (nothing is sent) when no speech starts within this time."""
-    pre_roll_s: float = field(default=0.0, metadata=_range(0, 1))
+    pre_roll_s: float = field(default=0.0, metadata=in_range(0, 1))
     """Audio from before the wake word's end that is sent too (for server-side verification)."""
 
 
@@ -276,9 +266,9 @@ class EndpointSettings:
     """``model`` field of ``openai-transcription`` requests."""
     device_id: str | None = None
     """Sent in the metadata headers; None for the host name."""
-    timeout_s: float = field(default=10.0, metadata=_range(0.5, 300))
+    timeout_s: float = field(default=10.0, metadata=in_range(0.5, 300))
     """Connect and read timeout of each attempt."""
-    retries: int = field(default=2, metadata=_range(0, 10))
+    retries: int = field(default=2, metadata=in_range(0, 10))
     """Further attempts after a failed one (with exponential backoff); then the upload is
     dropped and audited as failed."""
 
@@ -293,20 +283,20 @@ class EndpointSettings:
         from urllib.parse import urlsplit
 
         if self.url is not None:
-            where = _join(path, "url")
+            where = join_path(path, "url")
             try:
                 parts = urlsplit(self.url)
                 host = parts.hostname
                 parts.port  # noqa: B018  (raises ValueError for a bad port)
             except ValueError as err:
-                raise ConfigError(f"{where}: got {_show(self.url)}, {err}") from err
+                raise ConfigError(f"{where}: got {show(self.url)}, {err}") from err
             if parts.scheme not in ("http", "https") or not host:
                 raise ConfigError(
-                    f"{where}: got {_show(self.url)}, expected an https:// URL with a host"
+                    f"{where}: got {show(self.url)}, expected an https:// URL with a host"
                 )
             if parts.scheme == "http" and not is_loopback_host(host):
                 raise ConfigError(
-                    f"{where}: got {_show(self.url)}; audio leaves this machine only over "
+                    f"{where}: got {show(self.url)}; audio leaves this machine only over "
                     "https (plain http is allowed only to localhost, 127.0.0.0/8 and ::1)"
                 )
         if self.token_env is not None and self.token_file is not None:
@@ -314,7 +304,9 @@ class EndpointSettings:
         for key in ("token_env", "token_file", "ca_file", "device_id"):
             value = getattr(self, key)
             if value is not None and not value.strip():
-                raise ConfigError(f"{_join(path, key)}: got {_show(value)}, expected text or null")
+                raise ConfigError(
+                    f"{join_path(path, key)}: got {show(value)}, expected text or null"
+                )
 
 
 COMMAND_ACTIONS = ("shell", "event", "forward")
@@ -336,7 +328,7 @@ class LocalCommandSettings:
     ``event``: only emit a ``command`` event; ``forward``: send the utterance to the endpoint."""
     run: str | None = None
     """The shell command of ``action: shell``."""
-    min_score: float = field(default=0.5, metadata=_range(0.01, 0.999))
+    min_score: float = field(default=0.5, metadata=in_range(0.01, 0.999))
     """Score the utterance needs for this command to be chosen."""
 
     def _validate(self, path: str) -> None:
@@ -349,24 +341,24 @@ class LocalCommandSettings:
         """
         if not _NAME_PATTERN.fullmatch(self.name):
             raise ConfigError(
-                f"{_join(path, 'name')}: got {_show(self.name)}, expected 1-40 characters of "
+                f"{join_path(path, 'name')}: got {show(self.name)}, expected 1-40 characters of "
                 "lowercase letters a-z, digits, '_' or '-', starting with a letter or digit"
             )
         if (self.phrase is None) == (self.builtin is None):
             raise ConfigError(f"{path or 'command'}: set exactly one of phrase and builtin")
         if self.phrase is not None and not _is_phrase(self.phrase):
             raise ConfigError(
-                f"{_join(path, 'phrase')}: got {_show(self.phrase)}, expected 1-"
+                f"{join_path(path, 'phrase')}: got {show(self.phrase)}, expected 1-"
                 f"{_PHRASE_MAX_CHARS} characters of letters, spaces, apostrophes and hyphens"
             )
         if self.builtin is not None and self.builtin not in BUILTIN_COMMAND_WORDS:
             raise ConfigError(
-                f"{_join(path, 'builtin')}: got {_show(self.builtin)}, expected one of "
+                f"{join_path(path, 'builtin')}: got {show(self.builtin)}, expected one of "
                 f"{list(BUILTIN_COMMAND_WORDS)}"
             )
         if (self.action == "shell") != (self.run is not None):
             raise ConfigError(
-                f"{_join(path, 'run')}: a shell command is needed with action: shell, "
+                f"{join_path(path, 'run')}: a shell command is needed with action: shell, "
                 "and only then"
             )
 
@@ -479,7 +471,7 @@ class Settings:
         for where, name in named:
             if name in first:
                 raise ConfigError(
-                    f"{_join(path, where + '.name')}: got {_show(name)}, "
+                    f"{join_path(path, where + '.name')}: got {show(name)}, "
                     f"already used by {first[name]}"
                 )
             first[name] = where
@@ -558,7 +550,7 @@ def parse_settings(document: Any, base_dir: Path | None = None) -> Settings:
     ConfigError
         A value that breaks the schema.
     """
-    return _resolve_paths(_build(Settings, document, ""), base_dir)
+    return _resolve_paths(build(Settings, document, ""), base_dir)
 
 
 def _resolve_paths(settings: Settings, base_dir: Path | None) -> Settings:
@@ -595,123 +587,3 @@ def _resolve_paths(settings: Settings, base_dir: Path | None) -> Settings:
         settings, wake_words=wake_words, models=models, endpoint=endpoint, events=events,
         privacy=privacy,
     )  # fmt: skip
-
-
-def _build(cls: type[T], value: Any, path: str) -> T:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path or 'config'}: got {_show(value)}, expected a mapping of keys")
-    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
-    for key in value:
-        if key not in known:
-            hint = difflib.get_close_matches(str(key), known, n=1)
-            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-            where = _join(path, str(key))
-            raise ConfigError(f"{where}: unknown key; allowed keys are {sorted(known)}{suggestion}")
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for name, spec in known.items():
-        if name in value:
-            kwargs[name] = _coerce(hints[name], value[name], _join(path, name), spec.metadata)
-        elif spec.default is MISSING and spec.default_factory is MISSING:
-            raise ConfigError(f"{_join(path, name)}: required key is missing")
-    result = cls(**kwargs)
-    validate = getattr(result, "_validate", None)
-    if validate is not None:
-        validate(path)
-    return result
-
-
-def _coerce(kind: Any, value: Any, path: str, meta: Any) -> Any:
-    origin, args = get_origin(kind), get_args(kind)
-    if is_dataclass(kind):
-        # A section heading whose keys are all commented out parses as null: use its defaults.
-        return _build(kind, {} if value is None else value, path)  # type: ignore[arg-type]
-    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-        return _coerce_list(args[0], value, path, meta)
-    if origin in (typing.Union, types.UnionType):
-        for option in args:
-            try:
-                return _coerce(option, value, path, meta)
-            except ConfigError:
-                continue
-        allowed = " or ".join(_describe(a, meta) for a in args)
-        raise ConfigError(f"{path}: got {_show(value)}, expected {allowed}")
-    if origin is Literal:
-        if value in args:
-            return value
-        raise ConfigError(f"{path}: got {_show(value)}, expected one of {list(args)}")
-    if kind is type(None):
-        if value is None:
-            return None
-        raise ConfigError(f"{path}: got {_show(value)}, expected null")
-    return _scalar(kind, value, path, meta)
-
-
-def _coerce_list(item: Any, value: Any, path: str, meta: Any) -> tuple[Any, ...]:
-    # A key whose items are all commented out parses as null: an empty list.
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise ConfigError(f"{path}: got {_show(value)}, expected a list of {_plural(item)}")
-    if is_dataclass(item):
-        # A null item is an error, not an all-defaults mapping as for a section heading.
-        build: Any = _build
-        return tuple(build(item, v, f"{path}[{i}]") for i, v in enumerate(value))
-    return tuple(_coerce(item, v, f"{path}[{i}]", meta) for i, v in enumerate(value))
-
-
-def _scalar(kind: Any, value: Any, path: str, meta: Any) -> Any:
-    numeric = kind in (int, float)
-    if kind is bool:
-        ok = isinstance(value, bool)
-    elif kind is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, kind) and not isinstance(value, bool)
-    if not ok:
-        raise ConfigError(f"{path}: got {_show(value)}, expected {_type_name(kind)}")
-    if numeric and "range" in meta:
-        low, high = meta["range"]
-        if not low <= value <= high:
-            raise ConfigError(
-                f"{path}: got {value!r}, expected {_type_name(kind)} in [{low}, {high}]"
-            )
-    return float(value) if kind is float else value
-
-
-def _type_name(kind: Any) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-    if is_dataclass(kind):
-        return "a mapping of keys"
-    return "null" if kind is type(None) else names.get(kind, getattr(kind, "__name__", str(kind)))
-
-
-def _describe(kind: Any, meta: Any) -> str:
-    """`_type_name`, with the allowed range of a number."""
-    if kind in (int, float) and "range" in meta:
-        low, high = meta["range"]
-        return f"{_type_name(kind)} in [{low}, {high}]"
-    return _type_name(kind)
-
-
-def _plural(kind: Any) -> str:
-    names = {int: "integers", float: "numbers", str: "strings", bool: "true or false values"}
-    if is_dataclass(kind):
-        return "mappings"
-    return names.get(kind, _type_name(kind))
-
-
-_SHOWN_VALUE_CHARS = 60
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, dict | list):
-        return type(value).__name__
-    text = repr(value)
-    if len(text) > _SHOWN_VALUE_CHARS:
-        text = text[: _SHOWN_VALUE_CHARS - 3] + "..."
-    return f"{type(value).__name__} {text}"
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
