@@ -526,7 +526,9 @@ def load_settings(path: str | Path | None = None) -> Settings:
         raise ConfigError(f"{path}: cannot read config file: {err}") from err
     try:
         document = yaml.safe_load(text)
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, ValueError, RecursionError) as err:
+        # PyYAML lets through the ValueError of an integer literal longer than Python converts
+        # (4300 digits) and the RecursionError of nesting deeper than the interpreter's stack.
         raise ConfigError(f"{path}: invalid YAML: {err}") from err
     try:
         return parse_settings({} if document is None else document, base_dir=path.absolute().parent)
