@@ -23,6 +23,7 @@ Nothing here knows earshot's settings; those live in `agent.settings`.
 from __future__ import annotations
 
 import difflib
+import math
 import types
 import typing
 from dataclasses import MISSING, fields, is_dataclass
@@ -133,7 +134,7 @@ def _scalar(kind: Any, value: Any, path: str, meta: Any) -> Any:
         low, high = meta["range"]
         if not low <= value <= high:
             raise ConfigError(
-                f"{path}: got {value!r}, expected {_type_name(kind)} in [{low}, {high}]"
+                f"{path}: got {_repr(value)}, expected {_type_name(kind)} in [{low}, {high}]"
             )
     return float(value) if kind is float else value
 
@@ -167,10 +168,25 @@ def show(value: Any) -> str:
     """``value`` as error messages show it: its type and a repr cut to 60 characters."""
     if isinstance(value, dict | list):
         return type(value).__name__
-    text = repr(value)
+    text = _repr(value)
     if len(text) > _SHOWN_VALUE_CHARS:
         text = text[: _SHOWN_VALUE_CHARS - 3] + "..."
     return f"{type(value).__name__} {text}"
+
+
+def _repr(value: Any) -> str:
+    """``repr(value)``, or ``<about N digits>`` for an int too long for Python to convert to text.
+
+    Python refuses to convert ints longer than `sys.get_int_max_str_digits` (4300 by default) to
+    text, with a ValueError, and such ints can reach the schema through `agent.settings`'s
+    ``parse_settings``.
+    """
+    try:
+        return repr(value)
+    except ValueError:
+        if not isinstance(value, int):
+            raise
+        return f"<about {int(abs(value).bit_length() * math.log10(2)) + 1} digits>"
 
 
 def join_path(path: str, key: str) -> str:
