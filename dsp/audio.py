@@ -25,6 +25,7 @@ _STREAMED_SIZE_PLACEHOLDER = 0x7FFFF000
 """Writers that stream WAV to a pipe cannot know the length and declare a placeholder at or above
 this (espeak-ng writes 0x7FFFF000, arecord 0x7FFFFFFF, sox and ffmpeg 0xFFFFFFFF); such files
 are read to their end."""
+_READ_BLOCK_FRAMES = 1 << 16
 
 
 def resample(samples: np.ndarray, *, orig_sr: int, target_sr: int = SAMPLE_RATE_HZ) -> np.ndarray:
@@ -100,6 +101,24 @@ def _open_checked(path: Path) -> soundfile.SoundFile:
         raise AudioError(f"{path}: not a readable audio file ({reason})") from err
 
 
+def _read_all(f: soundfile.SoundFile) -> np.ndarray:
+    """Every frame of ``f`` as float32 [shape=(n, channels)], read block by block.
+
+    A single ``f.read()`` allocates the frame count the header declares before decoding, and a
+    FLAC header can declare up to 2**36 frames (256 GiB of float32) in a file of a few bytes;
+    reading in blocks allocates only what is really decoded.
+    """
+    blocks = []
+    while True:
+        block = f.read(_READ_BLOCK_FRAMES, dtype="float32", always_2d=True)
+        if block.shape[0] == 0:
+            break
+        blocks.append(block)
+    if len(blocks) == 1:
+        return blocks[0]
+    return np.concatenate(blocks) if blocks else np.zeros((0, f.channels), np.float32)
+
+
 def load_audio(path: str | os.PathLike[str], *, sr: int = SAMPLE_RATE_HZ) -> np.ndarray:
     """Load an audio file as mono float32 at ``sr``.
 
@@ -126,7 +145,7 @@ def load_audio(path: str | os.PathLike[str], *, sr: int = SAMPLE_RATE_HZ) -> np.
     with _open_checked(path) as f:
         native_sr = f.samplerate
         try:
-            samples = f.read(dtype="float32", always_2d=True)
+            samples = _read_all(f)
         except (soundfile.LibsndfileError, RuntimeError) as err:
             raise AudioError(f"{path}: cannot decode audio ({err})") from err
     if samples.shape[0] == 0:
