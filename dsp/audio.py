@@ -26,6 +26,9 @@ _STREAMED_SIZE_PLACEHOLDER = 0x7FFFF000
 this (espeak-ng writes 0x7FFFF000, arecord 0x7FFFFFFF, sox and ffmpeg 0xFFFFFFFF); such files
 are read to their end."""
 _READ_BLOCK_FRAMES = 1 << 16
+MIN_SAMPLE_RATE_HZ = 1000
+"""Lower sample rates are refused: no speech fits below 500 Hz, and resampling a header's rate of
+1 Hz to 16 kHz would turn a 40 kB file into 1.3 GB."""
 
 
 def resample(samples: np.ndarray, *, orig_sr: int, target_sr: int = SAMPLE_RATE_HZ) -> np.ndarray:
@@ -138,12 +141,18 @@ def load_audio(path: str | os.PathLike[str], *, sr: int = SAMPLE_RATE_HZ) -> np.
     Raises
     ------
     AudioError
-        The file is missing, empty, truncated, not audio, undecodable, holds no samples, or holds
-        NaN or infinite samples. The message names the file and the problem.
+        The file is missing, empty, truncated, not audio, undecodable, holds no samples, holds
+        NaN or infinite samples, has a sample rate below `MIN_SAMPLE_RATE_HZ`, or is too short to
+        give one sample at ``sr``. The message names the file and the problem.
     """
     path = Path(path)
     with _open_checked(path) as f:
         native_sr = f.samplerate
+        if native_sr < MIN_SAMPLE_RATE_HZ:
+            raise AudioError(
+                f"{path}: sample rate {native_sr} Hz is below {MIN_SAMPLE_RATE_HZ} Hz; "
+                "not usable audio"
+            )
         try:
             samples = _read_all(f)
         except (soundfile.LibsndfileError, RuntimeError) as err:
@@ -152,4 +161,10 @@ def load_audio(path: str | os.PathLike[str], *, sr: int = SAMPLE_RATE_HZ) -> np.
         raise AudioError(f"{path}: contains no audio samples")
     if not np.all(np.isfinite(samples)):
         raise AudioError(f"{path}: contains NaN or infinite samples")
-    return resample(to_mono(samples), orig_sr=native_sr, target_sr=sr)
+    resampled = resample(to_mono(samples), orig_sr=native_sr, target_sr=sr)
+    if resampled.size == 0:
+        raise AudioError(
+            f"{path}: too short: {samples.shape[0]} sample(s) at {native_sr} Hz make no sample "
+            f"at {sr} Hz"
+        )
+    return resampled

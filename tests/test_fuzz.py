@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +110,26 @@ def test_gsm610_wav_which_libsndfile_cannot_seek_is_read(tmp_path):
     soundfile.write(empty, np.zeros(0), 8000, format="WAV", subtype="GSM610")
     with pytest.raises(AudioError, match="no audio samples"):
         load_audio(empty)
+
+
+@pytest.mark.parametrize("rate", [1, 2, 999])
+def test_sample_rates_below_1khz_are_refused_not_expanded(tmp_path, rate):
+    # 20000 samples at 1 Hz would resample to 320 million at 16 kHz (1.3 GB from a 40 kB file).
+    path = tmp_path / "slow.wav"
+    soundfile.write(path, np.zeros(20000, np.float32), 16000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<I", data, data.index(b"fmt ") + 12, rate)
+    path.write_bytes(bytes(data))
+    with pytest.raises(AudioError, match=rf"{re.escape(str(path))}: sample rate {rate} Hz"):
+        load_audio(path)
+
+
+@pytest.mark.parametrize(("frames", "rate"), [(1, 44100), (10, 0x7FFFFFFF)])
+def test_too_short_to_give_one_sample_at_16khz_is_refused(tmp_path, frames, rate):
+    path = tmp_path / "short.wav"
+    soundfile.write(path, np.full(frames, 0.25, np.float32), 16000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<I", data, data.index(b"fmt ") + 12, rate)
+    path.write_bytes(bytes(data))
+    with pytest.raises(AudioError, match="too short"):
+        load_audio(path)
