@@ -1,24 +1,379 @@
-"""Fuzzing the parsers of untrusted input: regression tests of what it found."""
+"""Property-based tests of the parsers that read untrusted input.
+
+- the config loader (`agent.settings.load_settings`, `parse_settings`): random YAML text, bytes
+  and documents, and mutations of the shipped config, give a `Settings` or a `ConfigError` whose
+  message names the file and a field path, never another exception;
+- the audio reader (`dsp.audio.load_audio`): random bytes and valid files of many formats that are
+  then truncated, overwritten or given absurd header fields give a finite float32 1-D array or an
+  `AudioError` naming the file, never another exception, and run in a child process whose address
+  space is capped so that a header declaring gigabytes cannot be believed;
+- the endpoint's reply parser (`agent.wire.parse_response`), the reference receiver's upload
+  parsers and `agent.sources.StdinSource` on random bytes.
+
+Every property runs a fixed number of derandomized cases (``max_examples``, the same on every run);
+the number that ran is printed (``pytest -s``) and recorded as the ``cases`` user property.
+"""
 
 from __future__ import annotations
 
+import ast
+import copy
+import io
+import json
+import math
 import os
 import re
 import struct
 import subprocess
 import sys
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import fields, is_dataclass
 from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import numpy as np
 import pytest
 import soundfile
+import yaml
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
+from agent.receiver import BadRequest, parse_multipart, parse_pcm, parse_wav
 from agent.schema import show
-from agent.settings import load_settings, parse_settings
+from agent.settings import Settings, default_config_path, load_settings, parse_settings
+from agent.sources import StdinSource
+from agent.wire import ERROR_TEXT_CHARS, Response, multipart_body, parse_response, wav_header
 from dsp.audio import load_audio
 from kernels.errors import AudioError, ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
+
+CASES: Counter[str] = Counter()
+"""Examples each property ran, by property name."""
+
+
+def fuzz(max_examples: int) -> Callable[[Any], Any]:
+    """Hypothesis settings of every property here: fixed count, derandomized, no database."""
+    return hypothesis_settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+def report(name: str, record_property: Callable[[str, object], None]) -> None:
+    """Print and record how many cases a property ran (and how many were refused)."""
+    ran, refused = CASES[name], CASES[name + " (refused)"]
+    print(f"\n{name}: {ran} cases", f"({refused} refused with an error)" if refused else "")
+    record_property("cases", ran)
+    if refused:
+        record_property("refused", refused)
+    assert ran > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Config loader
+# ---------------------------------------------------------------------------------------------
+
+
+def _schema_names(cls: Any, seen: set[str]) -> set[str]:
+    """Every field name of the dataclass ``cls`` and of the dataclasses inside it."""
+    hints = get_type_hints(cls)
+    for spec in fields(cls):
+        seen.add(spec.name)
+        kind = hints[spec.name]
+        for inner in (kind, *get_args(kind)):
+            if is_dataclass(inner) and isinstance(inner, type):
+                _schema_names(inner, seen)
+    return seen
+
+
+def _literal_options(cls: Any, out: set[Any]) -> set[Any]:
+    """Every value a ``Literal`` field of the schema allows."""
+    hints = get_type_hints(cls)
+    for spec in fields(cls):
+        kind = hints[spec.name]
+        for inner in (kind, *get_args(kind)):
+            if get_origin(inner) is Literal:
+                out.update(get_args(inner))
+            elif is_dataclass(inner) and isinstance(inner, type):
+                _literal_options(inner, out)
+    return out
+
+
+SECTIONS = frozenset(spec.name for spec in fields(Settings))
+FIELD_NAMES = frozenset(_schema_names(Settings, set()))
+_PATH = re.compile(r"[a-z_]+(\[\d+\])?(\.[a-z_]+(\[\d+\])?)*")
+
+
+def check_config_error(err: ConfigError, file: Path | None) -> None:
+    """The message names the file (when there is one), then a field path of the schema."""
+    message = str(err)
+    if file is not None:
+        assert message.startswith(f"{file}: "), message
+        message = message[len(f"{file}: ") :]
+        if message.startswith(("cannot read config file", "invalid YAML")):
+            return
+    if message.startswith("config: "):  # the document itself is not a mapping
+        return
+    if ": unknown key; allowed keys are " in message:
+        # The unknown key itself closes the path; the message lists the schema's keys there.
+        allowed = re.search(r": unknown key; allowed keys are (\[[^\]]*\])", message)
+        assert allowed is not None, message
+        assert set(ast.literal_eval(allowed.group(1))) <= FIELD_NAMES, message
+        return
+    where = message.split(": ", 1)[0]
+    assert _PATH.fullmatch(where), message
+    names = set(re.findall(r"[a-z_]+", where))
+    assert names <= FIELD_NAMES, message
+    assert where.split(".")[0].split("[")[0] in SECTIONS, message
+
+
+def _default_document() -> dict[str, Any]:
+    document = yaml.safe_load(default_config_path().read_text(encoding="utf-8"))
+    assert isinstance(document, dict)
+    return document
+
+
+DEFAULT_DOCUMENT = _default_document()
+
+
+def _rich_document() -> dict[str, Any]:
+    """The default config with every list and optional section filled in (and valid)."""
+    document = copy.deepcopy(DEFAULT_DOCUMENT)
+    document["wake_words"].append(
+        {"name": "hey-earshot", "phrase": "hey earshot", "recordings": ["a.wav", "~/b.flac"],
+         "threshold": 0.6, "verify_speaker": True}
+    )  # fmt: skip
+    document["commands"] = [
+        {"name": "lights-on", "phrase": "turn on the lights", "action": "shell",
+         "run": "true", "min_score": 0.4},
+        {"name": "stop", "builtin": "stop", "action": "event"},
+        {"name": "ask", "phrase": "ask", "action": "forward"},
+    ]  # fmt: skip
+    document["endpoint"].update(
+        {"url": "https://example.com/audio", "token_env": "TOKEN", "kind": "openai-transcription"}
+    )
+    document["events"]["hooks"] = {"wake": "paplay bell.oga", "error": "logger earshot"}
+    document["models"]["directory"] = "models"
+    document["privacy"]["debug_audio_dir"] = "/tmp/x"
+    document["audio"]["device"] = "USB"
+    return document
+
+
+RICH_DOCUMENT = _rich_document()
+
+
+def _leaves(node: Any) -> list[Any]:
+    if isinstance(node, dict):
+        return [leaf for value in node.values() for leaf in _leaves(value)]
+    if isinstance(node, list):
+        return [leaf for value in node for leaf in _leaves(value)]
+    return [node]
+
+
+_NEAR_VALUES = sorted(
+    {repr(v): v for v in [*_leaves(RICH_DOCUMENT), *_literal_options(Settings, set())]}.values(),
+    key=repr,
+)
+"""Values valid somewhere in the schema: mutations put them where they are not."""
+
+_EDGE_NUMBERS = [
+    0, -1, 1, 2**31, 2**63, -(2**63), 2**64, 10**30, 10**300, 0.0, -0.0, 1e-300, 1e308,
+    math.inf, -math.inf, math.nan, 0.5, 0.999, 0.001, 0.0009, 1000.5, 3600.0001,
+]  # fmt: skip
+_EDGE_TEXTS = [
+    "", " ", "\t", "~", "null", "None", "true", "é", "e\u0301", "a" * 61, "_x", "-x", "base",
+    "computer", "http://127.0.0.1:8765/audio", "http://example.com/", "https://", "https://[::1",
+    "https://h:99999/", "ftp://example.com/", "http://[::1]/", "http://localhost/", "\x00",
+    "\U0001f600", "..", "/", "wake_words", "../../etc/passwd",
+]  # fmt: skip
+
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(_EDGE_NUMBERS),
+    st.text(max_size=20),
+    st.sampled_from(_EDGE_TEXTS),
+    st.sampled_from(_NEAR_VALUES),
+    # Too long for repr() (Python's 4300-digit limit), so YAML cannot hold them either.
+    st.builds(
+        lambda digits, sign: sign * 10**digits, st.integers(4300, 5000), st.sampled_from([1, -1])
+    ),
+)
+KEYS = st.one_of(st.sampled_from(sorted(FIELD_NAMES)), st.text(max_size=10), st.integers())
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(KEYS, inner, max_size=4)),
+    max_leaves=12,
+)
+DOCUMENTS = st.one_of(
+    st.dictionaries(st.one_of(st.sampled_from(sorted(SECTIONS)), KEYS), VALUES, max_size=5),
+    VALUES,
+)
+
+# Literal YAML that no dumped document contains: ints beyond Python's 4300-digit str limit,
+# nesting deeper than the recursion limit, tags, aliases, odd scalars and broken syntax.
+_YAML_LITERALS = [
+    "9" * 5000, "-" + "1" * 4301, "0x" + "f" * 4000, "0o" + "7" * 5000, "1e999", "-.inf", ".nan",
+    "[" * 500 + "]" * 500, "{a: " * 500 + "1" + "}" * 500, "- " * 500 + "x", "&a [*a]",
+    "*undefined", "!!binary aGVsbG8=", "!!python/object:os.system x", "!!set {a, b}",
+    "!!timestamp 2020-01-01", "2020-01-01 10:00:00", "!!float x", "!!int x", "!!str 5",
+    "!!omap [a: 1]", "!!pairs [a: 1]", "'unterminated", '"\\ud800"', '"\\x00"', "|\n  block",
+    "? [a, b]\n  : c", "{", "]", ":", "\t", "@x", "`x", "%YAML 1.1", "---\n---", "...", "~",
+    "0b1010", "1_000", "190:20:30", "+.inf", "0.", "yes", "NO", "on", "Off",
+]  # fmt: skip
+
+
+@st.composite
+def yaml_texts(draw: st.DrawFn) -> str:
+    """YAML text with odd literals placed under real sections and fields."""
+    lines = []
+    for _ in range(draw(st.integers(1, 4))):
+        section = draw(st.sampled_from(sorted(SECTIONS)))
+        literal = draw(st.sampled_from(_YAML_LITERALS))
+        if draw(st.booleans()):
+            lines.append(f"{section}: {literal}")
+        else:
+            key = draw(st.sampled_from(sorted(FIELD_NAMES)))
+            lines.append(f"{section}:\n  {key}: {literal}")
+    return "\n".join(lines) + "\n"
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [prefix]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += _paths(value, (*prefix, index))
+    return found
+
+
+def _at(node: Any, path: tuple[Any, ...]) -> Any:
+    for step in path:
+        node = node[step]
+    return node
+
+
+@st.composite
+def mutated_documents(draw: st.DrawFn) -> Any:
+    """The default (or a fuller) config with 1-4 deletions, replacements, insertions or copies."""
+    document: Any = copy.deepcopy(draw(st.sampled_from([DEFAULT_DOCUMENT, RICH_DOCUMENT])))
+    for _ in range(draw(st.integers(1, 4))):
+        paths = _paths(document)
+        path = draw(st.sampled_from(paths))
+        operation = draw(st.sampled_from(["delete", "replace", "replace", "insert", "duplicate"]))
+        value = draw(st.one_of(VALUES, st.sampled_from(_NEAR_VALUES)))
+        if not path:
+            if operation == "replace":
+                document = value
+            continue
+        parent, last = _at(document, path[:-1]), path[-1]
+        target = parent[last]
+        if operation == "delete":
+            del parent[last]
+        elif operation == "replace":
+            parent[last] = value
+        elif operation == "insert" and isinstance(target, dict):
+            target[draw(KEYS)] = value
+        elif operation == "duplicate" and isinstance(target, list) and target:
+            target.append(copy.deepcopy(draw(st.sampled_from(target))))
+        else:
+            parent[last] = None
+    return document
+
+
+def _load(text: str | bytes, directory: str) -> Path:
+    path = Path(directory) / "earshot.yaml"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _check_load_settings(path: Path, name: str) -> None:
+    CASES[name] += 1
+    try:
+        result = load_settings(path)
+    except ConfigError as err:
+        check_config_error(err, path)
+        CASES[name + " (refused)"] += 1
+    else:
+        assert isinstance(result, Settings)
+
+
+def _check_document(document: Any, directory: str, name: str) -> None:
+    """Parse ``document`` directly, then (when YAML can hold it) load it from a file."""
+    try:
+        parse_settings(document)
+    except ConfigError as err:
+        check_config_error(err, None)
+    try:
+        text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    except ValueError:  # an int too long to convert to text
+        CASES[name] += 1
+        return
+    _check_load_settings(_load(text, directory), name)
+
+
+def test_config_loader_random_text_and_bytes(record_property):
+    """Random unicode, random bytes and odd YAML literals: Settings or a ConfigError."""
+    name = "config: random YAML text and bytes"
+    with tempfile.TemporaryDirectory() as directory:
+
+        @fuzz(600)
+        @given(st.one_of(st.text(max_size=300), st.binary(max_size=300), yaml_texts()))
+        def run(text: str | bytes) -> None:
+            _check_load_settings(_load(text, directory), name)
+
+        run()
+    report(name, record_property)
+
+
+def test_config_loader_random_documents(record_property):
+    """Random nested documents dumped as YAML, loaded from a file and parsed directly."""
+    name = "config: random YAML documents"
+    with tempfile.TemporaryDirectory() as directory:
+
+        @fuzz(500)
+        @given(DOCUMENTS)
+        def run(document: Any) -> None:
+            _check_document(document, directory, name)
+
+        run()
+    report(name, record_property)
+
+
+def test_config_loader_mutated_default_config(record_property):
+    """Mutations of the shipped config (and of a fuller valid one) written back as YAML."""
+    name = "config: mutations of the default config"
+    with tempfile.TemporaryDirectory() as directory:
+
+        @fuzz(800)
+        @given(mutated_documents())
+        def run(document: Any) -> None:
+            _check_document(document, directory, name)
+
+        run()
+    report(name, record_property)
+    assert CASES[name + " (refused)"] < CASES[name]  # some mutations are still valid configs
+
+
+def test_config_schema_parses_the_fuller_document_used_for_mutations():
+    assert isinstance(parse_settings(RICH_DOCUMENT), Settings)
+
+
+# Regression tests of what the properties found.
 
 
 @pytest.mark.parametrize(
@@ -44,8 +399,152 @@ def test_integers_too_long_to_print_are_shown_by_size():
         parse_settings({"logging": {"level": -huge}})
 
 
+# ---------------------------------------------------------------------------------------------
+# Audio reader (run in a child process under an address-space cap)
+# ---------------------------------------------------------------------------------------------
+
 AUDIO_MEMORY_HEADROOM = 768 << 20
-"""Address space a child process may add beyond what it holds after its imports."""
+"""Address space the child may add beyond what it holds after its imports."""
+MAX_EXPANSION = 256
+"""Samples returned per byte of file at most. A 1 kHz file of 4-bit ADPCM legitimately expands
+32-fold when resampled to 16 kHz; FLAC's run-length coding of a constant signal more."""
+
+_FORMATS = [
+    ("WAV", "PCM_16", 3), ("WAV", "PCM_24", 3), ("WAV", "PCM_32", 2), ("WAV", "FLOAT", 3),
+    ("WAV", "DOUBLE", 2), ("WAV", "PCM_U8", 2), ("WAV", "ULAW", 1), ("WAV", "ALAW", 1),
+    ("WAV", "IMA_ADPCM", 2), ("WAV", "MS_ADPCM", 2), ("WAV", "GSM610", 1), ("FLAC", "PCM_16", 3),
+    ("FLAC", "PCM_24", 2), ("FLAC", "PCM_S8", 2), ("AIFF", "PCM_16", 2), ("AIFF", "FLOAT", 1),
+    ("AU", "PCM_16", 2), ("W64", "PCM_16", 2), ("CAF", "PCM_16", 2), ("RF64", "PCM_16", 2),
+    ("OGG", "VORBIS", 2),
+]  # fmt: skip
+"""(format, subtype, most channels) of the files the mutations start from."""
+_RATES = [1000, 8000, 11025, 16000, 22050, 44100, 48000, 96000]
+_SIZE_TAGS = [b"RIFF", b"RF64", b"data", b"fmt ", b"fact", b"PEAK", b"ds64", b"FORM", b"COMM",
+              b"SSND", b"riff", b"caff", b"desc", b"fLaC", b".snd", b"OggS"]  # fmt: skip
+_HUGE_U32 = [0, 1, 2, 0x7FFFF000, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFE, 0xFFFFFFFF]
+_MAGIC = [b"", b"RIFF\xff\xff\xff\xffWAVE", b"RIFF$\x00\x00\x00WAVEfmt ", b"fLaC\x00\x00\x00\x22",
+          b"FORM\x00\x00\x00\x00AIFF", b".snd", b"OggS\x00\x02", b"caff\x00\x01\x00\x00",
+          b"RF64\xff\xff\xff\xffWAVEds64", b"ID3\x03\x00"]  # fmt: skip
+
+
+def _signal(seed: int, frames: int, channels: int, kind: str) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if kind == "silence":
+        return np.zeros((frames, channels), np.float32)
+    x = rng.uniform(-1.0, 1.0, (frames, channels)).astype(np.float32)
+    if kind == "loud":
+        x *= 4.0  # clipped by integer subtypes, kept by float ones
+    elif kind == "nonfinite" and frames:
+        x.flat[rng.integers(x.size)] = rng.choice([np.nan, np.inf, -np.inf])
+    return x
+
+
+@st.composite
+def audio_files(draw: st.DrawFn) -> bytes:
+    """A valid file written by libsndfile, then damaged by 0-3 mutations."""
+    fmt, subtype, most_channels = draw(st.sampled_from(_FORMATS))
+    channels = draw(st.integers(1, most_channels))
+    frames = draw(st.integers(0, 1500))
+    # FLAC's frame headers cannot code every rate above 65535 Hz.
+    rate = draw(st.one_of(st.sampled_from(_RATES), st.integers(1000, 65535)))
+    kind = draw(st.sampled_from(["noise", "noise", "silence", "loud", "nonfinite"]))
+    if kind == "nonfinite" and subtype not in ("FLOAT", "DOUBLE"):
+        kind = "noise"  # libsndfile's u-law and A-law encoders crash on NaN
+    signal = _signal(draw(st.integers(0, 2**32 - 1)), frames, channels, kind)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, signal, rate, format=fmt, subtype=subtype)
+    data = bytearray(buffer.getvalue())
+    for _ in range(draw(st.integers(0, 3))):
+        operation = draw(
+            st.sampled_from(["truncate", "overwrite", "size", "size", "field", "wav", "flac"])
+        )
+        if operation == "truncate" and data:
+            del data[draw(st.integers(0, len(data) - 1)) :]
+        elif operation == "overwrite" and data:
+            offset = draw(st.integers(0, min(len(data), 128) - 1))
+            patch = draw(st.binary(min_size=1, max_size=8))
+            data[offset : offset + len(patch)] = patch
+        elif operation == "size":
+            # The 4-byte size after a chunk tag (or the tag's first field), little or big endian.
+            found = [i for tag in _SIZE_TAGS if (i := data.find(tag)) >= 0]
+            if found:
+                at = draw(st.sampled_from(found)) + 4
+                order = draw(st.sampled_from(["<I", ">I"]))
+                if at + 4 <= len(data):
+                    struct.pack_into(order, data, at, draw(st.sampled_from(_HUGE_U32)))
+        elif operation == "field" and len(data) >= 8:
+            at = draw(st.integers(0, min(len(data), 64) - 4))
+            order = draw(st.sampled_from(["<I", ">I", "<H", ">H"]))
+            value = draw(st.sampled_from(_HUGE_U32)) & (0xFFFF if order.endswith("H") else ~0)
+            struct.pack_into(order, data, at, value)
+        elif operation == "wav" and (fmt_at := data.find(b"fmt ")) >= 0:
+            # channels (u16), sample rate (u32), byte rate (u32), block align (u16), bits (u16)
+            offset, order = draw(
+                st.sampled_from([(10, "<H"), (12, "<I"), (16, "<I"), (20, "<H"), (22, "<H")])
+            )
+            value = draw(st.sampled_from([0, 1, 2, 3, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF]))
+            if fmt_at + offset + struct.calcsize(order) <= len(data):
+                mask = 0xFFFF if order == "<H" else 0xFFFFFFFF
+                struct.pack_into(order, data, fmt_at + offset, value & mask)
+        elif operation == "flac" and data[:4] == b"fLaC" and len(data) >= 26:
+            # STREAMINFO bytes 18..25: rate (20 bits), channels-1 (3), bits-1 (5), frames (36).
+            packed = int.from_bytes(data[18:26], "big")
+            shift, width = draw(st.sampled_from([(44, 20), (41, 3), (36, 5), (0, 36)]))
+            value = draw(st.sampled_from([0, 1, 2**32, (1 << width) - 1])) & ((1 << width) - 1)
+            packed = (packed & ~(((1 << width) - 1) << shift)) | (value << shift)
+            data[18:26] = packed.to_bytes(8, "big")
+    return bytes(data)
+
+
+RANDOM_AUDIO_BYTES = st.builds(
+    lambda magic, tail: magic + tail, st.sampled_from(_MAGIC), st.binary(max_size=2048)
+)
+
+
+def check_load_audio(data: bytes, directory: str, name: str) -> None:
+    """``load_audio`` gives finite mono float32, at most MAX_EXPANSION samples a byte, or an
+    AudioError naming the file."""
+    CASES[name] += 1
+    path = Path(directory) / "fuzz.audio"
+    path.write_bytes(data)
+    try:
+        samples = load_audio(path)
+    except AudioError as err:
+        assert str(path) in str(err), str(err)
+        CASES[name + " (refused)"] += 1
+        return
+    assert isinstance(samples, np.ndarray)
+    assert samples.dtype == np.float32 and samples.ndim == 1
+    assert 1 <= samples.size <= MAX_EXPANSION * len(data), (samples.size, len(data))
+    assert np.all(np.isfinite(samples))
+
+
+def audio_random_bytes() -> None:
+    name = "audio: random bytes"
+    with tempfile.TemporaryDirectory() as directory:
+
+        @fuzz(400)
+        @given(RANDOM_AUDIO_BYTES)
+        def run(data: bytes) -> None:
+            check_load_audio(data, directory, name)
+
+        check_load_audio(b"", directory, name)  # zero-length
+        run()
+
+
+def audio_damaged_files() -> None:
+    name = "audio: damaged files"
+    with tempfile.TemporaryDirectory() as directory:
+
+        @fuzz(700)
+        @given(audio_files())
+        def run(data: bytes) -> None:
+            check_load_audio(data, directory, name)
+
+        run()
+
+
+AUDIO_PROPERTIES = {"random_bytes": audio_random_bytes, "damaged_files": audio_damaged_files}
 
 
 def _virtual_memory_bytes() -> int:
@@ -53,6 +552,41 @@ def _virtual_memory_bytes() -> int:
         if line.startswith("VmSize:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError("no VmSize in /proc/self/status")
+
+
+def audio_child(which: str) -> None:
+    """Run one audio property with the address space capped; print its case counts as JSON."""
+    import resource
+
+    cap = _virtual_memory_bytes() + AUDIO_MEMORY_HEADROOM
+    resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    AUDIO_PROPERTIES[which]()
+    print(json.dumps({"cap_mib": cap >> 20, "cases": dict(CASES)}))
+
+
+def _run_audio_child(which: str) -> dict[str, Any]:
+    code = f"from tests.test_fuzz import audio_child; audio_child({which!r})"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-8000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc, sets RLIMIT_AS")
+@pytest.mark.parametrize("which", sorted(AUDIO_PROPERTIES))
+def test_audio_reader_under_memory_cap(record_property, which):
+    """Random or damaged audio files: finite float32 or AudioError, in a bounded address space."""
+    result = _run_audio_child(which)
+    for name, count in result["cases"].items():
+        CASES[name] = count
+    name = next(n for n in result["cases"] if not n.endswith("(refused)"))
+    print(f"\n(address space capped at {result['cap_mib']} MiB)", end="")
+    report(name, record_property)
+
+
+# Regression tests of what the properties found.
 
 
 def _flac_declaring_frames(path: Path, frames: int) -> Path:
@@ -133,3 +667,160 @@ def test_too_short_to_give_one_sample_at_16khz_is_refused(tmp_path, frames, rate
     path.write_bytes(bytes(data))
     with pytest.raises(AudioError, match="too short"):
         load_audio(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Endpoint replies and the reference receiver's parsers
+# ---------------------------------------------------------------------------------------------
+
+_JSON_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=40)
+)
+_JSON_VALUES = st.recursive(
+    _JSON_SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(
+            st.sampled_from(["text", "error", "message", "detail"]) | st.text(), inner, max_size=4
+        ),
+    ),  # fmt: skip
+    max_leaves=15,
+)
+_ODD_JSON = [
+    b'{"text": ' * 5000, b"[" * 5000 + b"]" * 5000,
+    b'{"a":' * 5000 + b"1" + b"}" * 5000,
+    b'{"text": ' + b"9" * 5000 + b"}", b'{"text": 1e999}', b'{"text": NaN, "error": -Infinity}',
+    b'{"text": "\\ud800"}', b'{"text": "\xff\xfe"}', b'{"error": {"message": ["x"]}}',
+    b'{"error": {"message": "' + b"\x1b[31m\r\n" * 500 + b'"}}', b"\xef\xbb\xbf{}", b"{",
+    b'{"text": "ok"}\x00', b'  {"text": "ok"}  ', b'"just a string"', b"null", b"",
+]  # fmt: skip
+BODIES = st.one_of(
+    st.binary(max_size=600),
+    st.builds(lambda v: json.dumps(v).encode(), _JSON_VALUES),
+    st.builds(lambda v: json.dumps(v, ensure_ascii=False).encode("utf-8", "surrogatepass"),
+              _JSON_VALUES),
+    st.sampled_from(_ODD_JSON),
+    st.builds(lambda a, b: a + b, st.sampled_from(_ODD_JSON), st.binary(max_size=40)),
+)  # fmt: skip
+CONTENT_TYPES = st.one_of(
+    st.none(),
+    st.text(max_size=60),
+    st.sampled_from(["application/json", "application/json; charset=utf-8", "text/plain",
+                     "APPLICATION/JSON", "application/problem+json", "", "text/html"]),
+)  # fmt: skip
+
+
+def test_parse_response_never_raises(record_property):
+    """Any status, content type and body: a Response with short printable error text."""
+    name = "wire: parse_response"
+
+    @fuzz(3000)
+    @given(st.one_of(st.integers(), st.integers(100, 599)), CONTENT_TYPES, BODIES)
+    def run(status: int, content_type: str | None, body: bytes) -> None:
+        CASES[name] += 1
+        response = parse_response(status, content_type, body)
+        assert isinstance(response, Response)
+        assert response.ok == (200 <= status < 300)
+        assert response.text is None or isinstance(response.text, str)
+        assert response.text is None or len(response.text) <= len(body)
+        if response.ok:
+            assert response.error is None
+        else:
+            assert isinstance(response.error, str)
+            assert response.error.startswith(f"HTTP {status}")
+            assert len(response.error) <= len(f"HTTP {status}: ") + ERROR_TEXT_CHARS
+            assert response.error.isprintable()
+
+    run()
+    report(name, record_property)
+
+
+@st.composite
+def wav_bodies(draw: st.DrawFn) -> bytes:
+    """An upload WAV (or a streaming one) with fields overwritten, cut or extended."""
+    data = bytearray(wav_header(draw(st.sampled_from([None, 0, 8, 1 << 20]))) + bytes(16))
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(data) - 4))
+        struct.pack_into("<I", data, at, draw(st.sampled_from(_HUGE_U32)))
+    data = data[: draw(st.integers(0, len(data)))] + draw(st.binary(max_size=64))
+    return bytes(data)
+
+
+def test_receiver_upload_parsers_raise_only_bad_request(record_property):
+    """parse_wav, parse_pcm and parse_multipart: a result or BadRequest, nothing else."""
+    name = "receiver: parse_wav, parse_pcm, parse_multipart"
+
+    @fuzz(1500)
+    @given(
+        st.one_of(st.binary(max_size=300), wav_bodies()),
+        st.one_of(st.text(max_size=80), st.just("multipart/form-data; boundary=b")),
+        st.one_of(st.binary(max_size=400), st.sampled_from([b"--b\r\n", b"--b--\r\n"])),
+        st.data(),
+    )
+    def run(wav: bytes, content_type: str, body: bytes, data: st.DataObject) -> None:
+        CASES[name] += 1
+        try:
+            samples = parse_wav(wav)
+        except BadRequest:
+            pass
+        else:
+            assert samples.dtype == np.float32 and samples.ndim == 1
+            assert samples.size <= len(wav) // 2
+        pcm = parse_pcm(wav)
+        assert pcm.size == len(wav) // 2 and np.all(np.abs(pcm) <= 1.0)
+        if data.draw(st.booleans()):
+            # A real multipart body, then damaged.
+            fields_ = [("file", "a.wav", "audio/wav", wav), ("model", None, None, b"whisper-1")]
+            body, content_type = multipart_body(fields_)
+            cut = data.draw(st.integers(0, len(body)))
+            body = body[:cut] + data.draw(st.binary(max_size=20)) + body[cut:]
+        try:
+            parts = parse_multipart(content_type, body)
+        except BadRequest:
+            return
+        assert all(isinstance(k, str) and isinstance(v, bytes) for k, v in parts.items())
+
+    run()
+    report(name, record_property)
+
+
+class _TrickleStream(io.RawIOBase):
+    """Gives at most a chosen number of bytes per read (short reads, as pipes do)."""
+
+    def __init__(self, data: bytes, sizes: list[int]):
+        self._data, self._sizes, self._at, self._read = data, sizes, 0, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        step = self._sizes[self._read % len(self._sizes)] if self._sizes else size
+        self._read += 1
+        size = min(size, step) if size >= 0 else step
+        chunk = self._data[self._at : self._at + max(size, 1)]
+        self._at += len(chunk)
+        return chunk
+
+
+def test_stdin_source_on_random_streams(record_property):
+    """Random byte streams, short reads included: the PCM back in order, an odd byte dropped."""
+    name = "sources: StdinSource"
+
+    @fuzz(500)
+    @given(
+        st.binary(max_size=5000),
+        st.lists(st.integers(1, 4000), max_size=5),
+        st.sampled_from([10, 20, 80, 1000]),
+    )
+    def run(data: bytes, sizes: list[int], block_ms: int) -> None:
+        CASES[name] += 1
+        stream = _TrickleStream(data, sizes) if sizes else io.BytesIO(data)
+        blocks = list(StdinSource(stream, block_ms=block_ms).chunks())  # type: ignore[arg-type]
+        got = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+        usable = len(data) - len(data) % 2
+        expected = np.frombuffer(data[:usable], "<i2").astype(np.float32) / 32768.0
+        np.testing.assert_array_equal(got, expected)
+        assert all(block.dtype == np.float32 and block.size > 0 for block in blocks)
+
+    run()
+    report(name, record_property)
