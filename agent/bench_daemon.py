@@ -606,8 +606,14 @@ def run(
     realtime_s: float = REALTIME_S,
     repeats: int = REPEATS,
     skip_realtime: bool = False,
+    peers: bool = False,
 ) -> dict[str, Any]:
-    """Every measurement; returns the figures as a dict (see the module's docstring)."""
+    """Every measurement; returns the figures as a dict (see the module's docstring).
+
+    With ``peers``, openWakeWord and Porcupine (`agent.bench_peers`) process the same listening
+    recording in the same run, and ``result["peers"]`` holds their figures with earshot's CPU
+    as a ratio of each.
+    """
     result: dict[str, Any] = {
         "benchmark": "daemon",
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
@@ -633,6 +639,9 @@ def run(
             figures = measure_listening(workspace, stream, audio_s, count, realtime=False)
             result["listening"][str(count)] = figures
         result["engine"] = next(iter(result["listening"].values()))["engine"]
+        if peers:
+            say("the peer engines on the same recording")
+            result["peers"] = compare_peers(stream, result["listening"])
 
         if skip_realtime:
             result["listening_realtime"] = None
@@ -654,6 +663,21 @@ def run(
     return result
 
 
+def compare_peers(stream: Path, listening: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each peer's CPU on ``stream``, with earshot's (per wake-word count) divided by it."""
+    from agent.bench_peers import peer_cpu
+
+    results = peer_cpu(stream)
+    for peer in results:
+        if peer.get("error") or not peer.get("cpu_percent"):
+            continue
+        peer["earshot_ratio"] = {
+            count: round(figures["cpu_percent"] / peer["cpu_percent"], 2)
+            for count, figures in listening.items()
+        }
+    return results
+
+
 # ---- output -------------------------------------------------------------------------------------
 
 
@@ -661,9 +685,25 @@ def _fmt(value: float | None, digits: int = 1, scale: float = 1.0) -> str:
     return "n/a" if value is None else f"{value * scale:.{digits}f}"
 
 
+def peer_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Rows for the peer engines, when they were measured."""
+    rows = []
+    for peer in result.get("peers") or []:
+        name = f"{peer['peer']} {peer.get('version') or ''}".strip()
+        if peer.get("error"):
+            rows.append((f"CPU of {name}", "n/a", "", str(peer["error"])))
+            continue
+        ratios = ", ".join(f"{n} wake word(s) {r:g}x" for n, r in peer["earshot_ratio"].items())
+        rows.append((
+            f"CPU of {name}", _fmt(peer["cpu_percent"], 2), "% core",
+            f"same recording, {peer.get('model')}; earshot / peer: {ratios}",
+        ))  # fmt: skip
+    return rows
+
+
 def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(figure, value, unit, how measured) for every figure."""
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[tuple[str, str, str, str]] = peer_rows(result)
     for count, f in result["listening"].items():
         words = f"{count} wake word{'' if count == '1' else 's'}"
         rows += [
@@ -809,6 +849,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--skip-realtime", action="store_true",
         help="leave out the real-time runs (real-time CPU share, wake-to-upload latency)",
     )  # fmt: skip
+    parser.add_argument(
+        "--peers", action="store_true",
+        help="also run openWakeWord and Porcupine on the same recording (the bench extra)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.minutes < 0.1 or args.minutes > 600:
         parser.error("--minutes must be between 0.1 and 600")
@@ -818,7 +862,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run(
             minutes=args.minutes, wake_word_counts=args.wake_words,
             realtime_s=args.realtime_seconds, repeats=args.repeats,
-            skip_realtime=args.skip_realtime,
+            skip_realtime=args.skip_realtime, peers=args.peers,
         )  # fmt: skip
     except BenchError as err:
         print(f"earshot bench daemon: {err}", file=sys.stderr)

@@ -35,6 +35,19 @@ _LOGGER = logging.getLogger("earshot")
 EXIT_INTERRUPTED = 130
 
 
+BENCH_SUITES = {
+    "all": "agent.bench_all",
+    "frontend": "dsp.bench",
+    "engine": "kernels.bench",
+    "train": "models.bench_training",
+    "wake": "models.bench_wake",
+    "daemon": "agent.bench_daemon",
+    "peers": "agent.bench_peers",
+    "soak": "agent.bench_soak",
+}
+"""`earshot bench SUITE`: the module whose ``main(argv)`` runs it."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with one sub-command per job."""
     parser = argparse.ArgumentParser(
@@ -84,10 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks that print measured figures")
     bench.add_argument(
-        "suite", choices=["frontend", "engine", "train", "wake", "daemon"],
-        help="frontend: feature cost; engine: inference; train: a training step, numpy vs wgpu; "
+        "suite", nargs="?", default="all", choices=list(BENCH_SUITES),
+        help="all (the default): every suite below summed up in one table, the peers included; "
+        "frontend: feature cost; engine: inference; train: a training step, numpy vs wgpu; "
         "wake: ten wake words vs one, detection latency, training a wake word; "
-        "daemon: the running agent's CPU, memory, start-up and wake-to-upload latency",
+        "daemon: the running agent's CPU, memory, start-up and wake-to-upload latency; "
+        "peers: openWakeWord's and Porcupine's CPU; soak: hours of audio through the detector "
+        "and the daemon (memory, files, threads, false alarms)",
     )  # fmt: skip
     bench.add_argument(
         "--json", action="store_true", help="print one JSON document instead of a table"
@@ -149,14 +165,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run a benchmark and print its figures."""
-    suites = {
-        "frontend": "dsp.bench",
-        "engine": "kernels.bench",
-        "train": "models.bench_training",
-        "wake": "models.bench_wake",
-        "daemon": "agent.bench_daemon",
-    }
-    module = suites[args.suite]
+    module = BENCH_SUITES[args.suite]
     return int(importlib.import_module(module).main(["--json"] if args.json else []))
 
 
