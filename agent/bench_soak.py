@@ -480,16 +480,17 @@ def main(argv: list[str] | None = None) -> int:
         if hours > 0:
             results.append(soak(hours))
             table += rows(results[-1], hours)
+    passed = all(r.ok is not False for r in table)
     if args.json:
         document = {
             "results": [asdict(r) for r in results],
             "rows": [asdict(r) for r in table],
-            "passed": all(r.ok is not False for r in table),
+            "passed": passed,
         }
         print(json.dumps(document, indent=2))
     else:
         print(format_table(table))
-    return 0
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":
