@@ -40,7 +40,7 @@ from agent.command_capture import Cut, Outcome
 from agent.control import ControlServer
 from agent.events import EventBus, hook_environment
 from agent.gate import PrivacyGate, Upload, UploadRequest
-from agent.listen import level_dbfs
+from agent.levels import level_dbfs
 from agent.local_commands import CommandMatcher, Match
 from agent.session import CommandSession, RecentAudio, State
 from agent.settings import Settings, load_settings
@@ -173,6 +173,7 @@ class Daemon:
             "detect": self._detect_stage(),
             "decide": self._decide_stage(),
             "forward": self._forward_stage(),
+            "status": self._status_stage(),
         }
         tasks = [asyncio.create_task(c, name=n) for n, c in stages.items()]
         self._emit_state()
@@ -288,6 +289,17 @@ class Daemon:
             else:
                 self.session.add_audio(analysis.start_s, analysis.block)
                 await self._advance(analysis)
+
+    async def _status_stage(self) -> None:
+        """A status line in the log every ``logging.status_interval_s``."""
+        while True:
+            await asyncio.sleep(self.models.settings.logging.status_interval_s)
+            s = self.status()
+            _LOGGER.info(
+                "%s; %.0f s of audio, level %.0f dBFS, CPU %.1f %%, %.0f MB; %s",
+                s["state"], s["audio_s"], s["level_dbfs"], s["cpu_percent"], s["rss_mb"],
+                ", ".join(f"{k} {v}" for k, v in self.counts.items()) or "no wake words yet",
+            )  # fmt: skip
 
     async def _forward_stage(self) -> None:
         while True:

@@ -21,7 +21,7 @@ from typing import Protocol, TextIO
 
 import numpy as np
 
-from agent.listen import level_dbfs, meter_bar
+from agent.levels import level_dbfs, meter_bar
 from dsp.audio import load_audio
 from dsp.constants import SAMPLE_RATE_HZ
 from dsp.vad import FRAME_SAMPLES, VoiceActivity, noise_floor_dbfs, speech_segments

@@ -42,8 +42,8 @@ class LoggingSettings:
     """What the agent logs."""
 
     level: Literal["debug", "info", "warning", "error"] = "info"
-    status_interval_s: float = field(default=5.0, metadata=in_range(0.5, 3600))
-    """Seconds between status lines while running without a terminal."""
+    status_interval_s: float = field(default=60.0, metadata=in_range(0.5, 3600))
+    """Seconds between the agent's status lines in the log (state, audio heard, level, CPU)."""
 
 
 DEFAULT_FALSE_ACCEPTS_PER_HOUR = 0.1
