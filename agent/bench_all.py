@@ -156,7 +156,8 @@ def _daemon_rows(d: dict[str, Any]) -> list[Row]:
         rows.append((f"daemon CPU listening, {count} wake words", cpu, f"RSS {rss} (file loaded)"))
     realtime = d.get("listening_realtime")
     if realtime:
-        rows.append(("daemon CPU in real time", _num(realtime["cpu_percent_steady"], 2, " % core"),
+        steady = realtime.get("cpu_percent_steady")
+        rows.append(("daemon CPU in real time", _num(steady, 2, " % core"),
                      f"RSS {_num(realtime.get('rss_median_mb'), 0, ' MB')}"))  # fmt: skip
     startup = _get(d, "startup", "to_listening_median_s")
     first_byte = _get(d, "latency", "wake_end_to_first_byte_median_s")
