@@ -32,12 +32,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 
 from agent.audit import AuditLog, Result, make_entry
-from agent.settings import EndpointSettings, is_loopback_host
+from agent.settings import EndpointSettings, endpoint_url_parts
 from agent.wire import (
     BYTES_PER_SAMPLE,
     PCM_CONTENT_TYPE,
@@ -187,20 +186,9 @@ class Target:
         """
         assert endpoint.url is not None
         display = redact_url(endpoint.url)
-        try:
-            parts = urlsplit(endpoint.url)
-            host, port = parts.hostname, parts.port
-        except ValueError as err:
-            raise ConfigError(f"endpoint.url: got {display!r}: {err}") from None
-        if parts.scheme not in ("http", "https") or not host:
-            raise ConfigError(
-                f"endpoint.url: got {display!r}, expected an https:// URL with a host"
-            )
-        if parts.scheme == "http" and not is_loopback_host(host):
-            raise ConfigError(
-                f"endpoint.url: got {display!r}; audio leaves this machine only over https "
-                "(plain http is allowed only to localhost, 127.0.0.0/8 and ::1)"
-            )
+        parts = endpoint_url_parts(endpoint.url, "endpoint.url", repr(display))
+        host, port = parts.hostname, parts.port
+        assert host is not None
         secure = parts.scheme == "https"
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return cls(

@@ -18,6 +18,7 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import SplitResult, urlsplit
 
 import yaml
 
@@ -245,6 +246,39 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def endpoint_url_parts(url: str, where: str, shown: str) -> SplitResult:
+    """The parts of an endpoint URL, refusing one that would send audio off this machine in clear.
+
+    Parameters
+    ----------
+    url : str
+        The URL.
+    where : str
+        The field, for messages (``endpoint.url``).
+    shown : str
+        How the URL appears in messages (the privacy gate shows it with credentials redacted).
+
+    Raises
+    ------
+    ConfigError
+        Not an http(s) URL with a host, a bad port, or plain http to a host other than loopback.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018  (raises ValueError for a bad port)
+    except ValueError as err:
+        raise ConfigError(f"{where}: got {shown}, {err}") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigError(f"{where}: got {shown}, expected an https:// URL with a host")
+    if parts.scheme == "http" and not is_loopback_host(host):
+        raise ConfigError(
+            f"{where}: got {shown}; audio leaves this machine only over https "
+            "(plain http is allowed only to localhost, 127.0.0.0/8 and ::1)"
+        )
+    return parts
+
+
 @dataclass(frozen=True)
 class EndpointSettings:
     """Where command audio goes after a wake word; no ``url`` means nowhere."""
@@ -280,25 +314,8 @@ class EndpointSettings:
         ConfigError
             Not an http(s) URL, plain http to a host other than loopback, or two token sources.
         """
-        from urllib.parse import urlsplit
-
         if self.url is not None:
-            where = join_path(path, "url")
-            try:
-                parts = urlsplit(self.url)
-                host = parts.hostname
-                parts.port  # noqa: B018  (raises ValueError for a bad port)
-            except ValueError as err:
-                raise ConfigError(f"{where}: got {show(self.url)}, {err}") from err
-            if parts.scheme not in ("http", "https") or not host:
-                raise ConfigError(
-                    f"{where}: got {show(self.url)}, expected an https:// URL with a host"
-                )
-            if parts.scheme == "http" and not is_loopback_host(host):
-                raise ConfigError(
-                    f"{where}: got {show(self.url)}; audio leaves this machine only over "
-                    "https (plain http is allowed only to localhost, 127.0.0.0/8 and ::1)"
-                )
+            endpoint_url_parts(self.url, join_path(path, "url"), show(self.url))
         if self.token_env is not None and self.token_file is not None:
             raise ConfigError(f"{path or 'endpoint'}: set token_env or token_file, not both")
         for key in ("token_env", "token_file", "ca_file", "device_id"):
