@@ -165,13 +165,18 @@ def _daemon_rows(d: dict[str, Any]) -> list[Row]:
     rows.append(("end of wake phrase to first byte", _num(first_byte, 2, " s"),
                  "at the endpoint, in real time (waits for the command's speech)"))  # fmt: skip
     for peer in d.get("peers") or []:
+        if peer["peer"] == "earshot":
+            bare = _num(peer.get("cpu_percent"), 2, " % core")
+            rows.append(("earshot bare detector loop CPU", bare, "measured exactly as the peers"))
+            continue
         if peer.get("error"):
             rows.append((f"peer {peer['peer']}", "n/a", str(peer["error"])))
             continue
         ratios = ", ".join(f"{n}: {r:g}x" for n, r in peer["earshot_ratio"].items())
         rows.append((f"peer {peer['peer']} {peer.get('version', '')} CPU",
                      _num(peer["cpu_percent"], 2, " % core"),
-                     f"earshot / peer by wake words {ratios}"))  # fmt: skip
+                     f"earshot daemon / peer by wake words {ratios}; "
+                     f"bare loop / peer {peer.get('detector_ratio')}x"))  # fmt: skip
     return rows
 
 

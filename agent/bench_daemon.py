@@ -691,17 +691,23 @@ def run(
 
 
 def compare_peers(stream: Path, listening: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each peer's CPU on ``stream``, with earshot's (per wake-word count) divided by it."""
-    from agent.bench_peers import peer_cpu
+    """Each peer's CPU on ``stream``, with earshot's divided by it.
 
-    results = peer_cpu(stream)
-    for peer in results:
+    ``earshot_ratio`` divides the whole daemon's CPU (per wake-word count); ``detector_ratio``
+    divides that of earshot's bare detector loop, measured exactly as the peers are.
+    """
+    from agent.bench_peers import PEERS, peer_cpu
+
+    results = peer_cpu(stream, ("earshot", *PEERS))
+    bare = results[0].get("cpu_percent")
+    for peer in results[1:]:
         if peer.get("error") or not peer.get("cpu_percent"):
             continue
         peer["earshot_ratio"] = {
             count: round(figures["cpu_percent"] / peer["cpu_percent"], 2)
             for count, figures in listening.items()
         }
+        peer["detector_ratio"] = round(bare / peer["cpu_percent"], 2) if bare else None
     return results
 
 
@@ -720,10 +726,17 @@ def peer_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         if peer.get("error"):
             rows.append((f"CPU of {name}", "n/a", "", str(peer["error"])))
             continue
+        if peer["peer"] == "earshot":
+            rows.append((
+                "CPU of earshot's bare detector loop", _fmt(peer["cpu_percent"], 2), "% core",
+                "same recording and loop as the peers: no capture, voice activity or events",
+            ))  # fmt: skip
+            continue
         ratios = ", ".join(f"{n} wake word(s) {r:g}x" for n, r in peer["earshot_ratio"].items())
         rows.append((
             f"CPU of {name}", _fmt(peer["cpu_percent"], 2), "% core",
-            f"same recording, {peer.get('model')}; earshot / peer: {ratios}",
+            f"same recording, {peer.get('model')}; earshot daemon / peer: {ratios}; "
+            f"bare detector loop / peer: {peer.get('detector_ratio')}x",
         ))  # fmt: skip
     return rows
 

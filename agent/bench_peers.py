@@ -50,7 +50,7 @@ OWW_MODEL = "alexa_v0.1"
 OWW_FRAME = 1280
 OWW_THRESHOLD = 0.5
 PORCUPINE_KEYWORD = "computer"
-PACKAGES = {"openwakeword": "openwakeword", "porcupine": "pvporcupine"}
+PACKAGES = {"openwakeword": "openwakeword", "porcupine": "pvporcupine", "earshot": "earshot"}
 NOT_INSTALLED = "not installed: pip install 'earshot[bench]'"
 CHILD_TIMEOUT_S = 1800.0
 SINGLE_THREAD_ENV = {
@@ -128,7 +128,33 @@ class Porcupine(Peer):
         self.engine.delete()
 
 
-LOADERS: dict[str, Callable[[], Peer]] = {"openwakeword": OpenWakeWord, "porcupine": Porcupine}
+class EarshotDetector(Peer):
+    """earshot's own detector (`models.detector`) with the shipped config, measured like a peer.
+
+    The same bare loop as the peers get, with none of the daemon around it (no capture, voice
+    activity, queues or events): the like-for-like figure next to theirs.
+    """
+
+    frame = 1280  # the daemon's 80 ms blocks
+    threads = 1
+    model = PORCUPINE_KEYWORD
+
+    def __init__(self) -> None:
+        from threadpoolctl import threadpool_limits
+
+        from agent.daemon import load_models
+        from agent.settings import load_settings
+
+        threadpool_limits(limits=1)
+        self.detector = load_models(load_settings()).detector
+
+    def process(self, frame: np.ndarray) -> bool:  # noqa: D102
+        return bool(self.detector.push(frame.astype(np.float32) / 32768.0))
+
+
+LOADERS: dict[str, Callable[[], Peer]] = {
+    "openwakeword": OpenWakeWord, "porcupine": Porcupine, "earshot": EarshotDetector,
+}  # fmt: skip
 
 
 def read_wav(wav: Path) -> np.ndarray:
