@@ -17,7 +17,7 @@ from tests.conftest import require
 
 
 def require_peers() -> None:
-    for package in bench_peers.PACKAGES.values():
+    for package in (bench_peers.PACKAGES[peer] for peer in bench_peers.PEERS):
         require(
             importlib.util.find_spec(package) is not None,
             f"{package} is not installed (pip install -e '.[bench]')",
