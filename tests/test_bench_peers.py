@@ -118,3 +118,11 @@ def test_main_prints_one_json_document(wake_wav: Path, capsys):
     document = json.loads(capsys.readouterr().out)
     assert [r["peer"] for r in document["peers"]] == list(bench_peers.PEERS)
     assert all(r["error"] is None for r in document["peers"])
+
+
+def test_earshots_bare_detector_loop_is_measured_like_a_peer(wake_wav: Path):
+    [result] = bench_peers.peer_cpu(wake_wav, peers=["earshot"])
+    assert result["error"] is None, result
+    assert result["detections"] == 1  # "computer", once
+    assert 0.0 < result["cpu_percent"] < 100.0
+    assert result["frame_samples"] == 1280
