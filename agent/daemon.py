@@ -257,18 +257,20 @@ class Daemon:
                 await self._analyses.put(None)
                 return
             start_s, self.stream_s = self.stream_s, self.stream_s + block.size / SAMPLE_RATE_HZ
-            detector = self.models.detector
+            # The detector and its clock's origin are taken together: a reload swaps both.
+            detector, origin = self.models.detector, self._detector_origin_s
             analysis = await loop.run_in_executor(
-                self._worker, self._analyse, detector, start_s, block
+                self._worker, self._analyse, detector, origin, start_s, block
             )
             await self._analyses.put(analysis)
 
-    def _analyse(self, detector: Detector, start_s: float, block: np.ndarray) -> Analysis:
+    def _analyse(
+        self, detector: Detector, origin_s: float, start_s: float, block: np.ndarray
+    ) -> Analysis:
         """Worker thread: detector and voice activity over one block."""
         first_frame = self._vad.frames_decided
         flags = self._vad.push(block)
-        origin = self._detector_origin_s
-        detections = [_shifted(d, origin) for d in detector.push(block)]
+        detections = [_shifted(d, origin_s) for d in detector.push(block)]
         return Analysis(start_s, block, detections, first_frame, flags, level_dbfs(block))
 
     async def _decide_stage(self) -> None:
