@@ -48,7 +48,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         "  earshot enroll --list",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    enroll.add_argument("name", nargs="?", metavar="NAME", help="a configured wake word")
+    enroll.add_argument(
+        "name", nargs="?", metavar="NAME", help="a configured wake word or phrase command"
+    )
     source = enroll.add_mutually_exclusive_group()
     source.add_argument(
         "--from", dest="files", type=Path, nargs="+", metavar="FILE",
@@ -208,6 +210,7 @@ def run_enroll(args: argparse.Namespace) -> int:
     """``earshot enroll``: record or read takes, fine-tune, store, summarize."""
     from agent.enrollments import enrollment, list_enrollments, save_enrollment
     from agent.settings import enrollment_dir, load_settings
+    from agent.wake_commands import trainable_phrases
 
     root = enrollment_dir()
     if args.list:
@@ -215,7 +218,8 @@ def run_enroll(args: argparse.Namespace) -> int:
     if not args.name:
         raise ConfigError("enroll: name a configured wake word (or use --list)")
     settings = load_settings(args.config)
-    wake = settings.wake_word(args.name)
+    phrases = trainable_phrases(settings)  # wake words and phrase commands alike
+    wake = phrases[args.name] if args.name in phrases else settings.wake_word(args.name)
     base = _base(settings)
     text_model = _text_model(settings, wake, base)
 

@@ -50,6 +50,8 @@ class Line:
     voice: Voice
     role: Role = "other"
     pause_s: float = 0.8
+    rate: float = 1.0
+    """Speaking-rate multiplier (see `models.synth.Rendition`)."""
 
 
 @dataclass
@@ -98,7 +100,8 @@ def build_stream(
     stream = Stream(np.zeros(0, np.float32))
     at = lead_s
     for line in script:
-        speech = cache.get(Rendition(line.text, line.voice)) if line.text else parts[0][:0]
+        silent = np.zeros(0, np.float32)
+        speech = cache.get(Rendition(line.text, line.voice, line.rate)) if line.text else silent
         stream.spans.append((line.role, at, at + speech.size / SAMPLE_RATE_HZ))
         parts += [speech, np.zeros(int(line.pause_s * SAMPLE_RATE_HZ), np.float32)]
         at += (speech.size + parts[-1].size) / SAMPLE_RATE_HZ

@@ -16,7 +16,7 @@ import pytest
 from agent.audit import AuditLog
 from agent.receiver import Receiver
 from dsp.constants import SAMPLE_RATE_HZ
-from models.demo_stream import other_speech, wake_and_command
+from models.demo_stream import WAKE_VOICE, Line, other_speech, wake_and_command
 from tests.conftest import agent_home, run_earshot
 from tests.daemon_harness import (
     COMMAND_TEXT,
@@ -172,3 +172,22 @@ def test_a_lost_microphone_is_reopened_and_detection_goes_on(
     assert "microphone" in lost["source"]
     assert upload["result"] == "ok" and len(receiver.uploads) == 1
     assert "microphone lost" in stderr and "is back" in stderr
+
+
+def test_a_phrase_command_can_be_enrolled_like_a_wake_word(tmp_path, trained_lights):
+    takes = []
+    for k, rate in enumerate((0.9, 1.0, 1.1, 0.95)):
+        take = tmp_path / f"take{k}.wav"
+        write_stream(take, [Line(COMMAND_TEXT, WAKE_VOICE, "command", 0.5, rate)])
+        takes.append(str(take))
+    config = write_config(
+        tmp_path / "earshot.yaml",
+        commands=[{"name": "lights", "phrase": COMMAND_TEXT}],
+        models={"directory": str(trained_lights)},
+    )
+    env = agent_home(tmp_path / "home")
+    enrolled = run_earshot("enroll", "lights", "--config", str(config), "--from", *takes, env=env,
+                           timeout=600)  # fmt: skip
+    assert enrolled.returncode == 0, enrolled.stderr
+    listed = run_earshot("enroll", "--list", env=env)
+    assert "lights" in listed.stdout
