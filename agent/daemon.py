@@ -21,6 +21,7 @@ the old ones when the new config is invalid. The control socket (`agent.control`
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -416,7 +417,7 @@ class Daemon:
 
     def _run_action(self, run: str, event: dict[str, object]) -> None:
         self._actions = [p for p in self._actions if p.poll() is None]
-        env = hook_environment(event, "")
+        env = hook_environment(event, json.dumps(event, separators=(",", ":"), ensure_ascii=False))
         _LOGGER.info("running %r", run)
         self._actions.append(
             subprocess.Popen(

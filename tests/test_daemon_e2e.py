@@ -8,6 +8,7 @@ shell action runs instead.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 
@@ -118,7 +119,8 @@ def test_a_local_command_sends_nothing_and_runs_its_action(
             "endpoint": {"kind": "http", "url": f"{receiver.url}/audio"},
             "commands": [{
                 "name": "lights", "phrase": COMMAND_TEXT, "action": "shell",
-                "run": f'echo "$EARSHOT_COMMAND $EARSHOT_WAKE_WORD" > {marker}',
+                "run": f'echo "$EARSHOT_COMMAND $EARSHOT_WAKE_WORD" > {marker}; '
+                       f'echo "$EARSHOT_JSON" >> {marker}',
             }],
             "models": {"directory": str(trained_lights)},
             "privacy": {"audit_log": str(audit)},
@@ -132,7 +134,9 @@ def test_a_local_command_sends_nothing_and_runs_its_action(
         assert not receiver.uploads
 
     assert handled["command"] == "lights" and handled["command_score"] >= 0.5
-    assert marker.read_text().strip() == "lights computer"
+    names, line = marker.read_text().strip().splitlines()
+    assert names == "lights computer"
+    assert json.loads(line)["command"] == "lights"
     assert not agent.of("upload")
     assert not audit.exists()
 
