@@ -52,6 +52,8 @@ from typing import IO, Any
 import numpy as np
 import yaml
 
+from agent.procstat import proc_cpu_s, proc_status
+
 REPO = Path(__file__).resolve().parent.parent
 MINUTES = 10.0
 WAKE_WORD_COUNTS = (1, 10)
@@ -176,29 +178,12 @@ def write_config(
 # ---- one daemon process -------------------------------------------------------------------------
 
 
-def _proc_cpu_s(pid: int) -> float | None:
-    """User + system CPU time of a live process (all threads), from /proc."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def _proc_memory_kb(pid: int) -> tuple[int, int] | None:
     """(VmRSS, VmHWM) of a live process in KiB; None once it has exited."""
-    found: dict[str, int] = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(("VmRSS:", "VmHWM:")):
-                    found[line.split(":", 1)[0]] = int(line.split()[1])
-    except (OSError, IndexError, ValueError):
+    status = proc_status(pid)
+    if status is None:
         return None
-    if "VmRSS" not in found:
-        return None  # a zombie
-    return found["VmRSS"], found.get("VmHWM", found["VmRSS"])
+    return status["VmRSS"], status.get("VmHWM", status["VmRSS"])
 
 
 def event_wall_time(event: dict[str, Any]) -> float:
@@ -279,7 +264,7 @@ class DaemonProcess:
             self.events.append(event)
             if not self.listening.is_set() and event.get("state") == "listening":
                 self.listening_after_s = time.perf_counter() - self.launched
-                self.cpu_at_listening_s = _proc_cpu_s(self.process.pid)
+                self.cpu_at_listening_s = proc_cpu_s(self.process.pid)
                 self.listening.set()
 
     def _sample(self) -> None:
@@ -288,7 +273,7 @@ class DaemonProcess:
             if memory is None:
                 return
             rss, self.peak_kb = memory[0], max(self.peak_kb, memory[1])
-            cpu = _proc_cpu_s(self.process.pid)
+            cpu = proc_cpu_s(self.process.pid)
             if self.listening.is_set():
                 self.rss_kb.append(rss)
                 if cpu is not None:

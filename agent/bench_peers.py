@@ -169,12 +169,10 @@ def read_wav(wav: Path) -> np.ndarray:
 
 def os_threads() -> int:
     """Threads this process has now (Linux), or 0 where that cannot be read."""
-    try:
-        status = Path("/proc/self/status").read_text()
-    except OSError:
-        return 0
-    counts = [int(line.split()[1]) for line in status.splitlines() if line.startswith("Threads:")]
-    return counts[0] if counts else 0
+    from agent.procstat import proc_status
+
+    status = proc_status()
+    return status.get("Threads", 0) if status else 0
 
 
 def blank(name: str) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import yaml
 
+from agent.procstat import proc_status
 from dsp.constants import SAMPLE_RATE_HZ
 
 if TYPE_CHECKING:
@@ -160,14 +161,10 @@ class Sample:
 
 def proc_sample(audio_s: float, pid: int | None = None) -> Sample:
     """Resident memory (VmRSS), open descriptors and threads of ``pid`` (this process if None)."""
-    where = f"/proc/{pid if pid is not None else 'self'}"
-    fields: dict[str, int] = {}
-    with open(f"{where}/status") as status:
-        for line in status:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "Threads"):
-                fields[key] = int(value.split()[0])
-    fds = len(os.listdir(f"{where}/fd"))
+    fields = proc_status(pid)
+    if fields is None:
+        raise RuntimeError(f"process {pid} has exited")
+    fds = len(os.listdir(f"/proc/{pid if pid is not None else 'self'}/fd"))
     return Sample(audio_s, fields["VmRSS"], fds, fields["Threads"])
 
 

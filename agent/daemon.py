@@ -43,6 +43,7 @@ from agent.events import EventBus, hook_environment
 from agent.gate import PrivacyGate, Upload, UploadRequest
 from agent.levels import level_dbfs
 from agent.local_commands import CommandMatcher, Match
+from agent.procstat import proc_status
 from agent.session import CommandSession, RecentAudio, State
 from agent.settings import Settings, load_settings
 from agent.sources import AudioSource
@@ -476,7 +477,7 @@ class Daemon:
             "microphone_lost": self.capture.lost,
             "level_dbfs": round(self.level, 1),
             "cpu_percent": round(cpu_percent, 1),
-            "rss_mb": round(_rss_bytes() / 2**20, 1),
+            "rss_mb": round((proc_status() or {}).get("VmRSS", 0) / 1024, 1),
             "wake_words": [w.name for w in self.models.detector.wake_words],
             "commands": [c.name for c, _ in self.models.matcher.commands],
             "counts": dict(self.counts),
@@ -494,13 +495,3 @@ def _shifted(detection: Detection, origin_s: float) -> Detection:
         detection.name, detection.score, detection.start_s + origin_s,
         detection.end_s + origin_s, detection.time_s + origin_s, detection.speaker_score,
     )  # fmt: skip
-
-
-def _rss_bytes() -> int:
-    """Resident memory of this process, from /proc (0 where there is none)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
