@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -72,18 +73,12 @@ def measure_enroll() -> dict[str, Any]:
         started = time.perf_counter()
         result = subprocess.run(
             [sys.executable, "-m", "agent", "enroll", "computer", "--from", *map(str, takes)],
-            env={**_environ(), **env}, capture_output=True, text=True, timeout=SUITE_TIMEOUT_S,
+            env={**os.environ, **env}, capture_output=True, text=True, timeout=SUITE_TIMEOUT_S,
         )  # fmt: skip
         seconds = time.perf_counter() - started
     if result.returncode != 0:
         return {"error": result.stderr.strip().splitlines()[-1:] or ["enroll failed"]}
     return {"benchmark": "enroll", "takes": ENROLL_TAKES, "seconds": round(seconds, 2)}
-
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
 
 
 def _get(document: dict[str, Any], *keys: str) -> Any:

@@ -390,10 +390,8 @@ class Daemon:
             details |= {"command": match.command.name, "command_score": round(match.score, 4)}
         self._report("command", **details, action="forward")
         if self.gate.enabled:
-            end = session.audio_start_s + utterance.size / SAMPLE_RATE_HZ
             await self._open_upload(session, [(session.audio_start_s, utterance)])
             await self._outbox.put(("finish", None))
-            _LOGGER.debug("command of %.2f s queued for upload", end - session.audio_start_s)
             self._set_state(State.FORWARDING)
         else:
             _LOGGER.info("no endpoint configured: the command was not sent anywhere")

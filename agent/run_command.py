@@ -75,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
     """Start the daemon on the chosen source until it is stopped (or the recording ends)."""
     from agent.daemon import Daemon, load_models
 
+    # A reload asked for while the models load must not kill the agent (SIGHUP's default);
+    # the daemon installs its own handler once it runs.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     path = config_path(args)
     settings = load_settings(path)
     logging.getLogger().setLevel(logging.DEBUG if args.debug else settings.logging.level.upper())
@@ -158,5 +161,4 @@ def _source(
             device, block_ms=block_ms, queue_blocks=queue_blocks, on_block=on_block
         )
 
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the daemon's handler is installed
     return None, open_live
