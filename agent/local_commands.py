@@ -28,6 +28,16 @@ _LOGGER = logging.getLogger(__name__)
 
 TAIL_SILENCE_S = 0.3
 """Silence appended to an utterance so that a phrase at its very end still fills a context."""
+MIN_SCORED_S = 1.3
+"""Utterances shorter than this are centred in silence: the networks read whole 1 s windows."""
+
+
+def padded(utterance: np.ndarray) -> np.ndarray:
+    """``utterance`` with silence around: `TAIL_SILENCE_S` after at least, `MIN_SCORED_S` in all."""
+    short = max(0, int(MIN_SCORED_S * SAMPLE_RATE_HZ) - utterance.size)
+    lead = short // 2
+    tail = max(short - lead, int(TAIL_SILENCE_S * SAMPLE_RATE_HZ))
+    return np.concatenate((np.zeros(lead, np.float32), utterance, np.zeros(tail, np.float32)))
 
 
 def as_wake_word(command: LocalCommandSettings) -> WakeWordSettings:
@@ -69,8 +79,7 @@ class CommandMatcher:
 
     def scores(self, utterance: np.ndarray) -> list[float]:
         """Every command's score for an utterance (16 kHz mono float), in config order."""
-        tail = np.zeros(int(TAIL_SILENCE_S * SAMPLE_RATE_HZ), np.float32)
-        audio = np.concatenate((np.asarray(utterance, np.float32), tail))
+        audio = padded(np.asarray(utterance, np.float32))
         phrase_heads = [model.head for _, model in self.commands if model is not None]
         phrase_scores = iter(
             stream_scores(self.base, phrase_heads, audio).max(axis=0, initial=0.0)
