@@ -44,6 +44,9 @@ LOG_FLOOR = 1e-6
 FRAMES_PER_SECOND = 1000 // HOP_MS
 """Feature frames per second of audio (100)."""
 
+SILENCE_DBFS = -120.0
+"""The level reported for digital silence, and the floor of every level in dBFS."""
+
 
 @dataclass(frozen=True)
 class FrontEndSettings:

@@ -29,13 +29,11 @@ from enum import Enum
 
 import numpy as np
 
-from dsp.constants import FRAMES_PER_SECOND, HOP_SAMPLES, SAMPLE_RATE_HZ
+from dsp.constants import FRAMES_PER_SECOND, HOP_SAMPLES, SAMPLE_RATE_HZ, SILENCE_DBFS
 
 FRAME_SAMPLES = HOP_SAMPLES
 """Samples in one VAD frame (10 ms at 16 kHz)."""
 
-SILENCE_DBFS = -120.0
-"""Level reported for digital silence, in dBFS (the lowest level a frame can have)."""
 
 FLOOR_BLOCK_FRAMES = 10
 """Frames averaged into one block of the noise-floor tracker (100 ms)."""

@@ -15,9 +15,9 @@ import numpy as np
 import soundfile
 import yaml
 
-from agent.control import request
+from agent.control.server import request
 from dsp.constants import SAMPLE_RATE_HZ
-from models.demo_stream import Line, Stream, build_stream, other_speech, wake_and_command
+from models.speech.demo_stream import Line, Stream, build_stream, other_speech, wake_and_command
 from tests.conftest import EARSHOT, REPO
 
 COMMAND_TEXT = "turn on the kitchen lights"

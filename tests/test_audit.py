@@ -7,7 +7,7 @@ import os
 import threading
 from pathlib import Path
 
-from agent.audit import FIELDS, AuditLog, make_entry
+from agent.egress.audit import FIELDS, AuditLog, make_entry
 from tests.conftest import run_earshot
 
 

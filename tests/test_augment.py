@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from models import augment as aug
+from models.speech import augment as aug
 from tests.conftest import tone
 
 SR = 16_000

@@ -9,12 +9,12 @@ import pytest
 
 from kernels.errors import ModelError
 from kernels.network import run_numpy
-from models.architecture import BaseConfig, build_base, build_head
-from models.base_model import COMMANDS_HEAD, BaseModel
-from models.base_training import command_labels
-from models.checkpoint import load_model
-from models.corpus import SILENCE, SPEECH, Corpus
-from models.dataset import SPEECH_COMMANDS_LABELS
+from models.base.architecture import BaseConfig, build_base, build_head
+from models.base.model import COMMANDS_HEAD, BaseModel
+from models.base.training import command_labels
+from models.nn.checkpoint import load_model
+from models.speech.corpus import SILENCE, SPEECH, Corpus
+from models.speech.dataset import SPEECH_COMMANDS_LABELS
 from tests.conftest import require, run_earshot
 
 SMALL = BaseConfig(first_channels=8, channels=16, blocks=1, embedding_dim=12)
@@ -73,7 +73,7 @@ def test_command_labels_map_words_to_the_twelve_classes():
 
 
 def test_loading_a_foreign_architecture_is_refused(tmp_path):
-    from models.checkpoint import Manifest, save_model
+    from models.nn.checkpoint import Manifest, save_model
 
     save_model(
         tmp_path / "m.npz", {"w": np.zeros(2)}, Manifest("base", {"name": "transformer"}, [])
@@ -122,7 +122,7 @@ def test_base_model_runs_on_the_wgpu_kernels(gpu):
 
 
 def test_shipped_model_loads_and_fits_the_budget():
-    from agent.model_commands import SHIPPED_BASE_MODEL
+    from models.paths import SHIPPED_BASE_MODEL
 
     model = BaseModel.load(SHIPPED_BASE_MODEL)  # checks sha256 and the live front end
     network = model.inference_network(COMMANDS_HEAD)
@@ -131,8 +131,8 @@ def test_shipped_model_loads_and_fits_the_budget():
     assert network.flops() <= 10_000_000
     assert model.head_labels[COMMANDS_HEAD] == list(SPEECH_COMMANDS_LABELS)
     # `earshot train base` with its defaults reproduces the shipped model's corpus exactly
-    from models.corpus import CorpusRecipe
-    from models.dataset import load_vocabulary
+    from models.speech.corpus import CorpusRecipe
+    from models.speech.dataset import load_vocabulary
 
     assert CorpusRecipe.from_dict(model.manifest.recipe) == CorpusRecipe(words=load_vocabulary())
     probabilities = run_numpy(network, np.full((2, 97, 40, 1), -13.8, np.float32))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import bench_daemon
+from agent.bench import daemon as bench_daemon
 from tests.conftest import agent_home, require
 
 MB = 1.0

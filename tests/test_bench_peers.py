@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import soundfile
 
-from agent import bench_peers
+from agent.bench import peers as bench_peers
 from dsp.constants import SAMPLE_RATE_HZ
 from tests.conftest import require
 
@@ -30,7 +30,7 @@ def require_voices() -> None:
 
 
 def write(path: Path, script) -> Path:
-    from models.demo_stream import build_stream
+    from models.speech.demo_stream import build_stream
 
     soundfile.write(path, build_stream(script).audio, SAMPLE_RATE_HZ, subtype="PCM_16")
     return path
@@ -39,7 +39,7 @@ def write(path: Path, script) -> Path:
 @pytest.fixture(scope="module")
 def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """About 20 s of everyday speech, no wake word."""
-    from models.demo_stream import other_speech
+    from models.speech.demo_stream import other_speech
 
     require_voices()
     return write(tmp_path_factory.mktemp("peers") / "speech.wav", other_speech(20.0))
@@ -48,7 +48,7 @@ def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def wake_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """2 s of other speech, then "computer, what time is it" in the wake voice."""
-    from models.demo_stream import other_speech, wake_and_command
+    from models.speech.demo_stream import other_speech, wake_and_command
 
     require_voices()
     script = [*other_speech(2.0), *wake_and_command("computer", "what time is it")]
@@ -82,7 +82,7 @@ def test_porcupine_hears_computer_said_by_espeak(wake_wav: Path):
 
 def test_openwakeword_hears_alexa_said_by_espeak(tmp_path: Path):
     """The same check for openWakeWord, with its bundled "alexa" model."""
-    from models.demo_stream import other_speech, wake_and_command
+    from models.speech.demo_stream import other_speech, wake_and_command
 
     require_peers()
     require_voices()

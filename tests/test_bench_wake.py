@@ -3,7 +3,7 @@
 import json
 import shutil
 
-from models import bench_wake
+from agent.bench import wake as bench_wake
 from tests.conftest import require
 
 

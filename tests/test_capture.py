@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from agent.run_command import DEMO_AUDIO
-from agent.sources import MicrophoneSource, find_input_device, list_input_devices
+from agent.capture.sources import MicrophoneSource, find_input_device, list_input_devices
+from agent.paths import DEMO_AUDIO
 from dsp.audio import load_audio
 from kernels.errors import AudioError
 from tests.conftest import EARSHOT, REPO, agent_home, run_earshot, tone
@@ -138,7 +138,7 @@ def test_input_overflows_are_counted_and_reported(pulse_env, caplog):
     overflow.input_overflow = True
     block = np.full((320, 1), 0.25, np.float32)
     with MicrophoneSource("pulse", block_ms=20) as mic:
-        with caplog.at_level("WARNING", logger="agent.sources"):
+        with caplog.at_level("WARNING", logger="agent.capture.sources"):
             mic._on_audio(block, 320, None, overflow)  # what PortAudio calls when audio was lost
             mic._on_audio(block, 320, None, overflow)
         assert mic.overflows == 2

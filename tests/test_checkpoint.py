@@ -5,7 +5,7 @@ import pytest
 
 from dsp.constants import FrontEndSettings
 from kernels.errors import ModelError
-from models.checkpoint import Manifest, arrays_digest, load_model, save_model
+from models.nn.checkpoint import Manifest, arrays_digest, load_model, save_model
 
 ARRAYS = {
     "conv.weight": np.random.default_rng(0).standard_normal((10, 4, 1, 8)).astype(np.float32),

@@ -92,7 +92,7 @@ def test_sigterm_stops_a_running_agent_promptly(tmp_path, agent_env):
 
 def test_agent_path_does_not_import_training_libraries(agent_env):
     code = (
-        "import sys; from agent.cli import main; rc = main(['run', '--demo', '--fast']); "
+        "import sys; from agent.cli.main import main; rc = main(['run', '--demo', '--fast']); "
         "heavy = ('librosa', 'numba', 'onnxruntime', 'scipy', 'matplotlib', 'tqdm'); "
         "heavy = sorted(m for m in heavy if m in sys.modules); "
         "print(heavy); sys.exit(rc)"

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from agent.command_capture import FRAME_S, Endpointer, Outcome
-from agent.session import CommandSession, RecentAudio, State
+from agent.daemon.command_capture import FRAME_S, Endpointer, Outcome
+from agent.daemon.session import CommandSession, RecentAudio, State
 from agent.settings import CommandCaptureSettings
-from models.detector import Detection
+from models.wake.detector import Detection
 
 SR = 16_000
 SETTINGS = CommandCaptureSettings(trailing_silence_s=0.7, max_s=10.0, no_speech_timeout_s=3.0)

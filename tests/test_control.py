@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.control import MAX_LINE_BYTES, ControlServer, NotRunningError, request, subscribe
-from agent.events import EventBus
+from agent.control.events import EventBus
+from agent.control.server import MAX_LINE_BYTES, ControlServer, NotRunningError, request, subscribe
 from agent.settings import EventSettings
 from kernels.errors import EarshotError
 

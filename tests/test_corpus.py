@@ -7,8 +7,15 @@ import pytest
 
 from dsp.constants import N_MELS
 from dsp.features import frame_count
-from models.corpus import SILENCE, SPEECH, CorpusRecipe, build_split, load_or_build, sentence_texts
-from models.synth import FESTIVAL_VOICES, FLITE_VOICES, SpeechCache, Voice
+from models.speech.corpus import (
+    SILENCE,
+    SPEECH,
+    CorpusRecipe,
+    build_split,
+    load_or_build,
+    sentence_texts,
+)
+from models.speech.synth import FESTIVAL_VOICES, FLITE_VOICES, SpeechCache, Voice
 from tests.conftest import require
 
 WORDS = ("yes", "no", "stop")

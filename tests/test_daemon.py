@@ -15,10 +15,10 @@ import time
 
 import pytest
 
-from agent.audit import AuditLog
-from agent.control import request
-from agent.receiver import Receiver
-from models.demo_stream import WAKE_VOICE, Line, other_speech, wake_and_command
+from agent.control.server import request
+from agent.egress.audit import AuditLog
+from agent.egress.receiver import Receiver
+from models.speech.demo_stream import WAKE_VOICE, Line, other_speech, wake_and_command
 from tests.conftest import agent_home, run_earshot
 from tests.daemon_harness import COMMAND_TEXT, RunningAgent, write_config, write_stream
 

@@ -14,10 +14,10 @@ import time
 
 import pytest
 
-from agent.audit import AuditLog
-from agent.receiver import Receiver
+from agent.egress.audit import AuditLog
+from agent.egress.receiver import Receiver
 from dsp.constants import SAMPLE_RATE_HZ
-from models.demo_stream import WAKE_VOICE, Line, other_speech, wake_and_command
+from models.speech.demo_stream import WAKE_VOICE, Line, other_speech, wake_and_command
 from tests.conftest import agent_home, run_earshot
 from tests.daemon_harness import (
     COMMAND_TEXT,

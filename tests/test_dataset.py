@@ -5,7 +5,7 @@ import collections
 import numpy as np
 import pytest
 
-from models.dataset import (
+from models.speech.dataset import (
     COMMAND_WORDS,
     DIGIT_WORDS,
     SPEECH_COMMANDS_LABELS,
@@ -17,7 +17,7 @@ from models.dataset import (
     split_voices,
     trim_silence,
 )
-from models.synth import ESPEAK_ACCENTS, FESTIVAL_VOICES, FLITE_VOICES, Voice
+from models.speech.synth import ESPEAK_ACCENTS, FESTIVAL_VOICES, FLITE_VOICES, Voice
 
 VOICES = sorted(
     [

@@ -8,13 +8,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from agent.wake_commands import SHIPPED_BASE_MODEL
 from dsp.constants import SAMPLE_RATE_HZ
-from models.base_model import BaseModel
-from models.detector import Detection, Detector, WakeWord, stream_scores
-from models.wake_context import hop_end_s
-from models.wake_metrics import event_hops, smooth
-from models.wake_model import WakeWordModel, model_path, refractory_hops
+from models.base.model import BaseModel
+from models.paths import SHIPPED_BASE_MODEL
+from models.wake.context import hop_end_s
+from models.wake.detector import Detection, Detector, WakeWord, stream_scores
+from models.wake.metrics import event_hops, smooth
+from models.wake.model import WakeWordModel, model_path, refractory_hops
 from tests.test_wake_cli import hop_count, place, speech, trained_seven
 
 WORDS = [(0.3, "one"), (1.4, "seven"), (2.6, "three"), (3.7, "seven"), (4.9, "nine")]
@@ -58,7 +58,7 @@ def stream(network, wake_words, audio, chunk):
 
 
 def offline_detections(scores, threshold, smoothing_hops, refractory_s):
-    """Decision times of the offline scores, by `models.wake_metrics`."""
+    """Decision times of the offline scores, by `models.wake.metrics`."""
     fired = event_hops(smooth(scores, smoothing_hops), threshold, refractory_hops(refractory_s))
     return hop_end_s(fired)
 

@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import soundfile
 
-from agent.enroll_capture import EnrollmentAudio, enrollment_from_files, record_enrollment
-from agent.sources import FileSource
+from agent.capture.sources import FileSource
+from agent.enroll.capture import EnrollmentAudio, enrollment_from_files, record_enrollment
 from dsp.constants import SAMPLE_RATE_HZ
 from kernels.errors import AudioError, ConfigError
-from models.augment import apply_gain
-from models.base_model import BaseModel
-from models.dataset import trim_silence
-from models.synth import Rendition, SpeechCache, Voice
-from models.takes import TakeChecker
+from models.base.model import BaseModel
+from models.enroll.takes import TakeChecker
+from models.speech.augment import apply_gain
+from models.speech.dataset import trim_silence
+from models.speech.synth import Rendition, SpeechCache, Voice
 
 SR = SAMPLE_RATE_HZ
 PHRASE = "hey computer"

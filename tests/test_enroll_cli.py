@@ -26,21 +26,22 @@ import numpy as np
 import pytest
 import soundfile
 
-from agent.enroll_commands import load_detector_model
-from agent.enrollments import INFO_FILE, MODEL_FILE, ROOM_FILE, enrollment
+from agent.cli.wake import TRAILING_S
+from agent.daemon.detectors import load_detector_model
+from agent.enroll.store import INFO_FILE, MODEL_FILE, ROOM_FILE, enrollment
 from agent.settings import load_settings
-from agent.wake_commands import SHIPPED_BASE_MODEL, TRAILING_S
 from dsp.audio import load_audio
 from dsp.constants import SAMPLE_RATE_HZ
 from kernels.errors import ModelError
-from models.augment import apply_gain
-from models.base_model import BaseModel
-from models.dataset import trim_silence
-from models.detector import Detector, WakeWord, stream_scores
-from models.synth import Rendition, SpeechCache, Voice
-from models.wake_eval import peak_score
-from models.wake_metrics import rate_at_threshold
-from models.wake_model import WakeWordModel, model_path, recordings_digest
+from models.base.model import BaseModel
+from models.paths import SHIPPED_BASE_MODEL
+from models.speech.augment import apply_gain
+from models.speech.dataset import trim_silence
+from models.speech.synth import Rendition, SpeechCache, Voice
+from models.wake.detector import Detector, WakeWord, stream_scores
+from models.wake.evaluation import peak_score
+from models.wake.metrics import rate_at_threshold
+from models.wake.model import WakeWordModel, model_path, recordings_digest
 from tests.conftest import EARSHOT, REPO, run_earshot
 from tests.test_enroll_capture import best_correlation, session_audio
 from tests.test_wake_cli import place, require_synthesizer, trained_seven

@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.wake_commands import SHIPPED_BASE_MODEL
-from models.base_model import BaseModel
-from models.detector import locate_phrase
-from models.enroll_eval import fsdd_enrollment
-from models.wake_data import StreamRecipe, build_stream
-from models.wake_eval import fsdd_stream
-from models.wake_training import SMALL_RECIPE, train_wake_word
+from models.base.model import BaseModel
+from models.enroll.evaluation import fsdd_enrollment
+from models.paths import SHIPPED_BASE_MODEL
+from models.wake.data import StreamRecipe, build_stream
+from models.wake.detector import locate_phrase
+from models.wake.evaluation import fsdd_stream
+from models.wake.training import SMALL_RECIPE, train_wake_word
 from tests.conftest import fsdd_files
 
 SPEAKERS = ("jackson", "theo")

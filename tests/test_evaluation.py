@@ -5,7 +5,7 @@ import pytest
 import soundfile
 
 from kernels.errors import AudioError
-from models.evaluation import (
+from models.base.evaluation import (
     Recording,
     centered_window,
     confusion,
@@ -87,16 +87,16 @@ def test_centring_makes_prototypes_blind_to_a_per_speaker_shift():
 
 
 def test_balanced_accuracy_is_mean_recall_over_present_classes():
-    from models.evaluation import balanced_accuracy
+    from models.base.evaluation import balanced_accuracy
 
     matrix = np.array([[8, 2, 0], [0, 1, 1], [0, 0, 0]])
     assert balanced_accuracy(matrix) == pytest.approx((0.8 + 0.5) / 2)
 
 
 def test_evaluation_recipes_draw_on_the_base_recipe():
-    from models.corpus import CorpusRecipe
-    from models.dataset import COMMAND_WORDS, DIGIT_WORDS, load_vocabulary
-    from models.evaluation import commands_recipe, digit_recipe
+    from models.base.evaluation import commands_recipe, digit_recipe
+    from models.speech.corpus import CorpusRecipe
+    from models.speech.dataset import COMMAND_WORDS, DIGIT_WORDS, load_vocabulary
 
     base = CorpusRecipe(words=load_vocabulary(), seed=7)
     digits = digit_recipe(base)

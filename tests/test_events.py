@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.events import MAX_RUNNING_HOOKS, EventBus, to_json_safe
+from agent.control.events import MAX_RUNNING_HOOKS, EventBus, to_json_safe
 from agent.settings import EventSettings, HookSettings
 
 POLL_TIMEOUT_S = 5.0
@@ -107,7 +107,7 @@ def test_a_broken_stdout_pipe_is_logged_once_and_never_raises(caplog):
     os.close(read_end)
     out = os.fdopen(write_end, "w")
     bus = EventBus(EventSettings(), out=out)
-    with caplog.at_level(logging.WARNING, logger="agent.events"):
+    with caplog.at_level(logging.WARNING, logger="agent.control.events"):
         bus.emit("state", state="listening")
         bus.emit("state", state="idle")
     assert len([r for r in caplog.records if "no more events" in r.getMessage()]) == 1
@@ -146,7 +146,7 @@ def test_only_the_configured_kind_runs_a_hook(tmp_path):
 
 def test_a_failing_hook_is_logged_with_its_exit_code(caplog):
     bus = EventBus(hooks(error="exit 7"))
-    with caplog.at_level(logging.WARNING, logger="agent.events"):
+    with caplog.at_level(logging.WARNING, logger="agent.control.events"):
         bus.emit("error", message="boom")
         wait_for(lambda: bus.running_hooks == 0)
     assert any("error hook exited with code 7" in r.getMessage() for r in caplog.records)
@@ -156,7 +156,7 @@ def test_a_failing_hook_is_logged_with_its_exit_code(caplog):
 def test_at_most_four_hooks_run_at_once_and_close_kills_them_fast(tmp_path, caplog):
     started = tmp_path / "started"
     bus = EventBus(hooks(wake=f"echo $$ >> {started}; sleep 2"))
-    with caplog.at_level(logging.WARNING, logger="agent.events"):
+    with caplog.at_level(logging.WARNING, logger="agent.control.events"):
         for _ in range(MAX_RUNNING_HOOKS + 2):
             bus.emit("wake", wake_word="computer")
     assert bus.running_hooks == MAX_RUNNING_HOOKS

@@ -17,12 +17,12 @@ import struct
 import numpy as np
 import pytest
 
-from agent.audit import AuditLog
-from agent.control import request
-from agent.receiver import Receiver
-from models.checkpoint import MANIFEST_KEY, Manifest, save_model
-from models.demo_stream import other_speech, wake_and_command
-from models.wake_model import shipped_detector
+from agent.control.server import request
+from agent.egress.audit import AuditLog
+from agent.egress.receiver import Receiver
+from models.nn.checkpoint import MANIFEST_KEY, Manifest, save_model
+from models.speech.demo_stream import other_speech, wake_and_command
+from models.wake.model import shipped_detector
 from tests.conftest import agent_home, run_earshot
 from tests.daemon_harness import RunningAgent, write_config, write_stream
 from tests.fault_proxy import FaultProxy

@@ -4,7 +4,7 @@ import librosa
 import numpy as np
 import pytest
 
-from agent.run_command import DEMO_AUDIO
+from agent.paths import DEMO_AUDIO
 from dsp import constants as c
 from dsp.audio import load_audio
 from dsp.features import LogMelStream, frame_count, log_mel, mel_filterbank

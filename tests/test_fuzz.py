@@ -7,8 +7,8 @@
   then truncated, overwritten or given absurd header fields give a finite float32 1-D array or an
   `AudioError` naming the file, never another exception, and run in a child process whose address
   space is capped so that a header declaring gigabytes cannot be believed;
-- the endpoint's reply parser (`agent.wire.parse_response`), the reference receiver's upload
-  parsers and `agent.sources.StdinSource` on random bytes.
+- the endpoint's reply parser (`agent.egress.wire.parse_response`), the reference receiver's upload
+  parsers and `agent.capture.sources.StdinSource` on random bytes.
 
 Every property runs a fixed number of derandomized cases (``max_examples``, the same on every run);
 the number that ran is printed (``pytest -s``) and recorded as the ``cases`` user property.
@@ -41,11 +41,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from agent.receiver import BadRequest, parse_multipart, parse_pcm, parse_wav
-from agent.schema import show
+from agent.capture.sources import StdinSource
+from agent.egress.receiver import BadRequest, parse_multipart, parse_pcm, parse_wav
+from agent.egress.wire import ERROR_TEXT_CHARS, Response, multipart_body, parse_response, wav_header
 from agent.settings import Settings, default_config_path, load_settings, parse_settings
-from agent.sources import StdinSource
-from agent.wire import ERROR_TEXT_CHARS, Response, multipart_body, parse_response, wav_header
+from agent.settings.schema import show
 from dsp.audio import load_audio
 from kernels.errors import AudioError, ConfigError
 

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.audit import AuditLog
-from agent.gate import PrivacyGate, UploadRequest
-from agent.receiver import Receiver
+from agent.egress.audit import AuditLog
+from agent.egress.gate import PrivacyGate, UploadRequest
+from agent.egress.receiver import Receiver
+from agent.egress.wire import SAMPLE_RATE_HZ, first_kept_index, parse_response, redact_url
 from agent.settings import EndpointSettings
-from agent.wire import SAMPLE_RATE_HZ, first_kept_index, parse_response, redact_url
 from kernels.errors import ConfigError
 
 SR = SAMPLE_RATE_HZ

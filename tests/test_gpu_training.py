@@ -1,8 +1,8 @@
 """Whole-step parity: the same AdamW training steps in numpy and on the wgpu training engine.
 
-A small version of the base network (`models.architecture`) plus a classifier head takes the
+A small version of the base network (`models.base.architecture`) plus a classifier head takes the
 same steps (same batch, class weights, learning rates) with the numpy loop of
-`models.trainer.Trainer` and with `models.gpu_training.GpuTrainingStep`; after every step the
+`models.nn.trainer.Trainer` and with `models.nn.gpu_training.GpuTrainingStep`; after every step the
 loss, the correct count, every parameter, running statistic, gradient and Adam moment agree to
 1e-4.
 
@@ -21,11 +21,11 @@ import pytest
 
 from kernels.device import GpuDevice
 from kernels.errors import ModelError
-from models.architecture import BaseConfig, build_base, build_head
-from models.gpu_training import GpuTrainingStep
-from models.layers import BatchNorm, Sequential
-from models.losses import softmax_cross_entropy
-from models.optim import SGD, Adam
+from models.base.architecture import BaseConfig, build_base, build_head
+from models.nn.gpu_training import GpuTrainingStep
+from models.nn.layers import BatchNorm, Sequential
+from models.nn.losses import softmax_cross_entropy
+from models.nn.optim import SGD, Adam
 
 RTOL = ATOL = 1e-4
 CONFIG = BaseConfig(first_channels=8, channels=16, blocks=1, embedding_dim=12)
@@ -56,7 +56,7 @@ def _batch(seed: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _numpy_step(model, optimizer, x, labels, weights, lr) -> tuple[float, int]:
-    """The step of `models.trainer.Trainer._epoch`."""
+    """The step of `models.nn.trainer.Trainer._epoch`."""
     logits = model.forward(x, training=True)
     loss, grad = softmax_cross_entropy(logits, labels, weights)
     model.backward_params(grad)
@@ -153,7 +153,7 @@ def test_unsupported_optimizer_and_bad_labels_are_rejected(gpu: GpuDevice) -> No
 
 
 def test_training_benchmark_runs(gpu: GpuDevice) -> None:
-    from models.bench_training import bench_training, main
+    from agent.bench.train import bench_training, main
 
     timings = bench_training(steps=1, batch=2, classes=3)
     assert [t.engine.split()[0] for t in timings] == ["numpy", "wgpu"]
@@ -165,7 +165,7 @@ def test_a_wake_head_fine_tunes_the_same_on_wgpu_as_on_numpy(gpu: GpuDevice) -> 
     """Enrollment's fine-tuning (`fit_wake_head` from a trained head) on both engines."""
     from dataclasses import replace
 
-    from models.wake_training import SMALL_RECIPE, fit_wake_head
+    from models.wake.training import SMALL_RECIPE, fit_wake_head
 
     rng = np.random.default_rng(3)
     positives = rng.standard_normal((300, 288)).astype(np.float32) + 0.5

@@ -18,7 +18,7 @@ import pytest
 from kernels.errors import ModelError
 from kernels.network import Sigmoid, Softmax, run_numpy
 from kernels.reference import conv2d_ref, depthwise_conv2d_ref
-from models.layers import (
+from models.nn.layers import (
     BatchNorm,
     Conv2d,
     Dense,
@@ -31,8 +31,8 @@ from models.layers import (
     Sequential,
     to_inference,
 )
-from models.losses import binary_cross_entropy_with_logits, softmax_cross_entropy
-from models.optim import SGD, Adam, cosine_with_warmup
+from models.nn.losses import binary_cross_entropy_with_logits, softmax_cross_entropy
+from models.nn.optim import SGD, Adam, cosine_with_warmup
 
 GRAD_RTOL = 1e-6
 FD_STEP = 1e-6
@@ -148,7 +148,7 @@ def test_convolutions_match_the_inference_references(
 
 
 def test_depthwise_conv2d_gradients_across_batch_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("models.conv_ops.CHUNK_VALUES", 40)  # a few items per chunk
+    monkeypatch.setattr("models.nn.conv_ops.CHUNK_VALUES", 40)  # a few items per chunk
     layer = DepthwiseConv2d(2, (3, 3), (2, 1), (1, 1), rng=_rng())
     check_gradients(layer, _rng(1).standard_normal((5, 7, 4, 2)))
 

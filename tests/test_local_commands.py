@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from agent.local_commands import MIN_SCORED_S, CommandMatcher, padded
+from agent.daemon.detectors import load_base
+from agent.daemon.local_commands import MIN_SCORED_S, CommandMatcher, padded
 from agent.settings import BUILTIN_COMMAND_WORDS, LocalCommandSettings, load_settings
-from agent.wake_commands import load_base
 from dsp.constants import SAMPLE_RATE_HZ
-from models.synth import Rendition, SpeechCache, Voice
+from models.speech.synth import Rendition, SpeechCache, Voice
 from tests.conftest import require
 
 VOICE = Voice("espeak-ng", "en-us")

@@ -7,9 +7,9 @@ import time
 import pytest
 
 from kernels.errors import ConfigError, ModelError
-from models import phonetics
-from models.dataset import load_vocabulary
-from models.phonetics import (
+from models.speech import phonetics
+from models.speech.dataset import load_vocabulary
+from models.speech.phonetics import (
     confusable_texts,
     is_vowel,
     nearest_words,

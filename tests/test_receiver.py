@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 
-from agent.receiver import Receiver
-from agent.wire import encode_pcm16, multipart_body, wav_header
+from agent.egress.receiver import Receiver
+from agent.egress.wire import encode_pcm16, multipart_body, wav_header
 from tests.conftest import EARSHOT, REPO
 
 SR = 16000

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.audit import AuditLog
-from agent.receiver import Receiver
-from models.demo_stream import other_speech, wake_and_command
+from agent.egress.audit import AuditLog
+from agent.egress.receiver import Receiver
+from models.speech.demo_stream import other_speech, wake_and_command
 from tests.conftest import agent_home, run_earshot
 from tests.daemon_harness import RunningAgent, write_config, write_stream
 from tests.fault_proxy import FaultProxy

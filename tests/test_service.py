@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.control import ControlServer
-from agent.events import EventBus
+from agent.control.events import EventBus
+from agent.control.server import ControlServer
 from agent.settings import EventSettings
 from tests.conftest import EARSHOT, REPO, run_earshot
 

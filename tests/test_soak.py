@@ -1,4 +1,4 @@
-"""A short soak (`agent.bench_soak`): memory, descriptors and threads hold; the audio is sound."""
+"""A short soak (`agent.bench.soak`): memory, descriptors and threads hold; the audio is sound."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from agent.bench_soak import (
+from agent.bench.soak import (
     RSS_LIMIT_MB,
     negative_blocks,
     poisson_quantile,

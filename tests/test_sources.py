@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from agent.sources import FileSource, StdinSource, block_samples
+from agent.capture.sources import FileSource, StdinSource, block_samples
 from tests.conftest import tone
 
 SR = 16_000

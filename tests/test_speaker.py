@@ -7,7 +7,8 @@ import pytest
 
 from dsp.features import log_mel
 from kernels.errors import ModelError
-from models.speaker import (
+from models.speech.synth import Rendition, SpeechCache, Voice
+from models.wake.speaker import (
     IMPOSTOR_QUANTILE,
     THRESHOLD_POSITION,
     SpeakerProfile,
@@ -16,7 +17,6 @@ from models.speaker import (
     cepstra,
     similarity,
 )
-from models.synth import Rendition, SpeechCache, Voice
 from tests.conftest import FSDD_DIR, fsdd_files, require
 
 PHRASE = "hey computer"
@@ -156,7 +156,7 @@ def test_calibrated_threshold_never_rejects_a_take() -> None:
 def test_fsdd_small_check_separates_two_speakers() -> None:
     fsdd_files("1_jackson_*.wav")
     fsdd_files("1_theo_*.wav")
-    from models.speaker_eval import fsdd_speaker_check
+    from models.enroll.speaker_eval import fsdd_speaker_check
 
     result = fsdd_speaker_check(
         FSDD_DIR, speakers=("jackson", "theo"), digits=(1,), impostors_per_digit=12

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kernels.errors import AudioError
-from models.synth import (
+from models.speech.synth import (
     ENGINES,
     Rendition,
     SpeechCache,

@@ -8,16 +8,16 @@ import pytest
 from dsp.audio import load_audio
 from dsp.constants import SAMPLE_RATE_HZ
 from dsp.vad import noise_floor_dbfs
-from models.augment import apply_gain
-from models.base_model import BaseModel
-from models.dataset import trim_silence
-from models.synth import Rendition, SpeechCache, Voice
-from models.takes import (
+from models.base.model import BaseModel
+from models.enroll.takes import (
     MIN_SIMILARITY,
     TakeChecker,
     TakeSet,
     similarity,
 )
+from models.speech.augment import apply_gain
+from models.speech.dataset import trim_silence
+from models.speech.synth import Rendition, SpeechCache, Voice
 from tests.conftest import fsdd_files, tone
 
 SR = SAMPLE_RATE_HZ

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from kernels.errors import ModelError
-from models.corpus import Corpus
-from models.layers import BatchNorm, Conv2d, Dense, GlobalAvgPool, ReLU, Sequential
-from models.trainer import TrainConfig, Trainer, class_weights, evaluate, spec_augment
+from models.nn.layers import BatchNorm, Conv2d, Dense, GlobalAvgPool, ReLU, Sequential
+from models.nn.trainer import TrainConfig, Trainer, class_weights, evaluate, spec_augment
+from models.speech.corpus import Corpus
 
 FRAMES, MELS, CLASSES = 97, 40, 3
 ARCH = {"name": "tiny", "args": {}}

@@ -5,13 +5,13 @@ import pytest
 
 from dsp.features import log_mel
 from kernels.errors import ModelError
-from models.architecture import BaseConfig, build_base, build_head
-from models.augment import AugmentConfig, Augmenter, colored_noise
-from models.base_model import BaseModel
-from models.corpus import Corpus
-from models.layers import Sequential
-from models.trainer import TrainConfig, Trainer
-from models.transfer import BACKGROUND, TransferRecognizer, example_window
+from models.base.architecture import BaseConfig, build_base, build_head
+from models.base.model import BaseModel
+from models.base.transfer import BACKGROUND, TransferRecognizer, example_window
+from models.nn.layers import Sequential
+from models.nn.trainer import TrainConfig, Trainer
+from models.speech.augment import AugmentConfig, Augmenter, colored_noise
+from models.speech.corpus import Corpus
 from tests.conftest import tone
 
 SR = 16_000
@@ -143,7 +143,7 @@ def test_example_window_centres_speech():
 def test_few_shot_evaluation_trains_one_recognizer_per_speaker(base, tmp_path):
     import soundfile
 
-    from models.evaluation import few_shot_digits_head, fsdd_recordings
+    from models.base.evaluation import few_shot_digits_head, fsdd_recordings
 
     rng = np.random.default_rng(11)
     for speaker, shift in (("ann", 0.95), ("bob", 1.05)):  # two "voices": whistles a little apart

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from agent.run_command import DEMO_AUDIO
+from agent.paths import DEMO_AUDIO
 from dsp.audio import load_audio
 from dsp.constants import SAMPLE_RATE_HZ
 from dsp.vad import (
@@ -17,8 +17,8 @@ from dsp.vad import (
     speech_segments,
     trim_to_speech,
 )
-from models.augment import apply_gain, colored_noise
-from models.dataset import trim_silence
+from models.speech.augment import apply_gain, colored_noise
+from models.speech.dataset import trim_silence
 from tests.conftest import tone
 
 SR = SAMPLE_RATE_HZ
@@ -34,7 +34,7 @@ def _rms_dbfs(x: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def phrases() -> list[np.ndarray]:
     """Synthesized phrases, trimmed to where they are within 40 dB of their loudest 10 ms."""
-    from models.synth import Rendition, Voice, render
+    from models.speech.synth import Rendition, Voice, render
 
     texts = [("hey computer", "en-us"), ("seven", "en-gb+f3"), ("okay mirror", "en-gb-scotland")]
     return [trim_silence(render(Rendition(t, Voice("espeak-ng", v)))) for t, v in texts]

@@ -13,16 +13,17 @@ import numpy as np
 import pytest
 import soundfile
 
-from agent.wake_commands import SHIPPED_BASE_MODEL, TRAILING_S
+from agent.cli.wake import TRAILING_S
 from dsp.constants import SAMPLE_RATE_HZ
 from dsp.features import frame_count
-from models.base_model import BaseModel
-from models.dataset import trim_silence
-from models.detector import stream_scores
-from models.synth import Rendition, SpeechCache, Voice
-from models.wake_context import HOP_FRAMES, WINDOW_FRAMES, hop_end_s
-from models.wake_metrics import THRESHOLD_GRID, event_hops, smooth
-from models.wake_model import WakeWordModel, model_path, refractory_hops, stale_reason
+from models.base.model import BaseModel
+from models.paths import SHIPPED_BASE_MODEL
+from models.speech.dataset import trim_silence
+from models.speech.synth import Rendition, SpeechCache, Voice
+from models.wake.context import HOP_FRAMES, WINDOW_FRAMES, hop_end_s
+from models.wake.detector import stream_scores
+from models.wake.metrics import THRESHOLD_GRID, event_hops, smooth
+from models.wake.model import WakeWordModel, model_path, refractory_hops, stale_reason
 from tests.conftest import require, run_earshot
 
 VOICES = [Voice("espeak-ng", v) for v in ("en-us", "en-us+f3", "en-gb-x-rp+m7", "en-029+m3")]
@@ -291,7 +292,7 @@ def test_train_uses_the_users_recordings_and_retrains_when_they_change(tmp_path)
     trained = WakeWordModel.load(model)
     assert trained.extra["recordings"] == 1
     # The recording is a positive: the model's examples count grew by its augmented copies.
-    from models.wake_training import SMALL_RECIPE
+    from models.wake.training import SMALL_RECIPE
 
     counts = trained.manifest.metrics["examples"]
     assert counts["positives"] == (

@@ -5,7 +5,7 @@ import pytest
 
 from dsp.constants import HOP_SAMPLES, N_FFT, N_MELS, SAMPLE_RATE_HZ
 from dsp.features import frame_count
-from models.wake_context import (
+from models.wake.context import (
     CONTEXT_FRAMES,
     CONTEXT_HOPS,
     CONTEXT_S,

@@ -6,7 +6,7 @@ Every function is checked against a plain Python loop that follows its docstring
 import numpy as np
 import pytest
 
-from models.wake_metrics import (
+from models.wake.metrics import (
     MAX_THRESHOLD,
     THRESHOLD_GRID,
     DetCurve,

@@ -1,0 +1,215 @@
+"""The ``earshot`` command line.
+
+User errors (bad config, missing device, unreadable file) print one line naming the problem and
+exit with the error's code (2 config, 3 audio, 4 compute device, 5 model); nothing else prints a
+traceback unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent.cli import base as model_commands
+from agent.cli import control as control_commands
+from agent.cli import data as data_command
+from agent.cli import endpoint as endpoint_commands
+from agent.cli import enroll as enroll_commands
+from agent.cli import run as run_command
+from agent.cli import wake as wake_commands
+from kernels.errors import AudioError, EarshotError
+
+if TYPE_CHECKING:
+    pass
+
+_LOGGER = logging.getLogger("earshot")
+
+EXIT_INTERRUPTED = 130
+
+
+BENCH_SUITES = {
+    "all": "agent.bench.summary",
+    "frontend": "agent.bench.frontend",
+    "engine": "kernels.bench",
+    "train": "agent.bench.train",
+    "wake": "agent.bench.wake",
+    "daemon": "agent.bench.daemon",
+    "peers": "agent.bench.peers",
+    "soak": "agent.bench.soak",
+}
+"""`earshot bench SUITE`: the module whose ``main(argv)`` runs it."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with one sub-command per job."""
+    parser = argparse.ArgumentParser(
+        prog="earshot",
+        description="Private wake-word and voice-command agent: audio stays on this machine "
+        "until a wake word is heard.",
+        epilog="examples:\n"
+        "  earshot run                  listen to the default microphone\n"
+        "  earshot run --demo           the bundled demo recording instead\n"
+        "  earshot devices              pick a microphone for --device\n"
+        "  earshot config check FILE    validate a configuration\n"
+        "\nexit codes: 0 success, 2 invalid configuration or arguments, 3 audio problem,\n"
+        "            4 compute-device problem, 5 model problem, 130 interrupted",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser("run", help="listen and process audio (the agent's main job)")
+    run.add_argument(
+        "--config",
+        type=Path,
+        help="config file (default: ~/.config/earshot/earshot.yaml or the shipped one)",
+    )
+    run.add_argument("--seconds", type=float, help="stop after this many seconds of audio")
+    run_command.add_source_options(run)
+
+    commands.add_parser("devices", help="list audio input devices and their default rates")
+
+    record = commands.add_parser("record", help="record the microphone to a 16 kHz WAV file")
+    record.add_argument("output", type=Path, help="WAV file to write")
+    record.add_argument("--seconds", type=float, default=5.0, help="length to record (default 5)")
+    record.add_argument("--device", help="microphone: name substring or index")
+
+    config = commands.add_parser("config", help="configuration tools")
+    config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    check = config_commands.add_parser("check", help="validate a config file and print the result")
+    check.add_argument("file", type=Path)
+
+    data_command.add_parser(commands)
+    eval_what = model_commands.add_parsers(commands)
+    wake_commands.add_parsers(commands, eval_what)
+    enroll_commands.add_parsers(commands)
+    endpoint_commands.add_parsers(commands)
+    control_commands.add_parsers(commands)
+    enroll_commands.add_eval_parser(eval_what)
+
+    bench = commands.add_parser("bench", help="benchmarks that print measured figures")
+    bench.add_argument(
+        "suite", nargs="?", default="all", choices=list(BENCH_SUITES),
+        help="all (the default): every suite below summed up in one table, the peers included; "
+        "frontend: feature cost; engine: inference; train: a training step, numpy vs wgpu; "
+        "wake: ten wake words vs one, detection latency, training a wake word; "
+        "daemon: the running agent's CPU, memory, start-up and wake-to-upload latency; "
+        "peers: openWakeWord's and Porcupine's CPU; soak: hours of audio through the detector "
+        "and the daemon (memory, files, threads, false alarms)",
+    )  # fmt: skip
+    bench.add_argument(
+        "--json", action="store_true", help="print one JSON document instead of a table"
+    )
+    return parser
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    """Print every audio input device; '*' marks the default."""
+    from agent.capture.sources import list_input_devices
+
+    devices = list_input_devices()
+    if not devices:
+        print("no audio input devices found (no microphone or sound server)")
+        print("`earshot run --demo` runs on the bundled demo recording instead")
+        return 0
+    for d in devices:
+        mark = "*" if d.is_default else " "
+        channels, rate_hz = d.max_input_channels, d.default_samplerate_hz
+        print(f"{mark} [{d.index}] {d.name} ({d.host_api}): {channels} ch, {rate_hz:.0f} Hz")
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    """Record the microphone to a 16 kHz 16-bit mono WAV file."""
+    import numpy as np
+    import soundfile
+
+    from agent.capture.sources import MicrophoneSource
+    from dsp.constants import SAMPLE_RATE_HZ
+
+    wanted = int(args.seconds * SAMPLE_RATE_HZ)
+    chunks, have = [], 0
+    with MicrophoneSource(args.device) as mic:
+        print(f"recording {args.seconds:g} s from {mic.name}", file=sys.stderr, flush=True)
+        for chunk in mic.chunks():
+            chunks.append(chunk)
+            have += chunk.size
+            if have >= wanted:
+                break
+    audio = np.concatenate(chunks)[:wanted] if chunks else np.zeros(0, np.float32)
+    try:
+        soundfile.write(args.output, audio, SAMPLE_RATE_HZ, subtype="PCM_16")
+    except (OSError, soundfile.LibsndfileError) as err:
+        raise AudioError(f"{args.output}: cannot write WAV file: {err}") from err
+    print(f"wrote {audio.size / SAMPLE_RATE_HZ:.2f} s to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Validate a config file and print the settings it yields."""
+    from agent.settings import load_settings
+
+    settings = load_settings(args.file)
+    print(f"{args.file}: valid")
+    print(json.dumps(asdict(settings), indent=2))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run a benchmark and print its figures."""
+    module = BENCH_SUITES[args.suite]
+    return int(importlib.import_module(module).main(["--json"] if args.json else []))
+
+
+COMMANDS = {
+    "run": run_command.run,
+    "devices": cmd_devices,
+    "record": cmd_record,
+    "config": cmd_config,
+    "bench": cmd_bench,
+    "data": data_command.run,
+    "train": model_commands.run_train,
+    "eval": model_commands.run_eval,
+    "detect": wake_commands.run_detect,
+    "enroll": enroll_commands.run_enroll,
+    "forget": enroll_commands.run_forget,
+    "receiver": endpoint_commands.run_receiver,
+    "audit": endpoint_commands.run_audit,
+    "status": control_commands.run_status,
+    "events": control_commands.run_events,
+    "service": control_commands.run_service,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``earshot`` console command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # An always-on agent multiplies small matrices: extra BLAS threads only spin and burn CPU.
+    # threadpoolctl limits the BLAS libraries already loaded, so numpy is imported first.
+    import numpy  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+    try:
+        return COMMANDS[args.command](args)
+    except EarshotError as err:
+        if args.debug:
+            _LOGGER.exception("failed")
+        print(f"earshot: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

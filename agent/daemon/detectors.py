@@ -1,0 +1,151 @@
+"""The one place the running agent builds its detectors from the settings.
+
+`load_models` turns a validated config into everything the daemon swaps at once on SIGHUP: the
+streaming `models.wake.detector.Detector` over every wake word, and the local commands'
+`CommandMatcher`. For each wake word or phrase command the detector file is chosen by
+`load_detector_model`: the user's enrollment when it is usable, else the one trained from text
+(``earshot train``), else the one shipped with the package. The CLI's ``train``, ``detect``,
+``enroll`` and ``eval`` load through the same functions, so they see what the agent sees.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.daemon.local_commands import CommandMatcher, as_wake_word
+from agent.enroll.store import enrollment
+from agent.settings import LocalCommandSettings, Settings, WakeWordSettings, enrollment_dir
+from kernels.errors import ModelError
+from models.base.model import BaseModel
+from models.paths import SHIPPED_BASE_MODEL
+from models.wake.detector import Detector, WakeWord
+from models.wake.model import (
+    NO_MODEL,
+    WakeWordModel,
+    model_path,
+    shipped_detector,
+    stale_reason,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class Models:
+    """What a config loads: everything SIGHUP swaps at once."""
+
+    settings: Settings
+    detector: Detector
+    matcher: CommandMatcher
+
+
+def load_models(settings: Settings) -> Models:
+    """Load the base model, wake-word detectors and local commands a config names.
+
+    Raises
+    ------
+    ModelError
+        A model is missing, stale or corrupt; nothing is half-loaded.
+    """
+    base = load_base(settings)
+    wake_words = load_wake_words(settings, base)
+    detector = Detector(base.inference_network(), wake_words, backend=settings.detection.backend)
+    return Models(settings, detector, load_matcher(settings, base))
+
+
+def load_base(settings: Settings) -> BaseModel:
+    """The base model the config names (the shipped one by default)."""
+    return BaseModel.load(
+        Path(settings.models.base) if settings.models.base else SHIPPED_BASE_MODEL
+    )
+
+
+def threshold_of(wake: WakeWordSettings, model: WakeWordModel) -> tuple[float, str]:
+    """The wake word's threshold, and where it came from (for messages)."""
+    if wake.threshold is not None:
+        return wake.threshold, "configured threshold"
+    target = wake.target_false_accepts_per_hour
+    assert target is not None
+    threshold, extrapolated = model.threshold_for(
+        target, smoothing_hops=wake.smoothing_hops, refractory_s=wake.refractory_s
+    )
+    how = "extrapolated from" if extrapolated else "measured on"
+    return threshold, (
+        f"{target:g} false alarms/h, {how} {model.calibration_hours:.2f} h of negative audio"
+    )
+
+
+def load_wake_words(
+    settings: Settings, base: BaseModel, names: list[str] | None = None
+) -> list[WakeWord]:
+    """The configured wake words (or ``names``) as runnable `WakeWord`s.
+
+    Raises
+    ------
+    ModelError
+        A model is missing or stale; the message says which command makes it.
+    """
+    assert base.manifest is not None
+    directory = settings.models.resolved_directory()
+    chosen = [settings.wake_word(n) for n in names] if names else list(settings.wake_words)
+    loaded = []
+    for wake in chosen:
+        model = load_detector_model(wake, base.manifest.sha256, directory)
+        threshold, _ = threshold_of(wake, model)
+        loaded.append(
+            WakeWord(model, threshold, wake.smoothing_hops, wake.refractory_s, wake.verify_speaker)
+        )
+    return loaded
+
+
+def load_matcher(settings: Settings, base: BaseModel) -> CommandMatcher:
+    """The configured local commands with their detectors.
+
+    Raises
+    ------
+    ModelError
+        A phrase command's detector is missing or stale; the message names `earshot train`.
+    """
+    assert base.manifest is not None
+    directory: Path = settings.models.resolved_directory()
+    loaded: list[tuple[LocalCommandSettings, WakeWordModel | None]] = []
+    for command in settings.commands:
+        model = None
+        if command.phrase is not None:
+            model = load_detector_model(as_wake_word(command), base.manifest.sha256, directory)
+        loaded.append((command, model))
+    return CommandMatcher(base, loaded)
+
+
+def load_detector_model(wake: WakeWordSettings, base_sha256: str, model_dir: Path) -> WakeWordModel:
+    """The wake word's detector: the enrolled one when usable, else the one trained from text.
+
+    Raises
+    ------
+    ModelError
+        Neither is usable; the message says which command makes one.
+    """
+    enrolled = enrollment(enrollment_dir(), wake.name)
+    if enrolled is not None:
+        reason = stale_reason(enrolled.model_path, wake.phrase, base_sha256)
+        if reason is None:
+            return WakeWordModel.load(enrolled.model_path, base_sha256=base_sha256)
+        _LOGGER.warning(
+            "%s: enrollment not used (%s); run `earshot enroll %s --again` or `earshot forget %s`",
+            wake.name, reason, wake.name, wake.name,
+        )  # fmt: skip
+    if wake.verify_speaker:
+        raise ModelError(
+            f"{wake.name}: verify_speaker is on, but there is no usable enrollment; run "
+            f"`earshot enroll {wake.name}`"
+        )
+    path = model_path(model_dir, wake.name)
+    reason = stale_reason(path, wake.phrase, base_sha256)
+    shipped = shipped_detector(wake.name)
+    if reason == NO_MODEL and stale_reason(shipped, wake.phrase, base_sha256) is None:
+        return WakeWordModel.load(shipped, base_sha256=base_sha256)
+    if reason is not None:
+        raise ModelError(f"{path}: {reason}; run `earshot train {wake.name}`")
+    return WakeWordModel.load(path, base_sha256=base_sha256)

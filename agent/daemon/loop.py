@@ -1,0 +1,471 @@
+"""``earshot run``: the always-on agent.
+
+One asyncio loop, one named task per stage, joined by bounded queues::
+
+    capture --[audio]--> detect --[analyses]--> decide --[outbox]--> forward
+    (PortAudio thread      (inference on one      (the state        (the privacy gate's
+     hands blocks over)     worker thread)          machine)          upload threads)
+
+*capture* (`agent.capture.stage`) never waits: when the daemon falls behind, the oldest audio block
+is dropped. *detect* runs the wake-word detector and the voice-activity detector on a worker thread,
+so the loop stays responsive. *decide* owns the state (`agent.daemon.session.State`): a wake word
+opens a `CommandSession`, whose end is judged from voice activity; the command is then matched
+against the local commands or sent on. *forward* is the only stage that talks to the privacy gate
+(`agent.egress.gate`), which alone sends anything over the network and audits every upload.
+
+Signals: SIGTERM and SIGINT stop within 2 s; SIGHUP reloads the config file and models, keeping
+the old ones when the new config is invalid. The control socket (`agent.control.server`) answers
+`earshot status`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.capture.levels import level_dbfs
+from agent.capture.sources import AudioSource
+from agent.capture.stage import AudioQueue, Capture, OpenLive
+from agent.control.events import EventBus, hook_environment
+from agent.control.procstat import proc_status
+from agent.control.server import ControlServer
+from agent.daemon.command_capture import Cut, Outcome
+from agent.daemon.detectors import Models, load_models
+from agent.daemon.local_commands import Match
+from agent.daemon.session import CommandSession, RecentAudio, State
+from agent.egress.audit import AuditLog
+from agent.egress.gate import PrivacyGate, Upload, UploadRequest
+from agent.paths import PRIVATE_DIR, PRIVATE_FILE
+from agent.settings import Settings, load_settings
+from dsp.constants import SAMPLE_RATE_HZ
+from dsp.vad import VoiceActivity
+from kernels.errors import EarshotError
+from models.wake.detector import Detection, Detector
+
+_LOGGER = logging.getLogger(__name__)
+
+STOP_WITHIN_S = 1.5
+"""Budget for shutting down after SIGTERM (the promise is 2 s)."""
+RECENT_AUDIO_S = 3.0
+"""Audio kept for the start of a command: the detector's decision delay plus the pre-roll."""
+ANALYSIS_QUEUE = 8
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the detect stage found in one block."""
+
+    start_s: float
+    block: np.ndarray
+    detections: list[Detection]
+    vad_first_frame: int
+    vad_flags: np.ndarray
+    level_dbfs: float
+
+
+class Daemon:
+    """The agent: runs until stopped (or until a recording ends).
+
+    Parameters
+    ----------
+    models : Models
+        The loaded config and models.
+    config_path : Path, optional
+        Reread on SIGHUP.
+    open_live : callable, optional
+        Opens the microphone in push mode (see `agent.capture.stage`); or give ``recording``.
+    recording : AudioSource, optional
+        A file or stream to process instead of a microphone.
+    bus : EventBus, optional
+        Where events go (built from the config by default).
+    max_audio_s : float, optional
+        Stop after this much audio, as if the recording ended there.
+    """
+
+    def __init__(
+        self,
+        models: Models,
+        *,
+        config_path: Path | None = None,
+        open_live: OpenLive | None = None,
+        recording: AudioSource | None = None,
+        bus: EventBus | None = None,
+        max_audio_s: float | None = None,
+    ):
+        self.models = models
+        self.max_audio_s = max_audio_s
+        self.config_path = config_path
+        settings = models.settings
+        self.bus = bus or EventBus(settings.events)
+        self.audio = AudioQueue(settings.audio.queue_blocks)
+        self.capture = Capture(self.audio, self._report, open_live=open_live, recording=recording)
+        self.gate = self._make_gate(settings)
+        self.state = State.LISTENING
+        self.session: CommandSession | None = None
+        self.upload: Upload | None = None
+        self.counts: Counter[str] = Counter()
+        self.level = -120.0
+        self.stream_s = 0.0
+        self._vad = VoiceActivity()
+        self._vad_history: deque[tuple[int, np.ndarray]] = deque(maxlen=400)
+        self._recent = RecentAudio(RECENT_AUDIO_S + settings.command.pre_roll_s)
+        self._detector_origin_s = 0.0  # stream time at which the current detector started
+        self._analyses: asyncio.Queue[Analysis | None] = asyncio.Queue(ANALYSIS_QUEUE)
+        self._outbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(64)
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="earshot-infer")
+        self._actions: list[subprocess.Popen[bytes]] = []
+        self._started = time.monotonic()
+        self._cpu = (time.monotonic(), time.process_time())
+        self._stopping: asyncio.Event | None = None
+        self._outbox_ended = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ---- life cycle ----------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run every stage until SIGTERM/SIGINT, or until a recording has been processed."""
+        loop = self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        control = ControlServer(
+            self.models.settings.events.resolved_socket(), self.bus, self.status,
+            reload=self.reload,
+        )  # fmt: skip
+        await control.start()
+        stages = {
+            "capture": self._capture_stage(),
+            "detect": self._detect_stage(),
+            "decide": self._decide_stage(),
+            "forward": self._forward_stage(),
+            "status": self._status_stage(),
+        }
+        tasks = [asyncio.create_task(c, name=n) for n, c in stages.items()]
+        self._emit_state()
+        _LOGGER.info(
+            "listening for %s on %s", [w.name for w in self.models.detector.wake_words],
+            self.capture.name,
+        )  # fmt: skip
+        stop = asyncio.create_task(self._stopping.wait(), name="stop")
+        ended = asyncio.create_task(self._outbox_ended.wait(), name="ended")
+        waiting: set[asyncio.Task[Any]] = {stop, ended, *tasks}
+        failed: list[asyncio.Task[Any]] = []
+        while not failed and stop in waiting and ended in waiting:
+            done, waiting = await asyncio.wait(waiting, return_when="FIRST_COMPLETED")
+            failed = [t for t in done if t in tasks and not t.cancelled() and t.exception()]
+        if ended.done():
+            await self._drain_uploads()
+        await self._shutdown([*tasks, stop, ended], control)
+        if failed:
+            raise failed[0].exception()  # type: ignore[misc]
+        return 0
+
+    async def _shutdown(self, tasks: list[asyncio.Task[Any]], control: ControlServer) -> None:
+        deadline = time.monotonic() + STOP_WITHIN_S
+        self.capture.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.to_thread(self.gate.close, max(0.1, deadline - time.monotonic()))
+        await control.close()
+        self.bus.close(timeout_s=max(0.1, deadline - time.monotonic()))
+        self._worker.shutdown(wait=False, cancel_futures=True)
+        _LOGGER.info("stopped after %.1f s of audio", self.stream_s)
+
+    async def _drain_uploads(self) -> None:
+        """At the end of a recording: let uploads finish, within their timeouts and retries."""
+        endpoint = self.models.settings.endpoint
+        deadline = time.monotonic() + (endpoint.timeout_s + 2.0) * (endpoint.retries + 1)
+        while self.gate.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    async def reload(self) -> dict[str, object]:
+        """Reread the config and models; keep the running ones if anything is wrong."""
+        if self.config_path is None:
+            return {"ok": False, "error": "no config file to reload"}
+        _LOGGER.info("reloading %s", self.config_path)
+        try:
+            settings = await asyncio.to_thread(load_settings, self.config_path)
+            models = await asyncio.to_thread(load_models, settings)
+            gate = self._make_gate(settings)
+        except EarshotError as err:
+            _LOGGER.error("reload refused, the running config is kept: %s", err)
+            self._report("error", error=f"reload refused: {err}")
+            return {"ok": False, "error": str(err)}
+        old_gate, self.gate = self.gate, gate
+        self.models, self._detector_origin_s = models, self.stream_s
+        self.bus.settings = settings.events
+        await asyncio.to_thread(old_gate.close, STOP_WITHIN_S)
+        _LOGGER.info("reloaded: wake words %s", [w.name for w in models.detector.wake_words])
+        return {"ok": True}
+
+    def _make_gate(self, settings: Settings) -> PrivacyGate:
+        audit = AuditLog(settings.privacy.resolved_audit_log())
+        return PrivacyGate(
+            settings.endpoint, audit, on_event=self._report_threadsafe,
+            pre_roll_s=settings.command.pre_roll_s,
+            max_audio_s=settings.command.max_s + RECENT_AUDIO_S,
+        )  # fmt: skip
+
+    # ---- stages --------------------------------------------------------------------------------
+
+    async def _capture_stage(self) -> None:
+        await self.capture.run()
+
+    async def _detect_stage(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            block = await self.audio.get()
+            if self.max_audio_s is not None and self.stream_s >= self.max_audio_s:
+                block = None
+            if block is None:
+                await self._analyses.put(None)
+                return
+            start_s, self.stream_s = self.stream_s, self.stream_s + block.size / SAMPLE_RATE_HZ
+            # The detector and its clock's origin are taken together: a reload swaps both.
+            detector, origin = self.models.detector, self._detector_origin_s
+            analysis = await loop.run_in_executor(
+                self._worker, self._analyse, detector, origin, start_s, block
+            )
+            await self._analyses.put(analysis)
+
+    def _analyse(
+        self, detector: Detector, origin_s: float, start_s: float, block: np.ndarray
+    ) -> Analysis:
+        """Worker thread: detector and voice activity over one block."""
+        first_frame = self._vad.frames_decided
+        flags = self._vad.push(block)
+        detections = [_shifted(d, origin_s) for d in detector.push(block)]
+        return Analysis(start_s, block, detections, first_frame, flags, level_dbfs(block))
+
+    async def _decide_stage(self) -> None:
+        while True:
+            analysis = await self._analyses.get()
+            if analysis is None:
+                if self.session is not None:  # the recording ended mid-command
+                    await self._finish(self.session, self.state is State.CAPTURING, ended=True)
+                await self._outbox.put(("end", None))
+                return
+            self.level = analysis.level_dbfs
+            self._recent.add(analysis.start_s, analysis.block)
+            self._vad_history.append((analysis.vad_first_frame, analysis.vad_flags))
+            if self.session is None:
+                for detection in analysis.detections:
+                    self._wake(detection)
+                    break
+            else:
+                self.session.add_audio(analysis.start_s, analysis.block)
+                await self._advance(analysis)
+
+    async def _status_stage(self) -> None:
+        """A status line in the log every ``logging.status_interval_s``."""
+        while True:
+            await asyncio.sleep(self.models.settings.logging.status_interval_s)
+            s = self.status()
+            _LOGGER.info(
+                "%s; %.0f s of audio, level %.0f dBFS, CPU %.1f %%, %.0f MB; %s",
+                s["state"], s["audio_s"], s["level_dbfs"], s["cpu_percent"], s["rss_mb"],
+                ", ".join(f"{k} {v}" for k, v in self.counts.items()) or "no wake words yet",
+            )  # fmt: skip
+
+    async def _forward_stage(self) -> None:
+        while True:
+            action, payload = await self._outbox.get()
+            try:
+                if action == "open":
+                    self.upload = self.gate.open(payload)
+                elif action == "audio" and self.upload is not None:
+                    self.upload.write(*payload)
+                elif action == "finish" and self.upload is not None:
+                    self.upload.finish()
+                    self.upload = None
+                elif action == "end":
+                    self._outbox_ended.set()
+            finally:
+                self._outbox.task_done()
+
+    # ---- the state machine ---------------------------------------------------------------------
+
+    def _wake(self, detection: Detection) -> None:
+        self.counts[f"wake:{detection.name}"] += 1
+        self._report("wake", **detection.as_dict())
+        settings = self.models.settings.command
+        history = self._recent.since(detection.end_s - settings.pre_roll_s)
+        self.session = CommandSession(detection, settings, history)
+        for first_frame, flags in self._vad_history:
+            self.session.push_flags(first_frame, flags)
+        self._set_state(self.session.state)
+
+    async def _advance(self, analysis: Analysis) -> None:
+        session = self.session
+        assert session is not None
+        cut = session.push_flags(analysis.vad_first_frame, analysis.vad_flags)
+        streaming = self.gate.enabled and not self.models.matcher
+        if streaming and session.endpointer.started and session.state is State.CAPTURING:
+            if self.state is not State.CAPTURING:
+                await self._open_upload(session, session.blocks)
+            else:
+                await self._outbox.put(("audio", (analysis.block, analysis.start_s)))
+        if self.state is not session.state and cut is None:
+            self._set_state(session.state)
+        if cut is not None:
+            await self._finish(session, streaming)
+
+    async def _open_upload(
+        self, session: CommandSession, blocks: list[tuple[float, np.ndarray]]
+    ) -> None:
+        d = session.detection
+        request = UploadRequest(d.name, d.score, d.end_s, time.time())
+        await self._outbox.put(("open", request))
+        for start_s, block in blocks:
+            await self._outbox.put(("audio", (block, start_s)))
+        self._set_state(State.CAPTURING)
+
+    async def _finish(self, session: CommandSession, streamed: bool, ended: bool = False) -> None:
+        if ended and session.cut is None:
+            outcome = Outcome.ENDED if session.endpointer.started else Outcome.NO_SPEECH
+            session.cut = Cut(outcome, session.endpointer.start_s, self.stream_s)
+        cut = session.cut
+        assert cut is not None
+        self.session = None
+        details = {
+            "wake_word": session.detection.name, "score": round(session.detection.score, 4),
+            "outcome": cut.outcome.value, "seconds": round(cut.end_s - cut.start_s, 3),
+        }  # fmt: skip
+        if cut.outcome is Outcome.NO_SPEECH:
+            self._report("command", **details)
+            self._set_state(State.LISTENING)
+            return
+        if streamed:
+            await self._outbox.put(("finish", None))
+            self._report("command", **details, action="forward")
+            self._set_state(State.FORWARDING)
+            return
+        utterance = session.utterance(cut.end_s)
+        self._save_debug_audio(utterance)
+        match = await self._match(utterance)
+        if match is not None and match.command.action != "forward":
+            self._set_state(State.HANDLING)
+            self._handle_locally(match, session, details)
+            self._set_state(State.LISTENING)
+            return
+        if match is not None:
+            details |= {"command": match.command.name, "command_score": round(match.score, 4)}
+        self._report("command", **details, action="forward")
+        if self.gate.enabled:
+            await self._open_upload(session, [(session.audio_start_s, utterance)])
+            await self._outbox.put(("finish", None))
+            self._set_state(State.FORWARDING)
+        else:
+            _LOGGER.info("no endpoint configured: the command was not sent anywhere")
+            self._set_state(State.LISTENING)
+
+    async def _match(self, utterance: np.ndarray) -> Match | None:
+        matcher = self.models.matcher
+        if not matcher:
+            return None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, matcher.match, utterance)
+
+    def _handle_locally(self, match: Match, session: CommandSession, details: dict) -> None:
+        command = match.command
+        self.counts[f"command:{command.name}"] += 1
+        event = self._report(
+            "command", **details, command=command.name, command_score=round(match.score, 4),
+            action=command.action,
+        )  # fmt: skip
+        if command.action == "shell" and command.run is not None:
+            self._run_action(command.run, event)
+
+    def _run_action(self, run: str, event: dict[str, object]) -> None:
+        self._actions = [p for p in self._actions if p.poll() is None]
+        env = hook_environment(event, json.dumps(event, separators=(",", ":"), ensure_ascii=False))
+        _LOGGER.info("running %r", run)
+        self._actions.append(
+            subprocess.Popen(
+                ["/bin/sh", "-c", run], env=env, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        )
+
+    def _save_debug_audio(self, utterance: np.ndarray) -> None:
+        directory = self.models.settings.privacy.debug_audio_dir
+        if directory is None:
+            return
+        import soundfile
+
+        path = Path(directory)
+        path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        name = path / f"command-{time.strftime('%Y%m%dT%H%M%S')}-{self.counts.total()}.wav"
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+        with os.fdopen(fd, "wb") as f:
+            soundfile.write(f, utterance, SAMPLE_RATE_HZ, subtype="PCM_16", format="WAV")
+        _LOGGER.info("debug: saved the command to %s", name)
+
+    # ---- events and status ---------------------------------------------------------------------
+
+    def _set_state(self, state: State) -> None:
+        if state is not self.state:
+            self.state = state
+            self._emit_state()
+
+    def _emit_state(self) -> None:
+        self._report("state", state=self.state.value)
+
+    def _report(self, kind: str, **fields: object) -> dict[str, object]:
+        event = self.bus.emit(kind, **fields)
+        if kind == "upload":
+            self.counts[f"upload:{fields.get('result')}"] += 1
+            if self.state is State.FORWARDING:
+                self._set_state(State.LISTENING)
+        return event
+
+    def _report_threadsafe(self, kind: str, fields: dict[str, object]) -> None:
+        """`_report` from another thread (the privacy gate's upload threads)."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(lambda: self._report(kind, **fields))
+
+    def status(self) -> dict[str, object]:
+        """What `earshot status` shows."""
+        now, cpu = time.monotonic(), time.process_time()
+        last_wall, last_cpu = self._cpu
+        self._cpu = (now, cpu)
+        cpu_percent = 100.0 * (cpu - last_cpu) / max(now - last_wall, 1e-6)
+        return {
+            "state": self.state.value,
+            "uptime_s": round(now - self._started, 1),
+            "audio_s": round(self.stream_s, 1),
+            "source": self.capture.name,
+            "microphone_lost": self.capture.lost,
+            "level_dbfs": round(self.level, 1),
+            "cpu_percent": round(cpu_percent, 1),
+            "rss_mb": round((proc_status() or {}).get("VmRSS", 0) / 1024, 1),
+            "wake_words": [w.name for w in self.models.detector.wake_words],
+            "commands": [c.name for c, _ in self.models.matcher.commands],
+            "counts": dict(self.counts),
+            "dropped_blocks": self.audio.dropped,
+            "uploads_in_flight": self.gate.in_flight,
+            "endpoint": self.models.settings.endpoint.url,
+        }
+
+
+def _shifted(detection: Detection, origin_s: float) -> Detection:
+    """A detection's times moved from the detector's clock to the daemon's stream clock."""
+    if origin_s == 0.0:
+        return detection
+    return Detection(
+        detection.name, detection.score, detection.start_s + origin_s,
+        detection.end_s + origin_s, detection.time_s + origin_s, detection.speaker_score,
+    )  # fmt: skip

@@ -1,0 +1,271 @@
+"""Fine-tune a wake word to its user's voice from a few recorded takes (enrollment).
+
+``enroll_wake_word(model, base, takes, room=room)`` starts from the wake word's detector
+trained from text (`models.wake.training`) and trains its head further on:
+
+- the user's takes, each placed and augmented many times (speed, pitch, reverb, microphone
+  colour; then noise from the user's own room at varied levels, other noise, gain);
+- the same synthetic positives and negatives as the text training (cached, so nothing is
+  synthesized again), so the head keeps what it knew about other voices and false alarms.
+
+Then it scores the calibration stream again, so the threshold for the configured false alarms
+per hour holds for the new head. One take is first held out of a trial fine-tune to show what
+enrollment changed: its score before and after.
+
+The base model stays as it is: every wake word shares its embedding, which is what keeps ten
+wake words as cheap as one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+
+from dsp.constants import SAMPLE_RATE_HZ
+from kernels.errors import ModelError
+from models.base.model import BaseModel
+from models.nn.trainer import TrainingEngine
+from models.speech.dataset import sample_renditions, split_voices
+from models.speech.synth import SpeechCache, Voice, available_voices
+from models.wake.data import context_examples, synthesize
+from models.wake.evaluation import peak_score
+from models.wake.model import OTHER_LABEL, WakeHead, WakeWordModel, recordings_digest
+from models.wake.speaker import MIN_TAKES
+from models.wake.training import (
+    POSITIVE_SPEC,
+    Negatives,
+    PhraseExamples,
+    Progress,
+    StageTimer,
+    WakeRecipe,
+    calibration_report,
+    calibration_scores,
+    fit_wake_head,
+    negatives_for,
+    phrase_examples,
+)
+
+
+def phrase_impostors(
+    phrase: str, *, per_word: int, seed: int = 0, progress: Progress | None = None
+) -> list[np.ndarray]:
+    """Audio of ``per_word`` renditions of ``phrase`` by synthetic training voices.
+
+    What the speaker check (`models.wake.speaker`) is calibrated against: the same phrase said by
+    voices that are not the user's.
+    """
+    voices = split_voices(available_voices(), seed=seed).train
+    rng = np.random.default_rng([seed, 11])
+    renditions = sample_renditions([phrase], voices, per_word=per_word, rng=rng)
+    return synthesize(renditions, SpeechCache(), progress)
+
+
+@dataclass(frozen=True)
+class EnrollRecipe:
+    """How a wake word is fine-tuned on the user's takes.
+
+    Parameters
+    ----------
+    take_copies : int
+        Placed, augmented examples of each take.
+    room_share : float
+        Share of those examples mixed with a stretch of the user's room recording.
+    room_gain_db : tuple of float
+        Level of that room noise relative to how it was recorded.
+    epochs : int
+        Most epochs of fine-tuning.
+    lr : float
+        Peak learning rate (the head starts trained, so lower than from scratch).
+    engine : {"auto", "numpy", "wgpu"}
+        Where training steps run: ``"auto"`` is the wgpu engine where a real GPU exists, the
+        numpy one otherwise (`models.nn.trainer.Trainer`).
+    hold_out : bool
+        Hold one take out of a trial fine-tune to report its score before and after.
+    seed : int
+        Seeds everything.
+    """
+
+    take_copies: int = 80
+    room_share: float = 0.7
+    room_gain_db: tuple[float, float] = (-6.0, 10.0)
+    epochs: int = 20
+    lr: float = 1e-3
+    engine: TrainingEngine = "auto"
+    hold_out: bool = True
+    seed: int = 0
+
+
+@dataclass
+class EnrollmentResult:
+    """An enrolled model and what enrollment changed.
+
+    Attributes
+    ----------
+    model : WakeWordModel
+        The fine-tuned, re-calibrated detector (not yet saved).
+    report : dict
+        ``recipe``, ``metrics`` and ``curve``, for `WakeWordModel.save`.
+    held_out_before, held_out_after : float or None
+        Peak smoothed score of the held-out take under the text-only head and under a head
+        fine-tuned without that take (None when ``hold_out`` is off).
+    """
+
+    model: WakeWordModel
+    report: dict[str, Any]
+    held_out_before: float | None
+    held_out_after: float | None
+
+
+def text_recipe(model: WakeWordModel) -> WakeRecipe:
+    """The recipe the text-only model was trained with (default for an unsaved model)."""
+    stored = model.manifest.recipe if model.manifest is not None else {}
+    known = {f.name for f in fields(WakeRecipe)}
+    return WakeRecipe(**{k: v for k, v in stored.items() if k in known})
+
+
+def take_examples(
+    base: BaseModel,
+    takes: Sequence[np.ndarray],
+    *,
+    room: np.ndarray | None,
+    fillers: Sequence[np.ndarray],
+    recipe: EnrollRecipe,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Head inputs of ``recipe.take_copies`` placed, augmented examples of every take."""
+    usable_room = room if room is not None and room.size >= SAMPLE_RATE_HZ // 2 else None
+
+    def with_room(clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if usable_room is None or rng.random() >= recipe.room_share:
+            return clip
+        start = int(rng.integers(0, max(1, usable_room.size - clip.size)))
+        stretch = np.resize(usable_room[start : start + clip.size], clip.shape)
+        return (clip + stretch * 10 ** (rng.uniform(*recipe.room_gain_db) / 20)).astype(np.float32)
+
+    contexts, _ = context_examples(
+        base, list(takes), copies=recipe.take_copies, spec=POSITIVE_SPEC, fillers=fillers,
+        rng=rng, background=with_room,
+    )  # fmt: skip
+    return contexts
+
+
+def _fine_tune(
+    model: WakeWordModel,
+    base: BaseModel,
+    takes: Sequence[np.ndarray],
+    room: np.ndarray | None,
+    examples: PhraseExamples,
+    negatives: Negatives,
+    wake_recipe: WakeRecipe,
+    recipe: EnrollRecipe,
+    progress: Progress | None,
+) -> tuple[WakeHead, dict[str, Any], int]:
+    rng = np.random.default_rng([recipe.seed, len(takes)])
+    own = take_examples(base, takes, room=room, fillers=examples.fillers, recipe=recipe, rng=rng)
+    head, metrics = fit_wake_head(
+        np.concatenate([examples.positives, own]),
+        np.concatenate([examples.negatives, negatives.train]),
+        labels=(OTHER_LABEL, model.name),
+        recipe=replace(wake_recipe, epochs=recipe.epochs, seed=recipe.seed),
+        init=model.head, lr=recipe.lr, engine=recipe.engine, progress=progress,
+    )  # fmt: skip
+    return head, metrics, len(own)
+
+
+def enroll_wake_word(
+    model: WakeWordModel,
+    base: BaseModel,
+    takes: Sequence[np.ndarray],
+    *,
+    room: np.ndarray | None = None,
+    recipe: EnrollRecipe | None = None,
+    smoothing_hops: int = 2,
+    refractory_s: float = 2.0,
+    voices: Sequence[Voice] | None = None,
+    speech_cache: SpeechCache | None = None,
+    progress: Progress | None = None,
+) -> EnrollmentResult:
+    """Fine-tune ``model`` (trained from text) on the user's ``takes``; see the module docstring.
+
+    Parameters
+    ----------
+    model : WakeWordModel
+        The wake word's text-only detector, trained on ``base``.
+    base : BaseModel
+        The base model (frozen).
+    takes : sequence of np.ndarray
+        The user's recordings of the phrase (16 kHz mono float32), checked and trimmed.
+    room : np.ndarray, optional
+        A recording of the user's room with nobody speaking, mixed into the examples.
+    recipe : EnrollRecipe, optional
+        Amounts of augmentation and training.
+    smoothing_hops, refractory_s
+        The detection settings the stored calibration curve is drawn for.
+    voices, speech_cache
+        As for `models.wake.training.train_wake_word` (its cached material is reused).
+    progress : callable, optional
+        ``progress(stage, done, total)``.
+
+    Raises
+    ------
+    ModelError
+        Fewer than `MIN_TAKES` takes, or a model trained on another base model.
+    """
+    if len(takes) < MIN_TAKES:
+        raise ModelError(f"enrollment: {len(takes)} takes, at least {MIN_TAKES} needed")
+    if base.manifest is None or model.base_sha256 != base.manifest.sha256:
+        raise ModelError(f"{model.name}: its detector was trained on another base model")
+    recipe = recipe or EnrollRecipe()
+    wake_recipe = text_recipe(model)
+    voices = list(voices) if voices is not None else available_voices()
+    timer = StageTimer()
+    cached: dict[str, Any] = {"voices": voices, "speech_cache": speech_cache}
+    examples = phrase_examples(model.phrase, base, wake_recipe, progress=progress, **cached)
+    negatives = negatives_for(model.phrase, base, wake_recipe, progress=progress, **cached)
+    timer.lap("cached material")
+
+    before = after = None
+    if recipe.hold_out:
+        held_out = takes[-1]
+        trial, _, _ = _fine_tune(
+            model, base, takes[:-1], room, examples, negatives, wake_recipe, recipe, progress
+        )
+        before = peak_score(base, model.head, held_out, smoothing_hops=smoothing_hops)
+        after = peak_score(base, trial, held_out, smoothing_hops=smoothing_hops)
+        timer.lap("held-out trial")
+    head, metrics, n_own = _fine_tune(
+        model, base, takes, room, examples, negatives, wake_recipe, recipe, progress
+    )
+    timer.lap("fine-tuning")
+
+    text_sha = model.manifest.sha256 if model.manifest is not None else None
+    enrolled = WakeWordModel(
+        model.name, model.phrase, head,
+        calibration_scores(head, negatives.calibration, model.phrase),
+        negatives.calibration.hours, model.phrase_duration_s, model.base_sha256,
+        extra={
+            **model.extra,
+            "enrolled_takes": len(takes),
+            "takes_sha256": recordings_digest(list(takes)),
+            "room_s": round(room.size / SAMPLE_RATE_HZ, 2) if room is not None else 0.0,
+            "text_model_sha256": text_sha,
+        },
+    )  # fmt: skip
+    curve = calibration_report(enrolled, smoothing_hops, refractory_s)
+    timer.lap("calibration")
+    metrics |= {
+        "takes": len(takes),
+        "take_examples": n_own,
+        "held_out_score_before": before,
+        "held_out_score_after": after,
+        "seconds": timer.seconds,
+    }
+    report = {
+        "recipe": {**wake_recipe.as_dict(), "enrollment": asdict(recipe)},
+        "metrics": metrics,
+        "curve": curve,
+    }
+    return EnrollmentResult(enrolled, report, before, after)

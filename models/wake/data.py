@@ -1,0 +1,499 @@
+"""Training and calibration material for wake words: phrase examples and negative streams.
+
+Two kinds of material:
+
+- **Examples** (`context_examples`): one `CONTEXT_SAMPLES` clip per example, with a clip of
+  speech placed so it ends near the clip's end (where the streaming detector's newest window
+  is when a phrase has just been said), sometimes after other speech, then noise and gain.
+  Used for the phrase itself (positives) and for its confusables and partial renditions
+  (negatives).
+- **Negative streams** (`NegativeStream`): minutes of running synthetic speech (sentences of
+  vocabulary words, isolated words), noise bursts and silence, embedded at every hop exactly as
+  the detector will see audio. They do not depend on the wake word, so they are built once per
+  base model and cached; a wake word's training and calibration mask the hops near any segment
+  that contains its phrase. The ``train`` stream is spoken by the training voices, the
+  ``calibration`` stream by the validation voices and the ``evaluation`` stream by the test
+  voices (`models.speech.dataset.split_voices`), so no voice is in two of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from dsp.constants import SAMPLE_RATE_HZ
+from dsp.features import log_mel
+from models.base.model import BaseModel
+from models.nn.checkpoint import split_rows
+from models.speech.augment import AugmentConfig, Augmenter, apply_gain, colored_noise
+from models.speech.cache import cache_dir
+from models.speech.dataset import load_vocabulary, sample_renditions, split_voices, trim_silence
+from models.speech.synth import Rendition, SpeechCache, Voice, available_voices
+from models.wake.context import (
+    CONTEXT_HOPS,
+    CONTEXT_SAMPLES,
+    context_vectors,
+    example_windows,
+    hop_end_s,
+    hop_windows,
+)
+
+StreamKind = Literal["train", "calibration", "evaluation"]
+STREAM_VOICES: dict[StreamKind, str] = {
+    "train": "train",
+    "calibration": "validation",
+    "evaluation": "test",
+}
+STREAM_FORMAT_VERSION = 1
+"""Bump when stream construction changes, so cached streams are rebuilt."""
+EPISODE_S = 300.0
+"""Streams are built and embedded in independent episodes of this length (bounded memory)."""
+PHRASE_MASK_S = (1.0, 2.5)
+"""Hops from this long before a phrase-bearing segment to this long after it are masked."""
+VOICE_ONLY = AugmentConfig(noise_prob=0.0, gain_range_db=(0.0, 0.0))
+"""Speaker, room and microphone variation of a clip; noise and level come after mixing."""
+NOISE_ONLY = AugmentConfig(
+    speed_prob=0.0, pitch_prob=0.0, reverb_prob=0.0, mic_color_prob=0.0, band_limit_prob=0.0
+)
+Progress = Callable[[str, int, int], None]
+Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+def words_of(text: str) -> list[str]:
+    """Lower-case words of a text, punctuation stripped."""
+    return [w.strip(".,!?;:\"'()").lower() for w in text.split() if w.strip(".,!?;:\"'()")]
+
+
+def contains_phrase(text: str, phrase: str) -> bool:
+    """Whether ``text`` says ``phrase`` (its words, consecutively)."""
+    t, p = words_of(text), words_of(phrase)
+    return bool(p) and any(t[i : i + len(p)] == p for i in range(len(t) - len(p) + 1))
+
+
+# ---- examples ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExampleSpec:
+    """How examples are placed in their clip."""
+
+    end_margin_s: tuple[float, float] = (0.0, 0.35)
+    """Silence after the speech, at the clip's end: how long ago the phrase ended."""
+    filler_prob: float = 0.5
+    """Share of examples preceded by other speech."""
+    filler_gap_s: tuple[float, float] = (0.05, 0.6)
+    filler_level_db: tuple[float, float] = (-10.0, 3.0)
+    """Level of the preceding speech relative to the example's speech."""
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
+
+
+def place_example(
+    speech: np.ndarray,
+    *,
+    filler: np.ndarray | None,
+    spec: ExampleSpec,
+    voice: Augmenter,
+    noise: Augmenter,
+    rng: np.random.Generator,
+    background: Transform | None = None,
+) -> tuple[np.ndarray, float]:
+    """One example clip, and how long its speech lasts (s).
+
+    ``speech`` is trimmed, varied (``voice``), and placed to end ``end_margin_s`` before the
+    clip's end (a longer clip keeps its end); ``filler`` speech may come before it; then
+    ``background`` (e.g. a room's own noise) may be added, and the whole clip gets noise and
+    gain (``noise``).
+    """
+    out = np.zeros(CONTEXT_SAMPLES, dtype=np.float32)
+    x = voice(trim_silence(speech), rng)
+    end = CONTEXT_SAMPLES - int(rng.uniform(*spec.end_margin_s) * SAMPLE_RATE_HZ)
+    x = x[-end:]
+    start = end - x.size
+    out[start:end] = x
+    if filler is not None and rng.random() < spec.filler_prob:
+        f = voice(trim_silence(filler), rng)
+        f_end = start - int(rng.uniform(*spec.filler_gap_s) * SAMPLE_RATE_HZ)
+        if f_end > 0 and f.size:
+            f = f[-f_end:]
+            level = _rms(x) / _rms(f) * 10 ** (rng.uniform(*spec.filler_level_db) / 20)
+            out[f_end - f.size : f_end] += f * level
+    if background is not None:
+        out = background(out, rng)
+    return noise(out, rng), x.size / SAMPLE_RATE_HZ
+
+
+def context_examples(
+    base: BaseModel,
+    clips: Sequence[np.ndarray],
+    *,
+    copies: int,
+    spec: ExampleSpec,
+    fillers: Sequence[np.ndarray],
+    rng: np.random.Generator,
+    transform: Transform | None = None,
+    background: Transform | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Head inputs of ``copies`` placed examples of every clip, and their speech durations.
+
+    ``transform`` (e.g. cutting a phrase to a part) is applied to each clip first;
+    ``background`` to each placed clip before noise and gain (see `place_example`).
+
+    Returns
+    -------
+    contexts : np.ndarray
+        float32 [shape=(len(clips) * copies, CONTEXT_WINDOWS * embedding_dim)].
+    durations : np.ndarray
+        Seconds of speech in each example.
+    """
+    voice = Augmenter(VOICE_ONLY)
+    noise = Augmenter(NOISE_ONLY, babble_sources=list(fillers))
+    features, durations = [], []
+    for clip in clips:
+        for _ in range(copies):
+            source = transform(clip, rng) if transform is not None else clip
+            filler = fillers[int(rng.integers(len(fillers)))] if fillers else None
+            audio, seconds = place_example(
+                source, filler=filler, spec=spec, voice=voice, noise=noise, rng=rng,
+                background=background,
+            )  # fmt: skip
+            features.append(log_mel(audio).astype(np.float16))
+            durations.append(seconds)
+    if not features:
+        return np.zeros((0, 0), np.float32), np.zeros(0)
+    embedded = base.embed(example_windows(np.stack(features)))
+    return embedded.reshape(len(features), -1), np.array(durations)
+
+
+# ---- negative streams ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Speech in a stream: what was said, and when (s from the episode's start)."""
+
+    text: str
+    start_s: float
+    end_s: float
+    source: str = ""
+    """Where the speech came from, when known (e.g. a recording's name)."""
+
+
+@dataclass
+class NegativeStream:
+    """A stream's per-hop embeddings, in independent episodes, with what was said when."""
+
+    embeddings: list[np.ndarray]
+    segments: list[list[Segment]]
+    seconds: float
+    frames: list[np.ndarray] | None = None
+    """Each episode's log-mel frames, when kept (evaluations that look at the audio)."""
+
+    @property
+    def hours(self) -> float:
+        """Length in hours."""
+        return self.seconds / 3600.0
+
+    def contexts(self, phrase: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per episode: head inputs of the hops with a full context, and which to keep.
+
+        The keep-mask is False near segments saying ``phrase``: those hops are not negatives.
+        """
+        out = []
+        for embeddings, segments in zip(self.embeddings, self.segments, strict=True):
+            contexts = context_vectors(embeddings.astype(np.float32))
+            times = hop_end_s(np.arange(contexts.shape[0]) + CONTEXT_HOPS)
+            keep = np.ones(contexts.shape[0], dtype=bool)
+            if phrase is not None:
+                for s in segments:
+                    if contains_phrase(s.text, phrase):
+                        near = (times >= s.start_s - PHRASE_MASK_S[0]) & (
+                            times <= s.end_s + PHRASE_MASK_S[1]
+                        )
+                        keep &= ~near
+            out.append((contexts, keep))
+        return out
+
+    def save(self, path: Path) -> None:
+        """Write to ``path`` (.npz) atomically."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        segments = [[(s.text, s.start_s, s.end_s) for s in episode] for episode in self.segments]
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with partial.open("wb") as f:
+            np.savez(
+                f,
+                embeddings=np.concatenate(self.embeddings).astype(np.float16),
+                lengths=np.array([e.shape[0] for e in self.embeddings]),
+                segments=np.array(json.dumps(segments)),
+                seconds=np.array(self.seconds),
+            )
+        partial.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> NegativeStream:
+        """Read a stream written by `save`."""
+        with np.load(path) as data:
+            embeddings = split_rows(data["embeddings"], data["lengths"])
+            segments = [
+                [Segment(str(t), float(a), float(b)) for t, a, b in episode]
+                for episode in json.loads(str(data["segments"]))
+            ]
+            return cls(embeddings, segments, float(data["seconds"]))
+
+
+def default_stream_dir() -> Path:
+    """``$XDG_CACHE_HOME/earshot/wake``."""
+    return cache_dir("wake")
+
+
+@dataclass(frozen=True)
+class StreamRecipe:
+    """What a negative stream holds."""
+
+    seconds: float
+    seed: int = 0
+    sentence_share: float = 0.6
+    words_share: float = 0.25
+    noise_share: float = 0.1
+    """The rest of the pieces are near-silence."""
+    gap_s: tuple[float, float] = (0.1, 1.2)
+
+    def key(self, kind: StreamKind, base_sha256: str) -> str:
+        """Cache key: the recipe, the voices' split, the base model and the format."""
+        text = json.dumps(
+            [self.__dict__, kind, base_sha256, STREAM_FORMAT_VERSION], sort_keys=True, default=str
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def synthesize(
+    renditions: Sequence[Rendition], cache: SpeechCache, progress: Progress | None
+) -> list[np.ndarray]:
+    """Audio of the renditions (from the cache or synthesized), with a "synthesis" progress."""
+    done = [0]
+
+    def tick(n: int) -> None:
+        done[0] += n
+        if progress is not None:
+            progress("synthesis", done[0], len(renditions))
+
+    return cache.get_many(renditions, progress=tick)
+
+
+def _speech_pool(
+    voices: Sequence[Voice],
+    count: int,
+    rng: np.random.Generator,
+    cache: SpeechCache,
+    progress: Progress | None,
+) -> tuple[list[str], list[np.ndarray], list[str], list[np.ndarray]]:
+    """Sentences and single words to assemble streams from (texts and audio)."""
+    from models.speech.corpus import sentence_texts
+
+    vocabulary = load_vocabulary()
+    sentences = sentence_texts(vocabulary, count, rng)
+    words = [str(w) for w in rng.choice(vocabulary, size=count)]
+    renditions = sample_renditions(sentences + words, voices, per_word=1, rng=rng)
+    audio = synthesize(renditions, cache, progress)
+    return sentences, audio[:count], words, audio[count:]
+
+
+def build_episode(
+    recipe: StreamRecipe,
+    seconds: float,
+    pool: tuple[list[str], list[np.ndarray], list[str], list[np.ndarray]],
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, list[Segment]]:
+    """``seconds`` of negative audio from a speech pool, and its segments."""
+    sentences, sentence_audio, words, word_audio = pool
+    augmenter = Augmenter(babble_sources=sentence_audio[:24])
+    pieces: list[np.ndarray] = []
+    segments: list[Segment] = []
+    t = 0.0
+    while t < seconds:
+        u = rng.random()
+        gap = np.zeros(int(rng.uniform(*recipe.gap_s) * SAMPLE_RATE_HZ), np.float32)
+        text = ""
+        if u < recipe.sentence_share:
+            i = int(rng.integers(len(sentences)))
+            text, speech = sentences[i], trim_silence(sentence_audio[i])
+        elif u < recipe.sentence_share + recipe.words_share:
+            picks = rng.integers(len(words), size=int(rng.integers(1, 4)))
+            text = " ".join(words[i] for i in picks)
+            pause = np.zeros(int(rng.uniform(0.1, 0.5) * SAMPLE_RATE_HZ), np.float32)
+            speech = np.concatenate(
+                [np.concatenate((trim_silence(word_audio[i]), pause)) for i in picks]
+            )
+        else:
+            n = int(rng.uniform(0.5, 3.0) * SAMPLE_RATE_HZ)
+            burst = u < recipe.sentence_share + recipe.words_share + recipe.noise_share
+            level = rng.uniform(-50, -15) if burst else rng.uniform(-85, -55)
+            speech = apply_gain(colored_noise(n, exponent=rng.uniform(0, 2), rng=rng), level)
+        raw = np.concatenate((gap, speech))
+        piece = augmenter(raw, rng) if text else raw
+        stretch = piece.size / max(raw.size, 1)
+        if text:
+            segments.append(
+                Segment(
+                    text, t + gap.size * stretch / SAMPLE_RATE_HZ, t + piece.size / SAMPLE_RATE_HZ
+                )
+            )
+        pieces.append(piece.astype(np.float32))
+        t += piece.size / SAMPLE_RATE_HZ
+    audio = np.concatenate(pieces)[: int(seconds * SAMPLE_RATE_HZ)]
+    return audio, segments
+
+
+def embed_frames(base: BaseModel, frames: np.ndarray) -> np.ndarray:
+    """Embedding of every hop of a stream's log-mel frames, as the streaming detector makes them."""
+    return base.embed(hop_windows(frames)).astype(np.float16)
+
+
+def build_stream(
+    base: BaseModel,
+    recipe: StreamRecipe,
+    kind: StreamKind,
+    *,
+    voices: Sequence[Voice] | None = None,
+    speech_cache: SpeechCache | None = None,
+    progress: Progress | None = None,
+    keep_frames: bool = False,
+) -> NegativeStream:
+    """Synthesize, assemble and embed a negative stream (see the module's docstring).
+
+    ``keep_frames`` keeps each episode's log-mel frames in the stream (not in its cache).
+    """
+    rng = np.random.default_rng([recipe.seed, list(STREAM_VOICES).index(kind)])
+    part = split_voices(voices if voices is not None else available_voices(), seed=recipe.seed)
+    speakers = getattr(part, STREAM_VOICES[kind])
+    pieces_per_second = 1 / 2.2
+    count = max(8, int(recipe.seconds * pieces_per_second * recipe.sentence_share))
+    pool = _speech_pool(speakers, count, rng, speech_cache or SpeechCache(), progress)
+    episodes = max(1, int(np.ceil(recipe.seconds / EPISODE_S)))
+    length = recipe.seconds / episodes
+    embeddings, segments, frames = [], [], []
+    for i in range(episodes):
+        audio, said = build_episode(recipe, length, pool, rng)
+        features = log_mel(audio)
+        embeddings.append(embed_frames(base, features))
+        frames.append(features)
+        segments.append(said)
+        if progress is not None:
+            progress("negative stream", i + 1, episodes)
+    return NegativeStream(embeddings, segments, recipe.seconds, frames if keep_frames else None)
+
+
+def load_or_build_stream(
+    base: BaseModel,
+    recipe: StreamRecipe,
+    kind: StreamKind,
+    *,
+    directory: Path | None = None,
+    progress: Progress | None = None,
+    **options: object,
+) -> NegativeStream:
+    """The stream from the cache (``$XDG_CACHE_HOME/earshot/wake``), built first if needed."""
+    sha = base.manifest.sha256 if base.manifest is not None else "unsaved"
+    path = (directory or default_stream_dir()) / f"{kind}-{recipe.key(kind, sha)}.npz"
+    if path.is_file():
+        return NegativeStream.load(path)
+    stream = build_stream(base, recipe, kind, progress=progress, **options)  # type: ignore[arg-type]
+    stream.save(path)
+    return stream
+
+
+# ---- word bank -----------------------------------------------------------------------------------
+
+
+@dataclass
+class WordBank:
+    """Every vocabulary word, spoken by many training voices, as placed negative examples.
+
+    Words are where false alarms come from, and running speech has too few distinct ones; the
+    bank gives the head each vocabulary word ending right where the phrase would. Built once per
+    base model and cached, like the streams.
+    """
+
+    contexts: np.ndarray
+    texts: list[str]
+
+    def negatives(self, phrase: str) -> np.ndarray:
+        """Rows whose word is not the phrase (float32)."""
+        keep = np.array([not contains_phrase(t, phrase) for t in self.texts], dtype=bool)
+        return self.contexts[keep].astype(np.float32)
+
+    def save(self, path: Path) -> None:
+        """Write to ``path`` (.npz) atomically."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with partial.open("wb") as f:
+            np.savez(f, contexts=self.contexts.astype(np.float16), texts=np.array(self.texts))
+        partial.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> WordBank:
+        """Read a bank written by `save`."""
+        with np.load(path) as data:
+            return cls(data["contexts"], [str(t) for t in data["texts"]])
+
+
+def build_word_bank(
+    base: BaseModel,
+    *,
+    renditions_per_word: int,
+    seed: int = 0,
+    voices: Sequence[Voice] | None = None,
+    speech_cache: SpeechCache | None = None,
+    progress: Progress | None = None,
+) -> WordBank:
+    """Synthesize, place and embed every vocabulary word (training voices only)."""
+    rng = np.random.default_rng([seed, 7])
+    part = split_voices(voices if voices is not None else available_voices(), seed=seed)
+    vocabulary = load_vocabulary()
+    renditions = sample_renditions(vocabulary, part.train, per_word=renditions_per_word, rng=rng)
+    audio = synthesize(renditions, speech_cache or SpeechCache(), progress)
+    fillers = [audio[int(i)] for i in rng.choice(len(audio), size=48, replace=False)]
+    contexts = []
+    for start in range(0, len(audio), 256):
+        batch, _ = context_examples(
+            base, audio[start : start + 256], copies=1,
+            spec=ExampleSpec(end_margin_s=(0.0, 0.5)), fillers=fillers, rng=rng,
+        )  # fmt: skip
+        contexts.append(batch.astype(np.float16))
+        if progress is not None:
+            progress("word bank", min(start + 256, len(audio)), len(audio))
+    return WordBank(np.concatenate(contexts), [r.text for r in renditions])
+
+
+def load_or_build_word_bank(
+    base: BaseModel,
+    *,
+    renditions_per_word: int,
+    seed: int = 0,
+    directory: Path | None = None,
+    **options: object,
+) -> WordBank:
+    """The word bank from the cache, built first if needed."""
+    sha = base.manifest.sha256 if base.manifest is not None else "unsaved"
+    text = json.dumps([renditions_per_word, seed, sha, STREAM_FORMAT_VERSION, load_vocabulary()])
+    key = hashlib.sha256(text.encode()).hexdigest()[:16]
+    path = (directory or default_stream_dir()) / f"words-{key}.npz"
+    if path.is_file():
+        return WordBank.load(path)
+    bank = build_word_bank(
+        base,
+        renditions_per_word=renditions_per_word,
+        seed=seed,
+        **options,  # type: ignore[arg-type]
+    )
+    bank.save(path)
+    return bank
