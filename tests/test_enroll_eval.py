@@ -12,10 +12,11 @@ import pytest
 from models.base.model import BaseModel
 from models.enroll.evaluation import fsdd_enrollment
 from models.paths import SHIPPED_BASE_MODEL
-from models.wake.data import StreamRecipe, build_stream
 from models.wake.detector import locate_phrase
 from models.wake.evaluation import fsdd_stream
-from models.wake.training import SMALL_RECIPE, train_wake_word
+from models.wake.recipe import SMALL_RECIPE
+from models.wake.streams import StreamRecipe, build_stream
+from models.wake.training import train_wake_word
 from tests.conftest import fsdd_files
 
 SPEAKERS = ("jackson", "theo")

@@ -165,7 +165,8 @@ def test_a_wake_head_fine_tunes_the_same_on_wgpu_as_on_numpy(gpu: GpuDevice) -> 
     """Enrollment's fine-tuning (`fit_wake_head` from a trained head) on both engines."""
     from dataclasses import replace
 
-    from models.wake.training import SMALL_RECIPE, fit_wake_head
+    from models.wake.head_training import fit_wake_head
+    from models.wake.recipe import SMALL_RECIPE
 
     rng = np.random.default_rng(3)
     positives = rng.standard_normal((300, 288)).astype(np.float32) + 0.5

@@ -292,7 +292,7 @@ def test_train_uses_the_users_recordings_and_retrains_when_they_change(tmp_path)
     trained = WakeWordModel.load(model)
     assert trained.extra["recordings"] == 1
     # The recording is a positive: the model's examples count grew by its augmented copies.
-    from models.wake.training import SMALL_RECIPE
+    from models.wake.recipe import SMALL_RECIPE
 
     counts = trained.manifest.metrics["examples"]
     assert counts["positives"] == (

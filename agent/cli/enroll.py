@@ -120,9 +120,9 @@ def run_eval_enroll(args: argparse.Namespace) -> int:
     from agent.settings import load_settings
     from models.enroll.evaluation import fsdd_enrollment
     from models.speech.dataset import DIGIT_WORDS
-    from models.wake.data import StreamRecipe, build_stream
     from models.wake.evaluation import fsdd_stream
-    from models.wake.training import WakeRecipe
+    from models.wake.recipe import WakeRecipe
+    from models.wake.streams import StreamRecipe, build_stream
 
     directory = DEFAULT_FSDD if args.fsdd == Path() else args.fsdd
     if not directory.is_dir():

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from agent.settings import Settings, WakeWordSettings
     from models.base.model import BaseModel
     from models.wake.model import WakeWordModel
-    from models.wake.training import WakeRecipe
+    from models.wake.recipe import WakeRecipe
 
 CHUNK_S = 0.08
 """`earshot detect` feeds files in the live agent's block size."""
@@ -114,7 +114,7 @@ def add_parsers(
 def run_train_wake(args: argparse.Namespace) -> int:
     """Train every wake word and phrase command whose model is missing or stale (or those named)."""
     from agent.settings import load_settings
-    from models.wake.training import SMALL_RECIPE, WakeRecipe
+    from models.wake.recipe import SMALL_RECIPE, WakeRecipe
 
     settings = load_settings(args.config)
     trainable = trainable_phrases(settings)
@@ -343,9 +343,9 @@ def _fsdd(
     from agent.cli.progress import StageProgress
     from agent.paths import DEFAULT_FSDD
     from models.speech.dataset import DIGIT_WORDS
-    from models.wake.data import StreamRecipe, load_or_build_stream
     from models.wake.evaluation import fsdd_stream, stream_det
-    from models.wake.training import WakeRecipe
+    from models.wake.recipe import WakeRecipe
+    from models.wake.streams import StreamRecipe, load_or_build_stream
 
     directory = DEFAULT_FSDD if args.fsdd == Path() else args.fsdd
     if not directory.is_dir():

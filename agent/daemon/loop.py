@@ -7,11 +7,13 @@ One asyncio loop, one named task per stage, joined by bounded queues::
      hands blocks over)     worker thread)          machine)          upload threads)
 
 *capture* (`agent.capture.stage`) never waits: when the daemon falls behind, the oldest audio block
-is dropped. *detect* runs the wake-word detector and the voice-activity detector on a worker thread,
-so the loop stays responsive. *decide* owns the state (`agent.daemon.session.State`): a wake word
-opens a `CommandSession`, whose end is judged from voice activity; the command is then matched
-against the local commands or sent on. *forward* is the only stage that talks to the privacy gate
-(`agent.egress.gate`), which alone sends anything over the network and audits every upload.
+is dropped. *detect* runs the wake-word detector and the voice-activity detector on a worker thread
+(`agent.daemon.analysis`), so the loop stays responsive. *decide* owns the state
+(`agent.daemon.session.State`): a wake word opens a `CommandSession`, whose end is judged from voice
+activity; the command is then matched against the local commands (their shell actions:
+`agent.daemon.actions`) or sent on. *forward* (`agent.daemon.outbox`) is the only stage that talks
+to the privacy gate (`agent.egress.gate`), which alone sends anything over the network and audits
+every upload.
 
 Signals: SIGTERM and SIGINT stop within 2 s; SIGHUP reloads the config file and models, keeping
 the old ones when the new config is invalid. The control socket (`agent.control.server`) answers
@@ -21,38 +23,34 @@ the old ones when the new config is invalid. The control socket (`agent.control.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import signal
-import subprocess
 import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agent.capture.levels import level_dbfs
 from agent.capture.sources import AudioSource
 from agent.capture.stage import AudioQueue, Capture, OpenLive
-from agent.control.events import EventBus, hook_environment
+from agent.control.events import EventBus
 from agent.control.procstat import proc_status
 from agent.control.server import ControlServer
+from agent.daemon.actions import ShellActions, save_debug_audio
+from agent.daemon.analysis import Analyser, Analysis
 from agent.daemon.command_capture import Cut, Outcome
 from agent.daemon.detectors import Models, load_models
 from agent.daemon.local_commands import Match
+from agent.daemon.outbox import Outbox
 from agent.daemon.session import CommandSession, RecentAudio, State
 from agent.egress.audit import AuditLog
-from agent.egress.gate import PrivacyGate, Upload, UploadRequest
-from agent.paths import PRIVATE_DIR, PRIVATE_FILE
+from agent.egress.gate import PrivacyGate, UploadRequest
 from agent.settings import Settings, load_settings
 from dsp.constants import SAMPLE_RATE_HZ
-from dsp.vad import VoiceActivity
 from kernels.errors import EarshotError
-from models.wake.detector import Detection, Detector
+from models.wake.detector import Detection
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -61,18 +59,6 @@ STOP_WITHIN_S = 1.5
 RECENT_AUDIO_S = 3.0
 """Audio kept for the start of a command: the detector's decision delay plus the pre-roll."""
 ANALYSIS_QUEUE = 8
-
-
-@dataclass(frozen=True)
-class Analysis:
-    """What the detect stage found in one block."""
-
-    start_s: float
-    block: np.ndarray
-    detections: list[Detection]
-    vad_first_frame: int
-    vad_flags: np.ndarray
-    level_dbfs: float
 
 
 class Daemon:
@@ -114,22 +100,20 @@ class Daemon:
         self.gate = self._make_gate(settings)
         self.state = State.LISTENING
         self.session: CommandSession | None = None
-        self.upload: Upload | None = None
         self.counts: Counter[str] = Counter()
         self.level = -120.0
         self.stream_s = 0.0
-        self._vad = VoiceActivity()
+        self._analyser = Analyser()
         self._vad_history: deque[tuple[int, np.ndarray]] = deque(maxlen=400)
         self._recent = RecentAudio(RECENT_AUDIO_S + settings.command.pre_roll_s)
         self._detector_origin_s = 0.0  # stream time at which the current detector started
         self._analyses: asyncio.Queue[Analysis | None] = asyncio.Queue(ANALYSIS_QUEUE)
-        self._outbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(64)
+        self._outbox = Outbox()
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="earshot-infer")
-        self._actions: list[subprocess.Popen[bytes]] = []
+        self._actions = ShellActions()
         self._started = time.monotonic()
         self._cpu = (time.monotonic(), time.process_time())
         self._stopping: asyncio.Event | None = None
-        self._outbox_ended = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---- life cycle ----------------------------------------------------------------------------
@@ -150,7 +134,7 @@ class Daemon:
             "capture": self._capture_stage(),
             "detect": self._detect_stage(),
             "decide": self._decide_stage(),
-            "forward": self._forward_stage(),
+            "forward": self._outbox.forward(lambda: self.gate),
             "status": self._status_stage(),
         }
         tasks = [asyncio.create_task(c, name=n) for n, c in stages.items()]
@@ -160,7 +144,7 @@ class Daemon:
             self.capture.name,
         )  # fmt: skip
         stop = asyncio.create_task(self._stopping.wait(), name="stop")
-        ended = asyncio.create_task(self._outbox_ended.wait(), name="ended")
+        ended = asyncio.create_task(self._outbox.ended.wait(), name="ended")
         waiting: set[asyncio.Task[Any]] = {stop, ended, *tasks}
         failed: list[asyncio.Task[Any]] = []
         while not failed and stop in waiting and ended in waiting:
@@ -238,18 +222,9 @@ class Daemon:
             # The detector and its clock's origin are taken together: a reload swaps both.
             detector, origin = self.models.detector, self._detector_origin_s
             analysis = await loop.run_in_executor(
-                self._worker, self._analyse, detector, origin, start_s, block
+                self._worker, self._analyser.analyse, detector, origin, start_s, block
             )
             await self._analyses.put(analysis)
-
-    def _analyse(
-        self, detector: Detector, origin_s: float, start_s: float, block: np.ndarray
-    ) -> Analysis:
-        """Worker thread: detector and voice activity over one block."""
-        first_frame = self._vad.frames_decided
-        flags = self._vad.push(block)
-        detections = [_shifted(d, origin_s) for d in detector.push(block)]
-        return Analysis(start_s, block, detections, first_frame, flags, level_dbfs(block))
 
     async def _decide_stage(self) -> None:
         while True:
@@ -257,7 +232,7 @@ class Daemon:
             if analysis is None:
                 if self.session is not None:  # the recording ended mid-command
                     await self._finish(self.session, self.state is State.CAPTURING, ended=True)
-                await self._outbox.put(("end", None))
+                await self._outbox.end()
                 return
             self.level = analysis.level_dbfs
             self._recent.add(analysis.start_s, analysis.block)
@@ -281,22 +256,6 @@ class Daemon:
                 ", ".join(f"{k} {v}" for k, v in self.counts.items()) or "no wake words yet",
             )  # fmt: skip
 
-    async def _forward_stage(self) -> None:
-        while True:
-            action, payload = await self._outbox.get()
-            try:
-                if action == "open":
-                    self.upload = self.gate.open(payload)
-                elif action == "audio" and self.upload is not None:
-                    self.upload.write(*payload)
-                elif action == "finish" and self.upload is not None:
-                    self.upload.finish()
-                    self.upload = None
-                elif action == "end":
-                    self._outbox_ended.set()
-            finally:
-                self._outbox.task_done()
-
     # ---- the state machine ---------------------------------------------------------------------
 
     def _wake(self, detection: Detection) -> None:
@@ -318,7 +277,7 @@ class Daemon:
             if self.state is not State.CAPTURING:
                 await self._open_upload(session, session.blocks)
             else:
-                await self._outbox.put(("audio", (analysis.block, analysis.start_s)))
+                await self._outbox.audio(analysis.block, analysis.start_s)
         if self.state is not session.state and cut is None:
             self._set_state(session.state)
         if cut is not None:
@@ -328,10 +287,7 @@ class Daemon:
         self, session: CommandSession, blocks: list[tuple[float, np.ndarray]]
     ) -> None:
         d = session.detection
-        request = UploadRequest(d.name, d.score, d.end_s, time.time())
-        await self._outbox.put(("open", request))
-        for start_s, block in blocks:
-            await self._outbox.put(("audio", (block, start_s)))
+        await self._outbox.open(UploadRequest(d.name, d.score, d.end_s, time.time()), blocks)
         self._set_state(State.CAPTURING)
 
     async def _finish(self, session: CommandSession, streamed: bool, ended: bool = False) -> None:
@@ -350,7 +306,7 @@ class Daemon:
             self._set_state(State.LISTENING)
             return
         if streamed:
-            await self._outbox.put(("finish", None))
+            await self._outbox.finish()
             self._report("command", **details, action="forward")
             self._set_state(State.FORWARDING)
             return
@@ -367,7 +323,7 @@ class Daemon:
         self._report("command", **details, action="forward")
         if self.gate.enabled:
             await self._open_upload(session, [(session.audio_start_s, utterance)])
-            await self._outbox.put(("finish", None))
+            await self._outbox.finish()
             self._set_state(State.FORWARDING)
         else:
             _LOGGER.info("no endpoint configured: the command was not sent anywhere")
@@ -388,31 +344,15 @@ class Daemon:
             action=command.action,
         )  # fmt: skip
         if command.action == "shell" and command.run is not None:
-            self._run_action(command.run, event)
-
-    def _run_action(self, run: str, event: dict[str, object]) -> None:
-        self._actions = [p for p in self._actions if p.poll() is None]
-        env = hook_environment(event, json.dumps(event, separators=(",", ":"), ensure_ascii=False))
-        _LOGGER.info("running %r", run)
-        self._actions.append(
-            subprocess.Popen(
-                ["/bin/sh", "-c", run], env=env, stdin=subprocess.DEVNULL, start_new_session=True
-            )
-        )
+            _LOGGER.info("running %r", command.run)
+            self._actions.start(command.run, event)
 
     def _save_debug_audio(self, utterance: np.ndarray) -> None:
         directory = self.models.settings.privacy.debug_audio_dir
         if directory is None:
             return
-        import soundfile
-
-        path = Path(directory)
-        path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
-        name = path / f"command-{time.strftime('%Y%m%dT%H%M%S')}-{self.counts.total()}.wav"
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
-        with os.fdopen(fd, "wb") as f:
-            soundfile.write(f, utterance, SAMPLE_RATE_HZ, subtype="PCM_16", format="WAV")
-        _LOGGER.info("debug: saved the command to %s", name)
+        path = save_debug_audio(utterance, Path(directory), self.counts.total())
+        _LOGGER.info("debug: saved the command to %s", path)
 
     # ---- events and status ---------------------------------------------------------------------
 
@@ -459,13 +399,3 @@ class Daemon:
             "uploads_in_flight": self.gate.in_flight,
             "endpoint": self.models.settings.endpoint.url,
         }
-
-
-def _shifted(detection: Detection, origin_s: float) -> Detection:
-    """A detection's times moved from the detector's clock to the daemon's stream clock."""
-    if origin_s == 0.0:
-        return detection
-    return Detection(
-        detection.name, detection.score, detection.start_s + origin_s,
-        detection.end_s + origin_s, detection.time_s + origin_s, detection.speaker_score,
-    )  # fmt: skip

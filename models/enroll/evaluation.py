@@ -26,11 +26,11 @@ from models.base.model import BaseModel
 from models.enroll.finetune import EnrollRecipe, enroll_wake_word, phrase_impostors
 from models.speech.dataset import DIGIT_WORDS
 from models.wake.context import CONTEXT_FRAMES, CONTEXT_HOPS, HOP_FRAMES, HOP_S, WINDOW_FRAMES
-from models.wake.data import NegativeStream
 from models.wake.detector import locate_phrase
 from models.wake.evaluation import stream_det
 from models.wake.model import WakeWordModel
 from models.wake.speaker import SpeakerProfile
+from models.wake.streams import NegativeStream
 
 Progress = Callable[[str, int, int], None]
 GATE_FLOOR = 0.5

@@ -30,23 +30,16 @@ from models.base.model import BaseModel
 from models.nn.trainer import TrainingEngine
 from models.speech.dataset import sample_renditions, split_voices
 from models.speech.synth import SpeechCache, Voice, available_voices
-from models.wake.data import context_examples, synthesize
+from models.wake.calibration import calibration_report, calibration_scores
 from models.wake.evaluation import peak_score
+from models.wake.examples import Progress, context_examples, synthesize
+from models.wake.head_training import fit_wake_head
 from models.wake.model import OTHER_LABEL, WakeHead, WakeWordModel, recordings_digest
+from models.wake.negatives import Negatives, negatives_for
+from models.wake.phrase_examples import POSITIVE_SPEC, PhraseExamples, phrase_examples
+from models.wake.recipe import WakeRecipe
 from models.wake.speaker import MIN_TAKES
-from models.wake.training import (
-    POSITIVE_SPEC,
-    Negatives,
-    PhraseExamples,
-    Progress,
-    StageTimer,
-    WakeRecipe,
-    calibration_report,
-    calibration_scores,
-    fit_wake_head,
-    negatives_for,
-    phrase_examples,
-)
+from models.wake.training import StageTimer
 
 
 def phrase_impostors(

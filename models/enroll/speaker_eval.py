@@ -28,7 +28,7 @@ from dsp.features import log_mel
 from models.base.evaluation import fsdd_recordings
 from models.enroll.finetune import phrase_impostors
 from models.speech.dataset import DIGIT_WORDS
-from models.wake.data import Progress
+from models.wake.examples import Progress
 from models.wake.speaker import (
     MIN_SPEECH_FRAMES,
     SPEAKER_BANDS,

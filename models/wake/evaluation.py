@@ -26,10 +26,10 @@ from models.base.evaluation import Recording, fsdd_recordings
 from models.base.model import BaseModel
 from models.speech.dataset import DIGIT_WORDS
 from models.wake.context import CONTEXT_HOPS, HOP_S, hop_end_s
-from models.wake.data import NegativeStream, Segment, embed_frames
 from models.wake.detector import stream_scores
 from models.wake.metrics import DetCurve, det_curve, smooth
 from models.wake.model import WakeHead, WakeWordModel, refractory_hops
+from models.wake.streams import NegativeStream, Segment, embed_frames
 
 LEAD_S = 1.0
 """Quiet audio before each positive recording, so the detector has settled."""

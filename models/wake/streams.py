@@ -1,19 +1,12 @@
-"""Training and calibration material for wake words: phrase examples and negative streams.
+"""Negative streams: minutes of running speech and noise with no wake word, embedded at every hop.
 
-Two kinds of material:
-
-- **Examples** (`context_examples`): one `CONTEXT_SAMPLES` clip per example, with a clip of
-  speech placed so it ends near the clip's end (where the streaming detector's newest window
-  is when a phrase has just been said), sometimes after other speech, then noise and gain.
-  Used for the phrase itself (positives) and for its confusables and partial renditions
-  (negatives).
-- **Negative streams** (`NegativeStream`): minutes of running synthetic speech (sentences of
-  vocabulary words, isolated words), noise bursts and silence, embedded at every hop exactly as
-  the detector will see audio. They do not depend on the wake word, so they are built once per
-  base model and cached; a wake word's training and calibration mask the hops near any segment
-  that contains its phrase. The ``train`` stream is spoken by the training voices, the
-  ``calibration`` stream by the validation voices and the ``evaluation`` stream by the test
-  voices (`models.speech.dataset.split_voices`), so no voice is in two of them.
+A `NegativeStream` holds running synthetic speech (sentences of vocabulary words, isolated
+words), noise bursts and silence, embedded at every hop exactly as the detector will see audio,
+with what was said when. Streams do not depend on the wake word, so they are built once per base
+model and cached; a wake word's training and calibration mask the hops near any segment that
+contains its phrase. The ``train`` stream is spoken by the training voices, the ``calibration``
+stream by the validation voices and the ``evaluation`` stream by the test voices
+(`models.speech.dataset.split_voices`), so no voice is in two of them.
 """
 
 from __future__ import annotations
@@ -21,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -32,18 +25,12 @@ from dsp.constants import SAMPLE_RATE_HZ
 from dsp.features import log_mel
 from models.base.model import BaseModel
 from models.nn.checkpoint import split_rows
-from models.speech.augment import AugmentConfig, Augmenter, apply_gain, colored_noise
+from models.speech.augment import Augmenter, apply_gain, colored_noise
 from models.speech.cache import cache_dir
 from models.speech.dataset import load_vocabulary, sample_renditions, split_voices, trim_silence
-from models.speech.synth import Rendition, SpeechCache, Voice, available_voices
-from models.wake.context import (
-    CONTEXT_HOPS,
-    CONTEXT_SAMPLES,
-    context_vectors,
-    example_windows,
-    hop_end_s,
-    hop_windows,
-)
+from models.speech.synth import SpeechCache, Voice, available_voices
+from models.wake.context import CONTEXT_HOPS, context_vectors, hop_end_s, hop_windows
+from models.wake.examples import Progress, synthesize
 
 StreamKind = Literal["train", "calibration", "evaluation"]
 STREAM_VOICES: dict[StreamKind, str] = {
@@ -57,13 +44,6 @@ EPISODE_S = 300.0
 """Streams are built and embedded in independent episodes of this length (bounded memory)."""
 PHRASE_MASK_S = (1.0, 2.5)
 """Hops from this long before a phrase-bearing segment to this long after it are masked."""
-VOICE_ONLY = AugmentConfig(noise_prob=0.0, gain_range_db=(0.0, 0.0))
-"""Speaker, room and microphone variation of a clip; noise and level come after mixing."""
-NOISE_ONLY = AugmentConfig(
-    speed_prob=0.0, pitch_prob=0.0, reverb_prob=0.0, mic_color_prob=0.0, band_limit_prob=0.0
-)
-Progress = Callable[[str, int, int], None]
-Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
 def words_of(text: str) -> list[str]:
@@ -75,106 +55,6 @@ def contains_phrase(text: str, phrase: str) -> bool:
     """Whether ``text`` says ``phrase`` (its words, consecutively)."""
     t, p = words_of(text), words_of(phrase)
     return bool(p) and any(t[i : i + len(p)] == p for i in range(len(t) - len(p) + 1))
-
-
-# ---- examples ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ExampleSpec:
-    """How examples are placed in their clip."""
-
-    end_margin_s: tuple[float, float] = (0.0, 0.35)
-    """Silence after the speech, at the clip's end: how long ago the phrase ended."""
-    filler_prob: float = 0.5
-    """Share of examples preceded by other speech."""
-    filler_gap_s: tuple[float, float] = (0.05, 0.6)
-    filler_level_db: tuple[float, float] = (-10.0, 3.0)
-    """Level of the preceding speech relative to the example's speech."""
-
-
-def _rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
-
-
-def place_example(
-    speech: np.ndarray,
-    *,
-    filler: np.ndarray | None,
-    spec: ExampleSpec,
-    voice: Augmenter,
-    noise: Augmenter,
-    rng: np.random.Generator,
-    background: Transform | None = None,
-) -> tuple[np.ndarray, float]:
-    """One example clip, and how long its speech lasts (s).
-
-    ``speech`` is trimmed, varied (``voice``), and placed to end ``end_margin_s`` before the
-    clip's end (a longer clip keeps its end); ``filler`` speech may come before it; then
-    ``background`` (e.g. a room's own noise) may be added, and the whole clip gets noise and
-    gain (``noise``).
-    """
-    out = np.zeros(CONTEXT_SAMPLES, dtype=np.float32)
-    x = voice(trim_silence(speech), rng)
-    end = CONTEXT_SAMPLES - int(rng.uniform(*spec.end_margin_s) * SAMPLE_RATE_HZ)
-    x = x[-end:]
-    start = end - x.size
-    out[start:end] = x
-    if filler is not None and rng.random() < spec.filler_prob:
-        f = voice(trim_silence(filler), rng)
-        f_end = start - int(rng.uniform(*spec.filler_gap_s) * SAMPLE_RATE_HZ)
-        if f_end > 0 and f.size:
-            f = f[-f_end:]
-            level = _rms(x) / _rms(f) * 10 ** (rng.uniform(*spec.filler_level_db) / 20)
-            out[f_end - f.size : f_end] += f * level
-    if background is not None:
-        out = background(out, rng)
-    return noise(out, rng), x.size / SAMPLE_RATE_HZ
-
-
-def context_examples(
-    base: BaseModel,
-    clips: Sequence[np.ndarray],
-    *,
-    copies: int,
-    spec: ExampleSpec,
-    fillers: Sequence[np.ndarray],
-    rng: np.random.Generator,
-    transform: Transform | None = None,
-    background: Transform | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Head inputs of ``copies`` placed examples of every clip, and their speech durations.
-
-    ``transform`` (e.g. cutting a phrase to a part) is applied to each clip first;
-    ``background`` to each placed clip before noise and gain (see `place_example`).
-
-    Returns
-    -------
-    contexts : np.ndarray
-        float32 [shape=(len(clips) * copies, CONTEXT_WINDOWS * embedding_dim)].
-    durations : np.ndarray
-        Seconds of speech in each example.
-    """
-    voice = Augmenter(VOICE_ONLY)
-    noise = Augmenter(NOISE_ONLY, babble_sources=list(fillers))
-    features, durations = [], []
-    for clip in clips:
-        for _ in range(copies):
-            source = transform(clip, rng) if transform is not None else clip
-            filler = fillers[int(rng.integers(len(fillers)))] if fillers else None
-            audio, seconds = place_example(
-                source, filler=filler, spec=spec, voice=voice, noise=noise, rng=rng,
-                background=background,
-            )  # fmt: skip
-            features.append(log_mel(audio).astype(np.float16))
-            durations.append(seconds)
-    if not features:
-        return np.zeros((0, 0), np.float32), np.zeros(0)
-    embedded = base.embed(example_windows(np.stack(features)))
-    return embedded.reshape(len(features), -1), np.array(durations)
-
-
-# ---- negative streams ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -273,20 +153,6 @@ class StreamRecipe:
             [self.__dict__, kind, base_sha256, STREAM_FORMAT_VERSION], sort_keys=True, default=str
         )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def synthesize(
-    renditions: Sequence[Rendition], cache: SpeechCache, progress: Progress | None
-) -> list[np.ndarray]:
-    """Audio of the renditions (from the cache or synthesized), with a "synthesis" progress."""
-    done = [0]
-
-    def tick(n: int) -> None:
-        done[0] += n
-        if progress is not None:
-            progress("synthesis", done[0], len(renditions))
-
-    return cache.get_many(renditions, progress=tick)
 
 
 def _speech_pool(
@@ -409,91 +275,3 @@ def load_or_build_stream(
     stream = build_stream(base, recipe, kind, progress=progress, **options)  # type: ignore[arg-type]
     stream.save(path)
     return stream
-
-
-# ---- word bank -----------------------------------------------------------------------------------
-
-
-@dataclass
-class WordBank:
-    """Every vocabulary word, spoken by many training voices, as placed negative examples.
-
-    Words are where false alarms come from, and running speech has too few distinct ones; the
-    bank gives the head each vocabulary word ending right where the phrase would. Built once per
-    base model and cached, like the streams.
-    """
-
-    contexts: np.ndarray
-    texts: list[str]
-
-    def negatives(self, phrase: str) -> np.ndarray:
-        """Rows whose word is not the phrase (float32)."""
-        keep = np.array([not contains_phrase(t, phrase) for t in self.texts], dtype=bool)
-        return self.contexts[keep].astype(np.float32)
-
-    def save(self, path: Path) -> None:
-        """Write to ``path`` (.npz) atomically."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with partial.open("wb") as f:
-            np.savez(f, contexts=self.contexts.astype(np.float16), texts=np.array(self.texts))
-        partial.replace(path)
-
-    @classmethod
-    def load(cls, path: Path) -> WordBank:
-        """Read a bank written by `save`."""
-        with np.load(path) as data:
-            return cls(data["contexts"], [str(t) for t in data["texts"]])
-
-
-def build_word_bank(
-    base: BaseModel,
-    *,
-    renditions_per_word: int,
-    seed: int = 0,
-    voices: Sequence[Voice] | None = None,
-    speech_cache: SpeechCache | None = None,
-    progress: Progress | None = None,
-) -> WordBank:
-    """Synthesize, place and embed every vocabulary word (training voices only)."""
-    rng = np.random.default_rng([seed, 7])
-    part = split_voices(voices if voices is not None else available_voices(), seed=seed)
-    vocabulary = load_vocabulary()
-    renditions = sample_renditions(vocabulary, part.train, per_word=renditions_per_word, rng=rng)
-    audio = synthesize(renditions, speech_cache or SpeechCache(), progress)
-    fillers = [audio[int(i)] for i in rng.choice(len(audio), size=48, replace=False)]
-    contexts = []
-    for start in range(0, len(audio), 256):
-        batch, _ = context_examples(
-            base, audio[start : start + 256], copies=1,
-            spec=ExampleSpec(end_margin_s=(0.0, 0.5)), fillers=fillers, rng=rng,
-        )  # fmt: skip
-        contexts.append(batch.astype(np.float16))
-        if progress is not None:
-            progress("word bank", min(start + 256, len(audio)), len(audio))
-    return WordBank(np.concatenate(contexts), [r.text for r in renditions])
-
-
-def load_or_build_word_bank(
-    base: BaseModel,
-    *,
-    renditions_per_word: int,
-    seed: int = 0,
-    directory: Path | None = None,
-    **options: object,
-) -> WordBank:
-    """The word bank from the cache, built first if needed."""
-    sha = base.manifest.sha256 if base.manifest is not None else "unsaved"
-    text = json.dumps([renditions_per_word, seed, sha, STREAM_FORMAT_VERSION, load_vocabulary()])
-    key = hashlib.sha256(text.encode()).hexdigest()[:16]
-    path = (directory or default_stream_dir()) / f"words-{key}.npz"
-    if path.is_file():
-        return WordBank.load(path)
-    bank = build_word_bank(
-        base,
-        renditions_per_word=renditions_per_word,
-        seed=seed,
-        **options,  # type: ignore[arg-type]
-    )
-    bank.save(path)
-    return bank

@@ -1,0 +1,118 @@
+"""The wake-word head: a two-layer network on the base's frozen embedding, and its fitting.
+
+`fit_wake_head` trains the head (`models.nn.trainer`) on positive and negative head inputs,
+then trains it again with its hardest negatives repeated: false alarms come from a few hard
+cases. It serves training from text (`models.wake.training`) and fine-tuning to a user's voice
+(`models.enroll.finetune`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from models.nn.layers import Sequential
+from models.nn.linear_layers import Dense
+from models.nn.norm_layers import ReLU
+from models.nn.trainer import EpochRecord, TrainConfig, Trainer, TrainingEngine
+from models.speech.corpus import Corpus
+from models.wake.examples import Progress
+from models.wake.model import WakeHead
+from models.wake.recipe import WakeRecipe
+
+
+def _split(
+    x: np.ndarray, y: np.ndarray, share: float, rng: np.random.Generator
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    order = rng.permutation(y.size)
+    n_val = max(1, int(share * y.size))
+    val, train = order[:n_val], order[n_val:]
+    return (x[train], y[train]), (x[val], y[val])
+
+
+def _fit_once(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    validation: tuple[np.ndarray, np.ndarray],
+    labels: tuple[str, str],
+    recipe: WakeRecipe,
+    init: WakeHead | None,
+    lr: float,
+    engine: TrainingEngine,
+    progress: Progress | None,
+) -> tuple[WakeHead, list[EpochRecord]]:
+    rng = np.random.default_rng(recipe.seed)
+    hidden = init.w1.shape[1] if init is not None else recipe.hidden
+    head = Sequential(
+        [
+            Dense(x_train.shape[1], hidden, rng=rng),
+            ReLU(),
+            Dense(hidden, 2, rng=rng, init="lecun"),
+        ]
+    )
+    if init is not None:
+        head.load_state_dict(init.state())
+    config = TrainConfig(
+        epochs=recipe.epochs, batch_size=256, lr=lr, warmup_epochs=0, patience=10,
+        time_masks=0, freq_masks=0, seed=recipe.seed,
+    )  # fmt: skip
+    trainer = Trainer(
+        head, config, architecture={"name": "wake-head", "args": {}}, labels=list(labels),
+        engine=engine,
+    )  # fmt: skip
+
+    def on_epoch(record: EpochRecord) -> None:
+        if progress is not None:
+            progress("training", record.epoch, recipe.epochs)
+
+    x_val, y_val = validation
+    history = trainer.fit(
+        Corpus(x_train, y_train, labels), Corpus(x_val, y_val, labels), on_epoch=on_epoch
+    )
+    return WakeHead.from_state(head.state_dict()), history
+
+
+def fit_wake_head(
+    positives: np.ndarray,
+    negatives: np.ndarray,
+    *,
+    labels: tuple[str, str],
+    recipe: WakeRecipe,
+    init: WakeHead | None = None,
+    lr: float = 3e-3,
+    engine: TrainingEngine = "numpy",
+    progress: Progress | None = None,
+) -> tuple[WakeHead, dict[str, Any]]:
+    """Train a head on positive and negative contexts, then again with the hard negatives.
+
+    A tenth of the rows is held out for early stopping. ``init`` starts from a trained head
+    (fine-tuning) instead of random weights; ``engine`` is where the steps run
+    (`models.nn.trainer.Trainer`: ``"auto"`` is wgpu where a real GPU exists). Returns the head
+    and training metrics.
+    """
+    rng = np.random.default_rng(recipe.seed)
+    x = np.concatenate([positives, negatives]).astype(np.float32)
+    y = np.concatenate([np.ones(len(positives)), np.zeros(len(negatives))]).astype(np.int16)
+    (x_train, y_train), validation = _split(x, y, 0.1, rng)
+    head, history = _fit_once(
+        x_train, y_train, validation, labels, recipe, init, lr, engine, progress
+    )
+    if recipe.hard_negative_copies > 0:
+        scores = head.scores(x_train)
+        negative = np.flatnonzero(y_train == 0)
+        hard = negative[np.argsort(scores[negative])[::-1]]
+        hard = hard[: max(1, int(recipe.hard_negative_share * hard.size))]
+        extra = np.tile(hard, recipe.hard_negative_copies)
+        x_train = np.concatenate([x_train, x_train[extra]])
+        y_train = np.concatenate([y_train, y_train[extra]])
+        head, history = _fit_once(
+            x_train, y_train, validation, labels, recipe, init, lr, engine, progress
+        )
+    x_val, y_val = validation
+    val_scores = head.scores(x_val)
+    return head, {
+        "validation_accuracy": max(r.val_accuracy for r in history),
+        "validation_positive_recall_at_0.5": float(np.mean(val_scores[y_val == 1] >= 0.5)),
+        "epochs": len(history),
+    }
