@@ -1,13 +1,15 @@
 """``earshot bench daemon`` on half a minute of speech: the document's shape and sane values."""
 
+import contextlib
+import functools
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from agent.bench import daemon as bench_daemon
+from agent.bench import daemon_measurement
 from tests.conftest import agent_home, require
 
 MB = 1.0
@@ -20,14 +22,19 @@ def test_short_run_reports_every_figure(tmp_path: Path, monkeypatch, capsys):
     # The benchmark's own process (speech synthesis) keeps out of the user's folders too.
     for key, value in agent_home(tmp_path / "home").items():
         monkeypatch.setenv(key, value)
+    # Record the benchmark's workspace where the benchmark makes it, with the maker's own
+    # signature; tempfile stays as it is (speech synthesis makes temporary folders too).
     workspaces: list[Path] = []
-    real_mkdtemp = tempfile.mkdtemp
+    real_workspace = bench_daemon.temporary_workspace
 
-    def mkdtemp(**kwargs) -> str:
-        workspaces.append(Path(real_mkdtemp(**kwargs)))
-        return str(workspaces[-1])
+    @functools.wraps(real_workspace)
+    @contextlib.contextmanager
+    def recorded_workspace(*args, **kwargs):
+        with real_workspace(*args, **kwargs) as workspace:
+            workspaces.append(workspace.root)
+            yield workspace
 
-    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    monkeypatch.setattr(bench_daemon, "temporary_workspace", recorded_workspace)
     argv = ["--minutes", "0.5", "--wake-words", "1", "--repeats", "1", "--skip-realtime", "--json"]
     assert bench_daemon.main(argv) == 0
     document = json.loads(capsys.readouterr().out)
@@ -68,4 +75,4 @@ def test_speech_end_ignores_the_silence_after_it():
 
     audio = np.zeros(16000, np.float32)
     audio[4000:8000] = 0.5
-    assert bench_daemon.speech_end_s(audio, 0.0, 1.0) == pytest.approx(0.5, abs=0.01)
+    assert daemon_measurement.speech_end_s(audio, 0.0, 1.0) == pytest.approx(0.5, abs=0.01)

@@ -7,16 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from agent.bench.soak import (
-    RSS_LIMIT_MB,
-    negative_blocks,
-    poisson_quantile,
-    rows,
-    soak_daemon,
-    soak_detector,
-    take,
-    utterance_pool,
-)
+from agent.bench.soak import soak_daemon, soak_detector
+from agent.bench.soak_audio import negative_blocks, take, utterance_pool
+from agent.bench.soak_report import RSS_LIMIT_MB, poisson_quantile, rows
 from dsp.constants import SAMPLE_RATE_HZ
 from tests.conftest import require
 

@@ -9,20 +9,24 @@ agent runs, and with the BLAS library's default thread count. Run ``earshot benc
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import time
 
 import numpy as np
 
+from agent.bench.common import (
+    CHUNK_MS,
+    CHUNK_SAMPLES,
+    MEASURED_AUDIO_S,
+    Stopwatch,
+    add_json_option,
+    chunks,
+    machine,
+    print_json,
+)
 from dsp.constants import SAMPLE_RATE_HZ
 from dsp.features import LogMelStream
+from models.wake.metrics import SECONDS_PER_HOUR
 
-CHUNK_MS = 80
 TARGET_S_PER_HOUR = 2.0
-SECONDS_PER_HOUR = 3600
-MEASURED_AUDIO_S = 600
-"""Audio streamed per measurement, in seconds; the result is scaled to one hour."""
 
 
 def _test_audio(seconds: int, seed: int = 0) -> np.ndarray:
@@ -36,10 +40,10 @@ def _test_audio(seconds: int, seed: int = 0) -> np.ndarray:
 def measure_cpu_s_per_hour(audio: np.ndarray, *, chunk_samples: int) -> tuple[float, float]:
     """Stream ``audio`` through a fresh `LogMelStream`; return (CPU s, wall s) per hour of audio."""
     stream = LogMelStream()
-    cpu_start, wall_start = time.process_time(), time.perf_counter()
-    for start in range(0, audio.size, chunk_samples):
-        stream.push(audio[start : start + chunk_samples])
-    cpu, wall = time.process_time() - cpu_start, time.perf_counter() - wall_start
+    clock = Stopwatch()
+    for chunk in chunks(audio, chunk_samples):
+        stream.push(chunk)
+    cpu, wall = clock.read()
     scale = SECONDS_PER_HOUR / (audio.size / SAMPLE_RATE_HZ)
     return cpu * scale, wall * scale
 
@@ -49,14 +53,14 @@ def run(seconds: int = MEASURED_AUDIO_S) -> dict[str, object]:
     from threadpoolctl import threadpool_limits
 
     audio = _test_audio(seconds)
-    chunk = SAMPLE_RATE_HZ * CHUNK_MS // 1000
+    chunk = CHUNK_SAMPLES
     measure_cpu_s_per_hour(audio[: 10 * SAMPLE_RATE_HZ], chunk_samples=chunk)  # warm caches
     with threadpool_limits(limits=1):
         cpu_1, wall_1 = measure_cpu_s_per_hour(audio, chunk_samples=chunk)
     cpu_n, wall_n = measure_cpu_s_per_hour(audio, chunk_samples=chunk)
     return {
         "benchmark": "frontend",
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "machine": machine(),
         "audio_seconds_measured": seconds,
         "chunk_ms": CHUNK_MS,
         "cpu_s_per_hour_blas_1_thread": round(cpu_1, 3),
@@ -71,14 +75,14 @@ def run(seconds: int = MEASURED_AUDIO_S) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns 0."""
     parser = argparse.ArgumentParser(prog="earshot bench frontend", description=__doc__)
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    add_json_option(parser)
     parser.add_argument(
         "--seconds", type=int, default=MEASURED_AUDIO_S, help="audio to stream, in s"
     )
     args = parser.parse_args(argv)
     result = run(args.seconds)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print_json(result)
         return 0
     print(f"log-mel front end, {CHUNK_MS} ms chunks, {args.seconds} s of audio scaled to 1 h")
     print(

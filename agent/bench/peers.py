@@ -33,7 +33,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -41,10 +40,20 @@ from typing import Any
 
 import numpy as np
 
+from agent.bench.common import (
+    CHUNK_SAMPLES,
+    MINUTES,
+    PHRASE,
+    Stopwatch,
+    add_json_option,
+    print_json,
+    say,
+    write_speech,
+)
 from agent.paths import SOURCE_ROOT
 from dsp.constants import SAMPLE_RATE_HZ
+from models.wake.metrics import SECONDS_PER_HOUR
 
-MINUTES = 10.0
 PEERS = ("openwakeword", "porcupine")
 OWW_MODEL = "alexa_v0.1"
 """openWakeWord's bundled model that is run (one wake word, like one earshot detector)."""
@@ -59,9 +68,6 @@ SINGLE_THREAD_ENV = {
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
 }
-SECONDS_PER_HOUR = 3600.0
-SPEECH_MARGIN = 1.25
-"""Speech asked of `other_speech` per second wanted (it overestimates spoken lengths)."""
 
 
 class Peer:
@@ -136,9 +142,9 @@ class EarshotDetector(Peer):
     activity, queues or events): the like-for-like figure next to theirs.
     """
 
-    frame = 1280  # the daemon's 80 ms blocks
+    frame = CHUNK_SAMPLES  # the daemon's 80 ms blocks
     threads = 1
-    model = PORCUPINE_KEYWORD
+    model = PHRASE
 
     def __init__(self) -> None:
         from threadpoolctl import threadpool_limits
@@ -203,18 +209,17 @@ def measure(name: str, wav: Path) -> dict[str, Any]:
         result["error"] = NOT_INSTALLED
         return result
     audio = read_wav(wav)
-    start_cpu, start_wall = time.process_time(), time.perf_counter()
+    loading = Stopwatch()
     peer = LOADERS[name]()
-    result["load_s"] = time.perf_counter() - start_wall
-    result["load_cpu_s"] = time.process_time() - start_cpu
+    result["load_cpu_s"], result["load_s"] = loading.read()
     frames = -(-audio.size // peer.frame)
     padded = np.zeros(frames * peer.frame, np.int16)
     padded[: audio.size] = audio
     detections = 0
-    start_cpu, start_wall = time.process_time(), time.perf_counter()
+    listening = Stopwatch()
     for index in range(frames):
         detections += peer.process(padded[index * peer.frame : (index + 1) * peer.frame])
-    cpu_s, wall_s = time.process_time() - start_cpu, time.perf_counter() - start_wall
+    cpu_s, wall_s = listening.read()
     audio_s = audio.size / SAMPLE_RATE_HZ
     result.update(
         audio_s=audio_s,
@@ -268,18 +273,6 @@ def peer_cpu(wav: Path, peers: Sequence[str] = PEERS) -> list[dict[str, Any]]:
     return [run_peer(name, Path(wav)) for name in peers]
 
 
-def write_speech(path: Path, minutes: float) -> None:
-    """``minutes`` of scripted everyday speech, no wake word, as a 16-bit WAV."""
-    import soundfile
-
-    from models.speech.demo_stream import build_stream, other_speech
-
-    samples = int(minutes * 60.0 * SAMPLE_RATE_HZ)
-    stream = build_stream(other_speech(minutes * 60.0 * SPEECH_MARGIN))
-    audio = np.resize(stream.audio, samples)  # cut to length (or repeated, were it short)
-    soundfile.write(str(path), audio, SAMPLE_RATE_HZ, subtype="PCM_16")
-
-
 def print_table(results: list[dict[str, Any]], source: str) -> None:
     """The results as a table."""
     audio_s = next((r["audio_s"] for r in results if r["audio_s"]), None)
@@ -308,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--minutes", type=float, default=MINUTES,
         help=f"length of the scripted speech when no --wav is given (default {MINUTES:g})",
     )  # fmt: skip
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    add_json_option(parser)
     parser.add_argument("--peer", choices=sorted(LOADERS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.peer:  # the measuring subprocess: one JSON line on stdout
@@ -321,12 +314,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = str(wav)
         if wav is None:
             wav = Path(tmp) / "speech.wav"
-            print(f"synthesizing {args.minutes:g} min of everyday speech ...", file=sys.stderr)
-            write_speech(wav, args.minutes)
+            say(f"synthesizing {args.minutes:g} min of everyday speech ...")
+            write_speech(wav, args.minutes * 60.0)
             source = "scripted everyday speech (no wake word)"
         results = peer_cpu(wav)
     if args.json:
-        print(json.dumps({"wav": source, "peers": results}, indent=2))
+        print_json({"wav": source, "peers": results})
     else:
         print_table(results, source)
     return 1 if all(r["error"] for r in results) else 0

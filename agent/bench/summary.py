@@ -1,15 +1,16 @@
 """``earshot bench``: every benchmark in one run, summed up in one short table.
 
-Each suite runs as its own process (``python -m MODULE --json``) so that one's memory and threads
-do not colour another's figures; the daemon suite also runs the peer engines (openWakeWord and
-Porcupine) on the same recording, so their CPU is compared in the same run. ``--json`` prints
-every suite's whole document under its name.
+Each suite runs as its own process (``python -m MODULE --json``, with the module that
+`agent.bench.SUITES` names) so that one's memory and threads do not colour another's figures; the
+daemon suite also runs the peer engines (openWakeWord and Porcupine) on the same recording, so
+their CPU is compared in the same run. ``--json`` prints every suite's whole document under its
+name.
 
 Suites and the figures taken from them:
 
 - frontend (`agent.bench.frontend`): CPU seconds per hour of audio of the streaming log-mel front
   end;
-- engine (`kernels.bench`): batch-1 latency of the speech network on every backend;
+- engine (`agent.bench.engine`): batch-1 latency of the speech network on every backend;
 - wake (`agent.bench.wake`): ten wake words against one, detection latency, training a wake
   word from text;
 - enroll: a whole ``earshot enroll --from`` on synthesized takes, as a user runs it;
@@ -19,7 +20,6 @@ Suites and the figures taken from them:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -29,6 +29,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from agent.bench import module_name
+from agent.bench.common import MINUTES, PHRASE, print_json, say, suite_parser
 
 SUITES = ("frontend", "engine", "wake", "enroll", "daemon")
 SUITE_TIMEOUT_S = 3600
@@ -61,9 +64,7 @@ def measure_enroll() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="earshot-bench-enroll-") as tmp:
         root, takes = Path(tmp), []
         for k in range(ENROLL_TAKES):
-            speech = cache.get(
-                Rendition("computer", Voice("espeak-ng", ENROLL_VOICE), 0.9 + 0.05 * k)
-            )
+            speech = cache.get(Rendition(PHRASE, Voice("espeak-ng", ENROLL_VOICE), 0.9 + 0.05 * k))
             pad = np.zeros(SAMPLE_RATE_HZ // 2, np.float32)
             take = np.concatenate([pad, speech, pad]) + rng.normal(
                 0, 1e-3, speech.size + 2 * pad.size
@@ -73,7 +74,7 @@ def measure_enroll() -> dict[str, Any]:
         env = {"XDG_DATA_HOME": str(root / "data"), "XDG_CONFIG_HOME": str(root / "config")}
         started = time.perf_counter()
         result = subprocess.run(
-            [sys.executable, "-m", "agent", "enroll", "computer", "--from", *map(str, takes)],
+            [sys.executable, "-m", "agent", "enroll", PHRASE, "--from", *map(str, takes)],
             env={**os.environ, **env}, capture_output=True, text=True, timeout=SUITE_TIMEOUT_S,
         )  # fmt: skip
         seconds = time.perf_counter() - started
@@ -186,37 +187,29 @@ def run(suites: Sequence[str], minutes: float) -> dict[str, dict[str, Any]]:
     """Every chosen suite's document, by name."""
     results: dict[str, dict[str, Any]] = {}
     for name in suites:
-        print(f"== earshot bench: {name}", file=sys.stderr, flush=True)
+        say(f"== earshot bench: {name}")
         if name == "enroll":
             results[name] = measure_enroll()
         elif name == "daemon":
-            results[name] = run_module("agent.bench.daemon", "--peers", "--minutes", f"{minutes:g}")
+            results[name] = run_module(module_name(name), "--peers", "--minutes", f"{minutes:g}")
         else:
-            module = {
-                "frontend": "agent.bench.frontend",
-                "engine": "kernels.bench",
-                "wake": "agent.bench.wake",
-            }
-            results[name] = run_module(module[name])
+            results[name] = run_module(module_name(name))
     return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the suites; print the summary table, or one JSON document with ``--json``."""
-    parser = argparse.ArgumentParser(
-        prog="earshot bench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser = suite_parser("earshot bench", __doc__)
     parser.add_argument("--only", nargs="+", choices=SUITES, default=list(SUITES),
                         help="run only these suites")  # fmt: skip
-    parser.add_argument("--minutes", type=float, default=10.0,
-                        help="audio the daemon and the peers listen to (default 10)")  # fmt: skip
+    parser.add_argument(
+        "--minutes", type=float, default=MINUTES,
+        help=f"audio the daemon and the peers listen to (default {MINUTES:g})",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     results = run(args.only, args.minutes)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print_json(results)
     else:
         rows = summary(results)
         width = max(len(r[0]) for r in rows)

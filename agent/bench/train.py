@@ -13,7 +13,6 @@ Run ``python -m agent.bench.train --steps 5`` (``--help`` for the options).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import time
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agent.bench.common import MS_PER_S, add_json_option, print_json
 from kernels.device import open_device
 from models.base.architecture import BaseConfig, build_base, build_head
 from models.nn.gpu_training import GpuTrainingStep
@@ -37,7 +37,6 @@ DEFAULT_BATCH = 64
 DEFAULT_STEPS = 5
 LEARNING_RATE = 1e-3
 WEIGHT_DECAY = 1e-4
-MS_PER_S = 1000.0
 
 
 @dataclass(frozen=True)
@@ -178,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--epoch-windows", type=int, default=EPOCH_WINDOWS, help="epoch to project to"
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    add_json_option(parser)
     args = parser.parse_args(argv)
     timings = bench_training(
         steps=args.steps, batch=args.batch, classes=args.classes,
@@ -195,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for t in timings
             ],
         }
-        print(json.dumps(document, indent=2))
+        print_json(document)
         return 0
     print(
         f"training step, base network {BaseConfig()} + {args.classes}-class head, "

@@ -14,6 +14,7 @@ import logging
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from agent.cli import base as model_commands
@@ -33,17 +34,17 @@ _LOGGER = logging.getLogger("earshot")
 EXIT_INTERRUPTED = 130
 
 
-BENCH_SUITES = {
-    "all": "agent.bench.summary",
-    "frontend": "agent.bench.frontend",
-    "engine": "kernels.bench",
-    "train": "agent.bench.train",
-    "wake": "agent.bench.wake",
-    "daemon": "agent.bench.daemon",
-    "peers": "agent.bench.peers",
-    "soak": "agent.bench.soak",
-}
-"""`earshot bench SUITE`: the module whose ``main(argv)`` runs it."""
+BENCH_PACKAGE = "agent.bench"
+"""`earshot bench SUITE`: the package whose ``SUITES`` and ``run(suite, argv)`` it uses.
+
+It is loaded by name: the CLI and the benchmarks do not import each other, and a suite's module is
+imported only when the suite runs.
+"""
+
+
+def _bench() -> ModuleType:
+    """The benchmarks' package: their registry, without any suite's module."""
+    return importlib.import_module(BENCH_PACKAGE)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks that print measured figures")
     bench.add_argument(
-        "suite", nargs="?", default="all", choices=list(BENCH_SUITES),
+        "suite", nargs="?", default="all", choices=list(_bench().SUITES),
         help="all (the default): every suite below summed up in one table, the peers included; "
         "frontend: feature cost; engine: inference; train: a training step, numpy vs wgpu; "
         "wake: ten wake words vs one, detection latency, training a wake word; "
@@ -163,8 +164,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run a benchmark and print its figures."""
-    module = BENCH_SUITES[args.suite]
-    return int(importlib.import_module(module).main(["--json"] if args.json else []))
+    return int(_bench().run(args.suite, ["--json"] if args.json else []))
 
 
 COMMANDS = {
