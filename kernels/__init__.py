@@ -18,7 +18,7 @@ from kernels.network import (
     Softmax,
     run_numpy,
 )
-from kernels.reference import fold_batchnorm
+from kernels.ops.batch_norm import fold_batchnorm
 from kernels.runtime import Backend, Engine, NumpyEngine, create_engine, resolve_backend
 
 __all__ = [

@@ -1,12 +1,13 @@
-"""A `Network` compiled for a wgpu device: pipelines, bind groups and buffers built once.
+"""A `Network` compiled for a wgpu device: the inference engine.
 
-Compiling renders each layer's kernel template, creates (and caches) shader modules and
-pipelines, uploads the weights, allocates two ping-pong activation buffers sized for the largest
-activation, builds every bind group, and runs one warm-up inference so that driver-side shader
-compilation does not land on the first real call. One call to `WgpuNetwork.run` per chunk of
-windows then does: ``queue.write_buffer`` of the input, one command buffer that encodes every
-layer's dispatches and the copy to a staging buffer, one submit, and one readback by mapping
-the staging buffer (mapping is also how completion is awaited).
+Each layer becomes launches of its op's inference kernels (`plan_layer`, built by the modules of
+`kernels.ops`) over named buffers: the input, two ping-pong activation buffers sized for the
+largest activation, and each layer's parameters. A `kernels.gpu_program.GpuProgram` compiles
+them once (identical layers share a pipeline), the parameters are uploaded, and one warm-up
+inference runs so that driver-side shader compilation does not land on the first real call. One
+call to `WgpuNetwork.run` per chunk of windows then does: one write of the input, one command
+buffer that encodes every layer's launches and the copy to a staging buffer, one submit, and one
+readback by mapping the staging buffer (mapping is also how completion is awaited).
 
 Batches larger than the compiled chunk are split into chunks; the chunk size is chosen so that no
 binding exceeds the device's storage-binding and buffer-size limits and no dispatch exceeds its
@@ -16,39 +17,130 @@ workgroup-count limit.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any
+import math
 
 import numpy as np
 
 from kernels.device import GpuDevice
 from kernels.errors import DeviceError
-from kernels.kernel_plan import Dispatch, pad4, padded_size, plan_layer
-from kernels.network import Network
-from kernels.template import load_template, render
+from kernels.gpu_program import GpuProgram
+from kernels.launch import Launches, Slice, pad4, whole
+from kernels.network import (
+    AvgPool2d,
+    Conv2d,
+    Dense,
+    DepthwiseConv2d,
+    GlobalAvgPool,
+    Layer,
+    Network,
+    PointwiseConv2d,
+    Shape,
+    Sigmoid,
+    Softmax,
+)
+from kernels.ops.activation import elementwise
+from kernels.ops.conv2d import conv2d_launches
+from kernels.ops.depthwise_conv2d import depthwise_conv2d_launches
+from kernels.ops.layout import ConvShape, padded_size
+from kernels.ops.linear import dense_launches, dense_weight_layout, pointwise_conv2d_launches
+from kernels.ops.pooling import avg_pool2d_launch, global_avg_pool
+from kernels.ops.softmax import softmax_launch
 
 _LOGGER = logging.getLogger(__name__)
 
 BYTES_PER_FLOAT = 4
+ROWS_PER_DENSE_INVOCATION = 1
+"""Rows per invocation of a Dense layer (one row per window, so batches are small)."""
+INPUT = "input"
+ACTIVATIONS = ("act0", "act1")
+"""The ping-pong activation buffers: layer i writes ``ACTIVATIONS[i % 2]``."""
 
 
-@dataclass(frozen=True)
-class _Step:
-    """A dispatch with its wgpu objects."""
-
-    stem: str
-    pipeline: Any
-    bind_group: Any
-    workgroups: int
+def _conv_shape(layer: Conv2d | DepthwiseConv2d, shape: Shape, out: Shape, batch: int) -> ConvShape:
+    kernel = (layer.weight.shape[0], layer.weight.shape[1])
+    return ConvShape(
+        batch, shape[0], shape[1], shape[2], out[2], kernel, layer.stride, layer.padding
+    )
 
 
-def _plans(network: Network, batch: int, uniform_limit: int) -> list[list[Dispatch]]:
-    return [
-        plan_layer(layer, shape, out, batch, uniform_limit)
-        for layer, shape, out in zip(
-            network.layers, network.shapes, network.shapes[1:], strict=False
+def plan_layer(
+    layer: Layer, shape: Shape, out: Shape, batch: int, uniform_limit: int, *,
+    x: Slice | None = None, y: Slice | None = None, name: str = "layer",
+) -> Launches:  # fmt: skip
+    """The launches that compute ``layer`` for ``batch`` windows, and the parameters they read.
+
+    Parameters
+    ----------
+    layer : Layer
+        The layer spec.
+    shape : tuple[int, ...]
+        Per-window input shape.
+    out : tuple[int, ...]
+        Per-window output shape.
+    batch : int
+        Windows per launch, at least 1.
+    uniform_limit : int
+        Largest uniform buffer binding in bytes; larger parameters go to storage buffers.
+    x, y : Slice or None
+        Input and output activations (channels padded to a multiple of 4); None binds buffers
+        named ``x`` and ``y`` of the layer's sizes.
+    name : str
+        Prefix of the parameter buffers (``<name>.weight``, ``<name>.bias``).
+
+    Returns
+    -------
+    Launches
+        One launch per output-channel group (one for most layers) and the parameter uploads.
+    """
+    x = x or whole("x", batch * padded_size(shape))
+    y = y or whole("y", batch * padded_size(out))
+    if isinstance(layer, Conv2d | DepthwiseConv2d):
+        build = conv2d_launches if isinstance(layer, Conv2d) else depthwise_conv2d_launches
+        conv = _conv_shape(layer, shape, out, batch)
+        return build(layer.weight, layer.bias, conv, x, y, name=name, relu=layer.relu,
+                     uniform_limit=uniform_limit)  # fmt: skip
+    if isinstance(layer, PointwiseConv2d):
+        return pointwise_conv2d_launches(
+            layer.weight, layer.bias, x, y, positions=batch * shape[0] * shape[1], name=name,
+            relu=layer.relu, uniform_limit=uniform_limit,
+        )  # fmt: skip
+    if isinstance(layer, Dense):
+        return dense_launches(
+            dense_weight_layout(layer.weight, shape), layer.bias, x, y, rows=batch,
+            pix=ROWS_PER_DENSE_INVOCATION, name=name, relu=layer.relu,
+            uniform_limit=uniform_limit,
+        )  # fmt: skip
+    if isinstance(layer, AvgPool2d):
+        pool = ConvShape(batch, shape[0], shape[1], shape[2], shape[2], layer.kernel, layer.step)
+        return Launches([avg_pool2d_launch(pool, x, y, relu=layer.relu)])
+    if isinstance(layer, GlobalAvgPool):
+        positions = shape[0] * shape[1]
+        return Launches([global_avg_pool(x, y, batch=batch, positions=positions, c=pad4(out[0]))])
+    if isinstance(layer, Softmax):
+        rows = batch * math.prod(shape[:-1])
+        return Launches([softmax_launch(x, y, rows=rows, n=shape[-1])])
+    if isinstance(layer, Sigmoid):
+        return Launches([elementwise("sigmoid", (x,), y, batch * padded_size(shape))])
+    raise TypeError(
+        f"layer: got {type(layer).__name__}, expected one of the kernels.network layers"
+    )
+
+
+def _plans(network: Network, batch: int, uniform_limit: int) -> list[Launches]:
+    """Every layer's launches, reading the input or the last activation buffer, in order."""
+    act_words = batch * max(padded_size(s) for s in network.shapes[1:])
+    source = whole(INPUT, batch * padded_size(network.input_shape))
+    plans = []
+    steps = zip(network.layers, network.shapes, network.shapes[1:], strict=False)
+    for index, (layer, shape, out) in enumerate(steps):
+        target = whole(ACTIVATIONS[index % 2], act_words)
+        plans.append(
+            plan_layer(
+                layer, shape, out, batch, uniform_limit, x=source, y=target, name=str(index)
+            )  # fmt: skip
         )
-    ]
+        source = target
+    return plans
 
 
 def max_chunk(network: Network, limits: dict[str, int], wanted: int) -> int:
@@ -80,7 +172,7 @@ def max_chunk(network: Network, limits: dict[str, int], wanted: int) -> int:
     max_groups = limits["max-compute-workgroups-per-dimension"]
     while chunk >= 1:
         plans = _plans(network, chunk, limits["max-uniform-buffer-binding-size"])
-        worst = max(d.workgroups for layer in plans for d in layer)
+        worst = max(launch.workgroups for plan in plans for launch in plan.launches)
         if worst <= max_groups:
             return chunk
         chunk = min(chunk - 1, chunk * max_groups // worst)
@@ -88,39 +180,6 @@ def max_chunk(network: Network, limits: dict[str, int], wanted: int) -> int:
         f"network: one window needs {largest} bytes per activation and more workgroups than the "
         f"device allows ({binding} bytes per binding, {max_groups} workgroups per dimension)"
     )
-
-
-class _PipelineCache:
-    """Shader modules and pipelines keyed by source and overrides (identical layers share one)."""
-
-    def __init__(self, device: Any) -> None:
-        import wgpu
-
-        self._device = device
-        # Validation errors are GPUError subclasses; a failed creation without one is RuntimeError.
-        self._errors = (wgpu.GPUError, RuntimeError)
-        self._modules: dict[str, Any] = {}
-        self._pipelines: dict[tuple, Any] = {}
-
-    def pipeline(self, plan: Dispatch) -> Any:
-        source = render(load_template(plan.stem), plan.source_constants, plan.rolled)
-        key = (source, tuple(sorted(plan.overrides.items())))
-        if key not in self._pipelines:
-            self._pipelines[key] = self._create(plan.stem, source, plan.overrides)
-        return self._pipelines[key]
-
-    def _create(self, stem: str, source: str, overrides: dict[str, float]) -> Any:
-        try:
-            if source not in self._modules:
-                self._modules[source] = self._device.create_shader_module(label=stem, code=source)
-            stage: dict[str, Any] = {"module": self._modules[source], "entry_point": "main"}
-            if overrides:
-                stage["constants"] = overrides
-            return self._device.create_compute_pipeline(label=stem, layout="auto", compute=stage)
-        except self._errors as exc:
-            raise DeviceError(
-                f"kernel '{stem}': shader failed to compile or validate: {exc}"
-            ) from exc
 
 
 class WgpuNetwork:
@@ -152,21 +211,25 @@ class WgpuNetwork:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size: got {batch_size}, expected an integer >= 1")
-        import wgpu
-
-        self._wgpu = wgpu
         self.network = network
         self.gpu = gpu
         limits = dict(gpu.limits)
         if max_binding_bytes is not None:
             limits["max-storage-buffer-binding-size"] = max_binding_bytes
         self.chunk = max_chunk(network, limits, batch_size)
-        self._device = gpu.device
-        self._build(_plans(network, self.chunk, limits["max-uniform-buffer-binding-size"]))
+        plans = _plans(network, self.chunk, limits["max-uniform-buffer-binding-size"])
+        launches = [launch for plan in plans for launch in plan.launches]
+        buffers = {piece.buffer: piece.size for launch in launches for piece, _ in launch.bindings}
+        self._program = GpuProgram(gpu, buffers, launches)
+        for plan in plans:
+            for name, data in plan.uploads.items():
+                self._program.write(name, data)
+        last = len(network.layers) - 1
+        self._result = whole(ACTIVATIONS[last % 2], self.chunk * padded_size(network.shapes[-1]))
         self._run_chunk(np.zeros((self.chunk, *network.input_shape), np.float32))
         _LOGGER.info(
             "compiled %d dispatches for %d windows per launch on %s",
-            len(self._steps),
+            len(launches),
             self.chunk,
             gpu.adapter,
         )
@@ -175,54 +238,6 @@ class WgpuNetwork:
     def description(self) -> str:
         """The adapter this network runs on, in words."""
         return f"wgpu {self.gpu.adapter}"
-
-    def _buffer(self, size: int, usage: int) -> Any:
-        return self._device.create_buffer(size=max(size, BYTES_PER_FLOAT), usage=usage)
-
-    def _build(self, plans: list[list[Dispatch]]) -> None:
-        usage = self._wgpu.BufferUsage
-        chunk, shapes = self.chunk, self.network.shapes
-        in_bytes = chunk * padded_size(shapes[0]) * BYTES_PER_FLOAT
-        act_bytes = chunk * max(padded_size(s) for s in shapes[1:]) * BYTES_PER_FLOAT
-        self._out_bytes = chunk * padded_size(shapes[-1]) * BYTES_PER_FLOAT
-        self._input = self._buffer(in_bytes, usage.STORAGE | usage.COPY_DST)
-        ping_pong = [self._buffer(act_bytes, usage.STORAGE | usage.COPY_SRC) for _ in range(2)]
-        self._staging = self._buffer(self._out_bytes, usage.MAP_READ | usage.COPY_DST)
-        cache = _PipelineCache(self._device)
-        self._steps: list[_Step] = []
-        source = self._input
-        for index, layer_plans in enumerate(plans):
-            target = ping_pong[index % 2]
-            for plan in layer_plans:
-                pipeline = cache.pipeline(plan)
-                self._steps.append(
-                    _Step(
-                        plan.stem,
-                        pipeline,
-                        self._bind(pipeline, plan, source, target),
-                        plan.workgroups,
-                    )
-                )
-            source = target
-        self._result = source
-
-    def _bind(self, pipeline: Any, plan: Dispatch, source: Any, target: Any) -> Any:
-        usage = self._wgpu.BufferUsage
-        kind = usage.UNIFORM if plan.param_space == "uniform" else usage.STORAGE
-        buffers = [source]
-        for param in plan.params:
-            buffers.append(self._device.create_buffer_with_data(data=param, usage=kind))
-        buffers.append(target)
-        entries = [
-            {"binding": i, "resource": {"buffer": b, "offset": 0, "size": b.size}}
-            for i, b in enumerate(buffers)
-        ]
-        try:
-            return self._device.create_bind_group(
-                layout=pipeline.get_bind_group_layout(0), entries=entries
-            )
-        except (self._wgpu.GPUError, RuntimeError) as exc:
-            raise DeviceError(f"kernel '{plan.stem}': bind group rejected: {exc}") from exc
 
     def _device_layout(self, x: np.ndarray) -> np.ndarray:
         """``x`` with its channel axis zero-padded to a multiple of 4, as the kernels read it."""
@@ -235,21 +250,9 @@ class WgpuNetwork:
 
     def _run_chunk(self, x: np.ndarray) -> np.ndarray:
         """One launch: write ``x`` ([chunk, *input_shape]), encode, submit, read back."""
-        self._device.queue.write_buffer(self._input, 0, self._device_layout(x))
-        encoder = self._device.create_command_encoder()
-        compute = encoder.begin_compute_pass()
-        for step in self._steps:
-            compute.set_pipeline(step.pipeline)
-            compute.set_bind_group(0, step.bind_group)
-            compute.dispatch_workgroups(step.workgroups, 1, 1)
-        compute.end()
-        encoder.copy_buffer_to_buffer(self._result, 0, self._staging, 0, self._out_bytes)
-        self._device.queue.submit([encoder.finish()])
-        self._staging.map_sync(self._wgpu.MapMode.READ, 0, self._out_bytes)
-        try:
-            out = np.frombuffer(self._staging.read_mapped(0, self._out_bytes), np.float32).copy()
-        finally:
-            self._staging.unmap()
+        self._program.write(INPUT, self._device_layout(x).ravel())
+        out = self._program.run(self._result)
+        assert out is not None
         out_shape = self.network.output_shape
         out = out.reshape(self.chunk, *out_shape[:-1], pad4(out_shape[-1]))
         return out[..., : out_shape[-1]] if out.shape[-1] != out_shape[-1] else out

@@ -1,11 +1,13 @@
-"""A list of `kernels.train_ops.Op` over named buffers, compiled once for a wgpu device.
+"""A list of `kernels.launch.Launch` over named buffers, compiled once for a wgpu device.
 
-Compiling creates every buffer, renders each distinct kernel once (identical launches share a
-pipeline), builds explicit bind-group layouts from each op's binding kinds, and builds every bind
-group. `GpuProgram.run` then encodes every op into one compute pass of one command buffer,
-optionally copies a small slice to a staging buffer, submits once and maps the staging buffer
-(which is also how completion is awaited). Within one pass WebGPU orders the dispatches and makes
-each one's writes visible to the next, so ops can hand data on through shared buffers.
+Both engines run on it: `kernels.gpu_network.WgpuNetwork` (inference) and
+`kernels.gpu_trainer.GpuTrainer` (training). Compiling creates every buffer, renders each
+distinct kernel once (identical launches share a pipeline), builds explicit bind-group layouts
+from each launch's binding kinds, and builds every bind group. `GpuProgram.run` then encodes
+every launch into one compute pass of one command buffer, optionally copies a small slice to a
+staging buffer, submits once and maps the staging buffer (which is also how completion is
+awaited). Within one pass WebGPU orders the dispatches and makes
+each one's writes visible to the next, so launches can hand data on through shared buffers.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import numpy as np
 
 from kernels.device import GpuDevice
 from kernels.errors import DeviceError
-from kernels.template import load_template, render
-from kernels.train_ops import Access, Op, Slice
+from kernels.launch import Access, Launch, Slice
+from kernels.template import kernel_source, render
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -41,10 +43,11 @@ class GpuProgram:
         The device (see `kernels.device.open_device`).
     buffers : Mapping[str, int]
         Size of each buffer in 4-byte words.
-    ops : Sequence[Op]
+    launches : Sequence[Launch]
         The launches, in order.
     uniforms : frozenset[str]
-        Names of the buffers bound as uniforms (the others are storage buffers).
+        Names of buffers to create as uniforms (besides those a launch binds as uniform); the
+        others are storage buffers.
     shared : Mapping[str, Any] or None
         Buffers to use instead of creating them, by name (another program's `buffers`, so that
         programs for different batch sizes update the same parameters).
@@ -60,7 +63,7 @@ class GpuProgram:
         self,
         gpu: GpuDevice,
         buffers: Mapping[str, int],
-        ops: Sequence[Op],
+        launches: Sequence[Launch],
         *,
         uniforms: frozenset[str] = frozenset(),
         shared: Mapping[str, Any] | None = None,
@@ -72,7 +75,10 @@ class GpuProgram:
         self.gpu = gpu
         self._device = gpu.device
         self.sizes = dict(buffers)
-        self._check_limits(ops)
+        self._check_limits(launches)
+        uniforms = uniforms | {
+            piece.buffer for x in launches for piece, kind in x.bindings if kind == "uniform"
+        }
         usage = wgpu.BufferUsage
         self.buffers: dict[str, Any] = dict(shared or {})
         for name, words in buffers.items():
@@ -86,17 +92,17 @@ class GpuProgram:
         self._pipelines: dict[tuple, Any] = {}
         max_groups = gpu.limits["max-compute-workgroups-per-dimension"]
         try:
-            grids = [op.grid(max_groups) for op in ops]
+            grids = [launch.grid(max_groups) for launch in launches]
         except ValueError as exc:
             raise DeviceError(f"{exc}; use a smaller batch") from exc
         self._steps = [
-            (self._pipeline(op), self._bind_group(op), grid)
-            for op, grid in zip(ops, grids, strict=True)
+            (self._pipeline(launch), self._bind_group(launch), grid)
+            for launch, grid in zip(launches, grids, strict=True)
         ]
         self._staging: dict[int, Any] = {}
-        _LOGGER.debug("compiled %d launches, %d pipelines", len(ops), len(self._pipelines))
+        _LOGGER.debug("compiled %d launches, %d pipelines", len(launches), len(self._pipelines))
 
-    def _check_limits(self, ops: Sequence[Op]) -> None:
+    def _check_limits(self, launches: Sequence[Launch]) -> None:
         binding_limit = self.gpu.limits["max-storage-buffer-binding-size"]
         buffer_limit = self.gpu.limits["max-buffer-size"]
         for name, words in self.sizes.items():
@@ -105,16 +111,17 @@ class GpuProgram:
                     f"buffer {name!r}: {words * WORD_BYTES} bytes exceed the device's "
                     f"max-buffer-size of {buffer_limit}; use a smaller batch"
                 )
-        for op in ops:
-            for piece, _ in op.bindings:
+        for launch in launches:
+            for piece, _ in launch.bindings:
                 if piece.buffer not in self.sizes:
-                    raise DeviceError(f"kernel '{op.stem}': unknown buffer {piece.buffer!r}")
+                    raise DeviceError(f"kernel '{launch.kernel}': unknown buffer {piece.buffer!r}")
                 if piece.offset + piece.size > self.sizes[piece.buffer]:
-                    raise DeviceError(f"kernel '{op.stem}': {piece} runs past its buffer")
+                    raise DeviceError(f"kernel '{launch.kernel}': {piece} runs past its buffer")
                 if piece.size * WORD_BYTES > binding_limit:
                     raise DeviceError(
-                        f"kernel '{op.stem}': a {piece.size * WORD_BYTES}-byte binding exceeds "
-                        f"max-storage-buffer-binding-size {binding_limit}; use a smaller batch"
+                        f"kernel '{launch.kernel}': a {piece.size * WORD_BYTES}-byte binding "
+                        f"exceeds max-storage-buffer-binding-size {binding_limit}; "
+                        "use a smaller batch"
                     )
 
     def _layout_entries(self, access: tuple[Access, ...]) -> list[dict[str, Any]]:
@@ -124,33 +131,35 @@ class GpuProgram:
             for i, kind in enumerate(access)
         ]
 
-    def _pipeline(self, op: Op) -> Any:
-        access = tuple(kind for _, kind in op.bindings)
-        source = render(load_template(op.stem), op.source_constants)
-        key = (source, access)
+    def _pipeline(self, launch: Launch) -> Any:
+        access = tuple(kind for _, kind in launch.bindings)
+        source = render(kernel_source(launch.kernel), launch.source_constants, launch.rolled)
+        overrides = tuple(sorted(launch.overrides.items()))
+        key = (source, access, overrides)
         if key in self._pipelines:
             return self._pipelines[key]
         try:
             if source not in self._modules:
                 self._modules[source] = self._device.create_shader_module(
-                    label=op.stem, code=source
+                    label=launch.kernel, code=source
                 )
             layout = self._device.create_bind_group_layout(entries=self._layout_entries(access))
             pipeline_layout = self._device.create_pipeline_layout(bind_group_layouts=[layout])
+            stage: dict[str, Any] = {"module": self._modules[source], "entry_point": "main"}
+            if overrides:
+                stage["constants"] = dict(overrides)
             pipeline = self._device.create_compute_pipeline(
-                label=op.stem,
-                layout=pipeline_layout,
-                compute={"module": self._modules[source], "entry_point": "main"},
+                label=launch.kernel, layout=pipeline_layout, compute=stage
             )
         except self._errors as exc:
             raise DeviceError(
-                f"kernel '{op.stem}': shader failed to compile or validate: {exc}"
+                f"kernel '{launch.kernel}': shader failed to compile or validate: {exc}"
             ) from exc
         self._pipelines[key] = (pipeline, layout)
         return self._pipelines[key]
 
-    def _bind_group(self, op: Op) -> Any:
-        _, layout = self._pipeline(op)
+    def _bind_group(self, launch: Launch) -> Any:
+        _, layout = self._pipeline(launch)
         entries = [
             {
                 "binding": i,
@@ -160,12 +169,12 @@ class GpuProgram:
                     "size": piece.size * WORD_BYTES,
                 },
             }
-            for i, (piece, _) in enumerate(op.bindings)
+            for i, (piece, _) in enumerate(launch.bindings)
         ]
         try:
             return self._device.create_bind_group(layout=layout, entries=entries)
         except self._errors as exc:
-            raise DeviceError(f"kernel '{op.stem}': bind group rejected: {exc}") from exc
+            raise DeviceError(f"kernel '{launch.kernel}': bind group rejected: {exc}") from exc
 
     def write(self, name: str, data: np.ndarray, offset: int = 0) -> None:
         """Copy ``data`` (float32 or uint32 words) into buffer ``name`` at word ``offset``."""
@@ -208,12 +217,12 @@ class GpuProgram:
             staging.unmap()
 
     def run(self, readback: Slice | None = None) -> np.ndarray | None:
-        """Encode every op into one compute pass, submit once, read back ``readback``.
+        """Encode every launch into one compute pass, submit once, read back ``readback``.
 
         Parameters
         ----------
         readback : Slice or None
-            A (small) slice to copy back after the ops; None returns without waiting.
+            A (small) slice to copy back after the launches; None returns without waiting.
 
         Returns
         -------

@@ -23,7 +23,7 @@ import numpy as np
 from kernels.device import GpuDevice
 from kernels.errors import ModelError
 from kernels.gpu_program import GpuProgram
-from kernels.norm_loss_ops import adam_hyper
+from kernels.ops.adam import adam_hyper
 from kernels.train_network import TrainNetwork
 from kernels.train_plan import (
     CLASS_WEIGHTS,

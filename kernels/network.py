@@ -1,9 +1,9 @@
 """A network description that both the numpy path and the wgpu engine run.
 
 A `Network` is the per-window input shape plus a tuple of layer specs. Layer specs are frozen
-dataclasses holding float32 weights in this package's layouts (see `kernels.reference`):
+dataclasses holding float32 weights in this package's layouts (see `kernels.ops.layout`):
 activations are NHWC, weights put output channels last. Batch norm is not a layer: fold it into
-the preceding convolution or dense layer with `kernels.reference.fold_batchnorm` when the
+the preceding convolution or dense layer with `kernels.ops.batch_norm.fold_batchnorm` when the
 network is built (``Conv2d.with_batchnorm`` and friends do that). ReLU is a flag on the layer
 that produces the activation, so the kernel applies it before writing.
 
@@ -31,16 +31,23 @@ Example
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Self
 
 import numpy as np
 
-from kernels import reference as ref
 from kernels.errors import ModelError
+from kernels.ops.activation import sigmoid_ref
+from kernels.ops.batch_norm import fold_batchnorm
+from kernels.ops.conv2d import conv2d_ref
+from kernels.ops.depthwise_conv2d import depthwise_conv2d_ref
+from kernels.ops.layout import Pair, Shape, conv_output_hw
+from kernels.ops.linear import dense_ref, pointwise_conv2d_ref
+from kernels.ops.pooling import avg_pool2d_ref, global_avg_pool_ref
+from kernels.ops.softmax import softmax_ref
 
-Shape = tuple[int, ...]
-Pair = tuple[int, int]
+FLOPS_PER_ACTIVATION = 4
+"""Operations per value counted for softmax and sigmoid."""
 
 
 def _array(value: np.ndarray, ndim: int, name: str) -> np.ndarray:
@@ -63,8 +70,36 @@ def _require_hwc(shape: Shape, layer: str) -> tuple[int, int, int]:
     return shape[0], shape[1], shape[2]
 
 
+def _check_channels(channels: int, expected: int, layer: str) -> None:
+    if channels != expected:
+        raise ModelError(f"{layer}: got {channels} input channels, weight expects {expected}")
+
+
+def _relu(out: np.ndarray, relu: bool) -> np.ndarray:
+    return np.maximum(out, 0, out=out) if relu else out
+
+
+class _Weighted:
+    """What the layers with weights share: the array checks, batch-norm folding."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    WEIGHT_NDIM = 2
+    """Axes of the weight (its last is the output channels)."""
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        object.__setattr__(self, "weight", _array(self.weight, self.WEIGHT_NDIM, f"{name}.weight"))
+        object.__setattr__(self, "bias", _check_bias(self.bias, self.weight.shape[-1], name))
+
+    def with_batchnorm(self, **batchnorm: np.ndarray | float) -> Self:
+        """Return this layer with a following batch norm folded in (see `fold_batchnorm`)."""
+        weight, bias = fold_batchnorm(self.weight, self.bias, **batchnorm)  # type: ignore[arg-type]
+        return replace(self, weight=weight, bias=bias)  # type: ignore[type-var]
+
+
 @dataclass(frozen=True, eq=False)
-class Conv2d:
+class Conv2d(_Weighted):
     """2-D convolution: weight [kh, kw, in_c, out_c] (HWIO), bias [out_c], optional ReLU."""
 
     weight: np.ndarray
@@ -72,24 +107,14 @@ class Conv2d:
     stride: Pair = (1, 1)
     padding: Pair = (0, 0)
     relu: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "weight", _array(self.weight, 4, "Conv2d.weight"))
-        object.__setattr__(self, "bias", _check_bias(self.bias, self.weight.shape[3], "Conv2d"))
-
-    def with_batchnorm(self, **batchnorm: np.ndarray | float) -> Self:
-        """Return this layer with a following batch norm folded in (see `fold_batchnorm`)."""
-        weight, bias = ref.fold_batchnorm(self.weight, self.bias, **batchnorm)  # type: ignore[arg-type]
-        return type(self)(weight, bias, self.stride, self.padding, self.relu)
+    WEIGHT_NDIM = 4
 
     def output_shape(self, shape: Shape) -> Shape:
         """Per-window output shape for per-window input shape (height, width, in_c)."""
         height, width, channels = _require_hwc(shape, "Conv2d")
         kh, kw, in_c, out_c = self.weight.shape
-        if channels != in_c:
-            raise ModelError(f"Conv2d: got {channels} input channels, weight expects {in_c}")
-        out_h = ref.conv_output_size(height, kh, self.stride[0], self.padding[0])
-        return out_h, ref.conv_output_size(width, kw, self.stride[1], self.padding[1]), out_c
+        _check_channels(channels, in_c, "Conv2d")
+        return (*conv_output_hw((height, width), (kh, kw), self.stride, self.padding), out_c)
 
     def flops(self, shape: Shape) -> int:
         """Multiply-adds x 2 per window."""
@@ -98,12 +123,11 @@ class Conv2d:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Numpy path: [batch, *input] -> [batch, *output]."""
-        out = ref.conv2d_ref(x, self.weight, self.bias, self.stride, self.padding)
-        return np.maximum(out, 0, out=out) if self.relu else out
+        return _relu(conv2d_ref(x, self.weight, self.bias, self.stride, self.padding), self.relu)
 
 
 @dataclass(frozen=True, eq=False)
-class DepthwiseConv2d:
+class DepthwiseConv2d(_Weighted):
     """Depthwise 2-D convolution: weight [kh, kw, c], bias [c], optional ReLU."""
 
     weight: np.ndarray
@@ -111,25 +135,14 @@ class DepthwiseConv2d:
     stride: Pair = (1, 1)
     padding: Pair = (0, 0)
     relu: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "weight", _array(self.weight, 3, "DepthwiseConv2d.weight"))
-        bias = _check_bias(self.bias, self.weight.shape[2], "DepthwiseConv2d")
-        object.__setattr__(self, "bias", bias)
-
-    def with_batchnorm(self, **batchnorm: np.ndarray | float) -> Self:
-        """Return this layer with a following batch norm folded in (see `fold_batchnorm`)."""
-        weight, bias = ref.fold_batchnorm(self.weight, self.bias, **batchnorm)  # type: ignore[arg-type]
-        return type(self)(weight, bias, self.stride, self.padding, self.relu)
+    WEIGHT_NDIM = 3
 
     def output_shape(self, shape: Shape) -> Shape:
         """Per-window output shape for per-window input shape (height, width, c)."""
         height, width, channels = _require_hwc(shape, "DepthwiseConv2d")
         kh, kw, c = self.weight.shape
-        if channels != c:
-            raise ModelError(f"DepthwiseConv2d: got {channels} input channels, weight expects {c}")
-        out_h = ref.conv_output_size(height, kh, self.stride[0], self.padding[0])
-        return out_h, ref.conv_output_size(width, kw, self.stride[1], self.padding[1]), c
+        _check_channels(channels, c, "DepthwiseConv2d")
+        return (*conv_output_hw((height, width), (kh, kw), self.stride, self.padding), c)
 
     def flops(self, shape: Shape) -> int:
         """Multiply-adds x 2 per window."""
@@ -138,37 +151,23 @@ class DepthwiseConv2d:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Numpy path: [batch, *input] -> [batch, *output]."""
-        out = ref.depthwise_conv2d_ref(x, self.weight, self.bias, self.stride, self.padding)
-        return np.maximum(out, 0, out=out) if self.relu else out
+        out = depthwise_conv2d_ref(x, self.weight, self.bias, self.stride, self.padding)
+        return _relu(out, self.relu)
 
 
 @dataclass(frozen=True, eq=False)
-class PointwiseConv2d:
+class PointwiseConv2d(_Weighted):
     """Pointwise (1x1) convolution: weight [in_c, out_c], bias [out_c], optional ReLU."""
 
     weight: np.ndarray
     bias: np.ndarray
     relu: bool = False
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "weight", _array(self.weight, 2, "PointwiseConv2d.weight"))
-        bias = _check_bias(self.bias, self.weight.shape[1], "PointwiseConv2d")
-        object.__setattr__(self, "bias", bias)
-
-    def with_batchnorm(self, **batchnorm: np.ndarray | float) -> Self:
-        """Return this layer with a following batch norm folded in (see `fold_batchnorm`)."""
-        weight, bias = ref.fold_batchnorm(self.weight, self.bias, **batchnorm)  # type: ignore[arg-type]
-        return type(self)(weight, bias, self.relu)
-
     def output_shape(self, shape: Shape) -> Shape:
         """Per-window output shape for per-window input shape (height, width, in_c)."""
         height, width, channels = _require_hwc(shape, "PointwiseConv2d")
-        in_c, out_c = self.weight.shape
-        if channels != in_c:
-            raise ModelError(
-                f"PointwiseConv2d: got {channels} input channels, weight expects {in_c}"
-            )
-        return height, width, out_c
+        _check_channels(channels, self.weight.shape[0], "PointwiseConv2d")
+        return height, width, self.weight.shape[1]
 
     def flops(self, shape: Shape) -> int:
         """Multiply-adds x 2 per window."""
@@ -176,26 +175,16 @@ class PointwiseConv2d:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Numpy path: [batch, *input] -> [batch, *output]."""
-        out = ref.pointwise_conv2d_ref(x, self.weight, self.bias)
-        return np.maximum(out, 0, out=out) if self.relu else out
+        return _relu(pointwise_conv2d_ref(x, self.weight, self.bias), self.relu)
 
 
 @dataclass(frozen=True, eq=False)
-class Dense:
+class Dense(_Weighted):
     """Fully connected layer on the flattened (height, width, channel) input: weight [in, out]."""
 
     weight: np.ndarray
     bias: np.ndarray
     relu: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "weight", _array(self.weight, 2, "Dense.weight"))
-        object.__setattr__(self, "bias", _check_bias(self.bias, self.weight.shape[1], "Dense"))
-
-    def with_batchnorm(self, **batchnorm: np.ndarray | float) -> Self:
-        """Return this layer with a following batch norm folded in (see `fold_batchnorm`)."""
-        weight, bias = ref.fold_batchnorm(self.weight, self.bias, **batchnorm)  # type: ignore[arg-type]
-        return type(self)(weight, bias, self.relu)
 
     def output_shape(self, shape: Shape) -> Shape:
         """Per-window output shape (out,) for any per-window input shape of in_features values."""
@@ -210,8 +199,8 @@ class Dense:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Numpy path: [batch, *input] -> [batch, out]."""
-        out = ref.dense_ref(x.reshape(x.shape[0], self.weight.shape[0]), self.weight, self.bias)
-        return np.maximum(out, 0, out=out) if self.relu else out
+        rows = x.reshape(x.shape[0], self.weight.shape[0])
+        return _relu(dense_ref(rows, self.weight, self.bias), self.relu)
 
 
 @dataclass(frozen=True)
@@ -230,8 +219,7 @@ class AvgPool2d:
     def output_shape(self, shape: Shape) -> Shape:
         """Per-window output shape for per-window input shape (height, width, c)."""
         height, width, channels = _require_hwc(shape, "AvgPool2d")
-        out_h = ref.conv_output_size(height, self.kernel[0], self.step[0], 0)
-        return out_h, ref.conv_output_size(width, self.kernel[1], self.step[1], 0), channels
+        return (*conv_output_hw((height, width), self.kernel, self.step, (0, 0)), channels)
 
     def flops(self, shape: Shape) -> int:
         """One add per input read, per window."""
@@ -239,8 +227,7 @@ class AvgPool2d:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Numpy path: [batch, *input] -> [batch, *output]."""
-        out = ref.avg_pool2d_ref(x, self.kernel, self.step)
-        return np.maximum(out, 0, out=out) if self.relu else out
+        return _relu(avg_pool2d_ref(x, self.kernel, self.step), self.relu)
 
 
 @dataclass(frozen=True)
@@ -257,41 +244,37 @@ class GlobalAvgPool:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Numpy path: [batch, h, w, c] -> [batch, c]."""
-        return ref.global_avg_pool_ref(x)
+        return global_avg_pool_ref(x)
+
+
+class _Activation:
+    """What softmax and sigmoid share: the shape is unchanged, a few operations per value."""
+
+    def output_shape(self, shape: Shape) -> Shape:
+        """Unchanged."""
+        return shape
+
+    def flops(self, shape: Shape) -> int:
+        """About four operations per value."""
+        return FLOPS_PER_ACTIVATION * math.prod(shape)
 
 
 @dataclass(frozen=True)
-class Softmax:
+class Softmax(_Activation):
     """Softmax over the last axis."""
 
-    def output_shape(self, shape: Shape) -> Shape:
-        """Unchanged."""
-        return shape
-
-    def flops(self, shape: Shape) -> int:
-        """About four operations per value."""
-        return 4 * math.prod(shape)
-
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Numpy path, shape unchanged."""
-        return ref.softmax_ref(x)
+        return softmax_ref(x)
 
 
 @dataclass(frozen=True)
-class Sigmoid:
+class Sigmoid(_Activation):
     """Elementwise logistic function."""
-
-    def output_shape(self, shape: Shape) -> Shape:
-        """Unchanged."""
-        return shape
-
-    def flops(self, shape: Shape) -> int:
-        """About four operations per value."""
-        return 4 * math.prod(shape)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Numpy path, shape unchanged."""
-        return ref.sigmoid_ref(x)
+        return sigmoid_ref(x)
 
 
 Layer = (

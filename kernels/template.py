@@ -1,8 +1,18 @@
-"""Render the WGSL kernel templates in ``kernels/wgsl/`` into shader source.
+"""Load the WGSL kernels in ``kernels/ops/*.wgsl`` and render them into shader source.
 
-A kernel template is plain WGSL plus two additions, so that sizes are compile-time constants and
-the register-tile loops can be unrolled: every accumulator then lives in a register and every
-weight offset is the same for all invocations, which llvmpipe compiles to one scalar load and a
+Each op's file holds every kernel of that op (inference forward, training forward, gradients) as
+sections, after a prelude they share:
+
+- ``//! kernel NAME`` starts the kernel NAME; its source is the file's prelude (everything before
+  the first section) followed by the section. Kernel names are unique across files.
+- ``//! fragment NAME`` starts a fragment: WGSL written once (``shared.wgsl`` holds those used by
+  several ops) that ``//! include NAME`` inserts, without the prelude of its file.
+- ``//! const TYPE NAME ...`` declares each template constant NAME as a WGSL ``const`` of TYPE
+  (``u32``, ``i32``, ``f32`` or ``bool``).
+
+A kernel is plain WGSL plus two additions, so that sizes are compile-time constants and the
+register-tile loops can be unrolled: every accumulator then lives in a register and every weight
+offset is the same for all invocations, which llvmpipe compiles to one scalar load and a
 broadcast instead of a per-invocation gather (and which a real GPU serves from its constant
 cache):
 
@@ -19,31 +29,125 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Set
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
 _SUBST = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
 _UNROLL = re.compile(r"^\s*//! unroll ([a-z_][a-z0-9_]*) (\S+)\s*$")
 _END = re.compile(r"^\s*//! end\s*$")
+_SECTION = re.compile(r"^//! (kernel|fragment) ([a-z_][a-z0-9_]*)\s*$")
+_INCLUDE = re.compile(r"^\s*//! include ([a-z_][a-z0-9_]*)\s*$")
+_CONST = re.compile(r"^//! const (u32|i32|f32|bool)((?: [A-Z_][A-Z0-9_]*)+)\s*$")
+KERNEL_DIR = "ops"
+"""Folder of the package that holds the WGSL files."""
 
 Constant = int | str
 
 
+@dataclass(frozen=True)
+class _Section:
+    """One kernel or fragment: its file, whether it is a kernel, and its lines."""
+
+    stem: str
+    is_kernel: bool
+    lines: tuple[str, ...]
+
+
 @cache
 def load_template(stem: str) -> str:
-    """Read the template ``kernels/wgsl/<stem>.wgsl``.
+    """Read the WGSL file ``kernels/ops/<stem>.wgsl``.
 
     Parameters
     ----------
     stem : str
-        Kernel name, e.g. ``"conv2d"``.
+        File name without the extension, e.g. ``"conv2d"``.
 
     Returns
     -------
     str
-        The template text.
+        The file's text.
     """
-    return resources.files("kernels").joinpath("wgsl", f"{stem}.wgsl").read_text(encoding="utf-8")
+    path = resources.files("kernels").joinpath(KERNEL_DIR, f"{stem}.wgsl")
+    return path.read_text(encoding="utf-8")
+
+
+@cache
+def _stems() -> tuple[str, ...]:
+    folder = resources.files("kernels").joinpath(KERNEL_DIR)
+    names = (p.name for p in folder.iterdir())
+    return tuple(sorted(n.removesuffix(".wgsl") for n in names if n.endswith(".wgsl")))
+
+
+def _split(stem: str) -> tuple[list[str], dict[str, _Section]]:
+    """The prelude of a file and its sections by name."""
+    prelude: list[str] = []
+    bodies: dict[str, tuple[bool, list[str]]] = {}
+    current = prelude
+    for line in load_template(stem).splitlines():
+        match = _SECTION.match(line)
+        if match is None:
+            current.append(line)
+            continue
+        current = []
+        bodies[match.group(2)] = (match.group(1) == "kernel", current)
+    sections = {name: _Section(stem, kind, tuple(body)) for name, (kind, body) in bodies.items()}
+    return prelude, sections
+
+
+@cache
+def _index() -> dict[str, _Section]:
+    """Every kernel and fragment of every file, by name."""
+    found: dict[str, _Section] = {}
+    for stem in _stems():
+        for name, section in _split(stem)[1].items():
+            if name in found:
+                raise ValueError(f"WGSL section '{name}': defined in {found[name].stem} and {stem}")
+            found[name] = section
+    return found
+
+
+def _expand_directives(lines: list[str] | tuple[str, ...], depth: int = 0) -> list[str]:
+    """Lines with every ``//! include`` and ``//! const`` replaced by what it stands for."""
+    out: list[str] = []
+    for line in lines:
+        include, const = _INCLUDE.match(line), _CONST.match(line)
+        if include is not None:
+            fragment = _index().get(include.group(1))
+            if fragment is None or fragment.is_kernel or depth > len(_index()):
+                raise ValueError(f"'{line.strip()}': no such fragment (or an include cycle)")
+            out.extend(_expand_directives(fragment.lines, depth + 1))
+        elif const is not None:
+            kind = const.group(1)
+            out.extend(f"const {n}: {kind} = {kind}(${{{n}}});" for n in const.group(2).split())
+        else:
+            out.append(line)
+    return out
+
+
+def kernel_source(kernel: str) -> str:
+    """The template of one kernel: its file's prelude, then its section, directives expanded.
+
+    Parameters
+    ----------
+    kernel : str
+        Kernel name, e.g. ``"conv2d_forward"``.
+
+    Returns
+    -------
+    str
+        Template text for `render`.
+
+    Raises
+    ------
+    KeyError
+        No file defines the kernel.
+    """
+    section = _index().get(kernel)
+    if section is None or not section.is_kernel:
+        raise KeyError(f"kernel '{kernel}': no kernels/{KERNEL_DIR}/*.wgsl file defines it")
+    prelude, _ = _split(section.stem)
+    return "\n".join(_expand_directives([*prelude, *section.lines])) + "\n"
 
 
 def _literal(value: Constant) -> str:
@@ -132,7 +236,7 @@ def render(text: str, constants: Mapping[str, Constant], rolled: Set[str] = froz
     Parameters
     ----------
     text : str
-        Template text (see the module docstring for the syntax).
+        Template text (see the module docstring for the syntax), e.g. from `kernel_source`.
     constants : Mapping[str, int | str]
         Values for the ``${NAME}`` placeholders.
     rolled : Set[str], optional

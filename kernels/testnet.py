@@ -47,7 +47,7 @@ def random_batchnorm(rng: np.random.Generator, channels: int) -> dict[str, np.nd
     Returns
     -------
     dict[str, np.ndarray]
-        Keyword arguments for `kernels.reference.fold_batchnorm`, each [shape=(channels,)].
+        Keyword arguments for `kernels.ops.batch_norm.fold_batchnorm`, each [shape=(channels,)].
     """
     return {
         "gamma": rng.uniform(0.5, 1.5, channels),

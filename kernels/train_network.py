@@ -3,7 +3,7 @@
 Unlike `kernels.network.Network` (inference: batch norm folded, ReLU fused), a `TrainNetwork`
 keeps every training layer separate, because the backward pass needs each one's own input and
 statistics. Layer specs are small frozen dataclasses holding float32 arrays in the layouts of
-`kernels.reference` (NHWC activations; weights with output channels last). Parameter and buffer
+`kernels.ops.layout` (NHWC activations; weights with output channels last). Parameter and buffer
 names are ``"<layer index>.<key>"`` with the keys ``weight``, ``bias``, ``gamma``, ``beta``
 (parameters) and ``running_mean``, ``running_var`` (buffers), as a models ``Sequential`` names
 them.
@@ -17,10 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kernels.errors import ModelError
-from kernels.reference import conv_output_size
+from kernels.ops.layout import Pair, Shape, conv_output_hw
 
-Shape = tuple[int, ...]
-Pair = tuple[int, int]
 SPATIAL_DIMS = 3
 """A per-window spatial shape is (height, width, channels)."""
 
@@ -36,6 +34,16 @@ def _expect_channels(shape: Shape, channels: int, layer: str) -> None:
         raise ModelError(f"{layer}: got input shape {shape}, expected {channels} channels last")
 
 
+def _window_shape(
+    shape: Shape, layer: TrainConv2d | TrainDepthwiseConv2d, kernel: Pair, in_c: int, out_c: int
+) -> Shape:
+    """Per-window output shape of a convolution layer for a per-window input shape."""
+    name = type(layer).__name__
+    height, width, _ = _spatial(shape, name)
+    _expect_channels(shape, in_c, name)
+    return (*conv_output_hw((height, width), kernel, layer.stride, layer.padding), out_c)
+
+
 @dataclass(frozen=True, eq=False)
 class TrainConv2d:
     """Convolution: ``weight`` [kh, kw, in_c, out_c], optional ``bias`` [out_c]."""
@@ -47,14 +55,8 @@ class TrainConv2d:
 
     def output_shape(self, shape: Shape) -> Shape:
         """Per-window output shape for a per-window input shape."""
-        height, width, channels = _spatial(shape, "TrainConv2d")
         kh, kw, in_c, out_c = self.weight.shape
-        _expect_channels(shape, in_c, "TrainConv2d")
-        return (
-            conv_output_size(height, kh, self.stride[0], self.padding[0]),
-            conv_output_size(width, kw, self.stride[1], self.padding[1]),
-            out_c,
-        )
+        return _window_shape(shape, self, (kh, kw), in_c, out_c)
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,14 +70,8 @@ class TrainDepthwiseConv2d:
 
     def output_shape(self, shape: Shape) -> Shape:
         """Per-window output shape for a per-window input shape."""
-        height, width, _ = _spatial(shape, "TrainDepthwiseConv2d")
         kh, kw, channels = self.weight.shape
-        _expect_channels(shape, channels, "TrainDepthwiseConv2d")
-        return (
-            conv_output_size(height, kh, self.stride[0], self.padding[0]),
-            conv_output_size(width, kw, self.stride[1], self.padding[1]),
-            channels,
-        )
+        return _window_shape(shape, self, (kh, kw), channels, channels)
 
 
 @dataclass(frozen=True, eq=False)

@@ -18,18 +18,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from kernels.errors import ModelError
-from kernels.norm_loss_ops import (
+from kernels.launch import Launch, Slice, align, whole
+from kernels.ops import conv2d, depthwise_conv2d
+from kernels.ops.activation import elementwise
+from kernels.ops.adam import HYPER_WORDS, adam
+from kernels.ops.batch_norm import (
     BN_STATS_ROWS,
-    HYPER_WORDS,
-    LOSS_COLUMNS,
-    RESULT_WORDS,
     BatchNormSlices,
-    LossSlices,
-    adam,
     batch_norm_backward,
     batch_norm_forward,
-    softmax_cross_entropy,
 )
+from kernels.ops.column_sum import reduce_rows, splits
+from kernels.ops.layout import ConvShape
+from kernels.ops.linear import linear_forward, linear_input_grad, linear_weight_grad
+from kernels.ops.pooling import global_avg_pool, global_avg_pool_grad
+from kernels.ops.softmax import LOSS_COLUMNS, RESULT_WORDS, LossSlices, softmax_cross_entropy
 from kernels.train_network import (
     TrainBatchNorm,
     TrainConv2d,
@@ -41,24 +44,6 @@ from kernels.train_network import (
     TrainNetwork,
     TrainPointwiseConv2d,
     TrainReLU,
-)
-from kernels.train_ops import (
-    ConvShape,
-    Op,
-    Slice,
-    align,
-    conv_forward,
-    conv_input_grad,
-    conv_weight_grad,
-    elementwise,
-    global_avg_pool_forward,
-    global_avg_pool_grad,
-    linear_forward,
-    linear_input_grad,
-    linear_weight_grad,
-    reduce_rows,
-    splits,
-    whole,
 )
 
 INPUT, LABELS, CLASS_WEIGHTS = "input", "labels", "class_weights"
@@ -72,6 +57,17 @@ DECAYED_MIN_NDIM = 2
 """Arrays with at least this many axes are weights, and Adam decays them."""
 MIN_BATCH_NORM_VALUES = 2
 """Values per channel a training batch norm needs (the unbiased variance divides by M - 1)."""
+
+
+_CONV_OPS = {
+    TrainConv2d: (conv2d.conv2d_forward, conv2d.conv2d_input_grad, conv2d.conv2d_weight_grad),
+    TrainDepthwiseConv2d: (
+        depthwise_conv2d.depthwise_forward,
+        depthwise_conv2d.depthwise_input_grad,
+        depthwise_conv2d.depthwise_weight_grad,
+    ),
+}
+"""Forward, input-gradient and weight-gradient launch builders of each convolution layer."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +152,7 @@ class TrainPlan:
         running statistics.
     buffers : dict[str, int]
         Every buffer's size in words.
-    ops : list[Op]
+    ops : list[Launch]
         Forward, loss, backward and update launches, in order.
     masks : dict[int, str]
         Dropout layer index -> the buffer its mask is written to.
@@ -168,7 +164,7 @@ class TrainPlan:
     params: FlatLayout
     running: FlatLayout
     buffers: dict[str, int]
-    ops: list[Op]
+    ops: list[Launch]
     masks: dict[int, str]
     result: Slice
 
@@ -203,7 +199,7 @@ class _Builder:
             self.acts.append(whole(f"act{index}", size))
         self.scratch = whole(SCRATCH, scratch)
         self.masks: dict[int, str] = {}
-        self.ops: list[Op] = []
+        self.ops: list[Launch] = []
 
     def param(self, index: int, key: str, buffer: str = PARAMS) -> Slice | None:
         name = f"{index}.{key}"
@@ -241,12 +237,10 @@ class _Builder:
         x, y = self.acts[index], self.acts[index + 1]
         shape = self.net.shapes[index]
         if isinstance(layer, TrainConv2d | TrainDepthwiseConv2d):
-            depthwise = isinstance(layer, TrainDepthwiseConv2d)
+            forward = _CONV_OPS[type(layer)][0]
             weight, bias = self.param(index, "weight"), self.param(index, "bias")
             assert weight is not None
-            self.ops.append(
-                conv_forward(self.conv_shape(index), x, weight, bias, y, depthwise=depthwise)
-            )
+            self.ops.append(forward(self.conv_shape(index), x, weight, bias, y))
         elif isinstance(layer, TrainPointwiseConv2d | TrainDense):
             weight, bias = self.param(index, "weight"), self.param(index, "bias")
             assert weight is not None
@@ -263,7 +257,7 @@ class _Builder:
         elif isinstance(layer, TrainGlobalAvgPool):
             positions = shape[0] * shape[1]
             self.ops.append(
-                global_avg_pool_forward(x, y, batch=self.batch, positions=positions, c=shape[2])
+                global_avg_pool(x, y, batch=self.batch, positions=positions, c=shape[2])
             )
         elif isinstance(layer, TrainDropout):
             self.masks[index] = f"mask{index}"
@@ -303,12 +297,12 @@ class _Builder:
         assert weight is not None and grad_weight is not None
         out_c = self.net.shapes[index + 1][-1]
         if isinstance(layer, TrainConv2d | TrainDepthwiseConv2d):
-            depthwise = isinstance(layer, TrainDepthwiseConv2d)
             conv = self.conv_shape(index)
-            self.ops += conv_weight_grad(conv, x, g, grad_weight, self.scratch, depthwise=depthwise)
+            _, input_grad, weight_grad = _CONV_OPS[type(layer)]
+            self.ops += weight_grad(conv, x, g, grad_weight, self.scratch)
             out_rows = conv.positions
             if dx is not None:
-                self.ops.append(conv_input_grad(conv, g, weight, dx, depthwise=depthwise))
+                self.ops.append(input_grad(conv, g, weight, dx))
         else:
             assert isinstance(layer, TrainPointwiseConv2d | TrainDense)
             out_rows = self.batch if isinstance(layer, TrainDense) else self.rows(index)

@@ -3,7 +3,7 @@ naive float64 loop implementation on tiny sizes (so the source of truth is itsel
 
 Sizes are deliberately not multiples of the workgroup (8 to 64), the register tile (8 positions x 64
 channels), the depthwise tile (4 x 4) or the vec4 channel quad, and the cases cover both kernels of
-conv2d (conv2d_patch and conv2d) and of pointwise (pointwise_conv2d and dense). Tolerances are
+conv2d (conv2d_patch and conv2d_tiled) and of pointwise (pointwise_conv2d and dense). Tolerances are
 stated per kernel: float32 accumulation in another order than numpy's gives errors near 1e-6.
 """
 
@@ -15,7 +15,6 @@ import math
 import numpy as np
 import pytest
 
-from kernels import reference as ref
 from kernels.device import GpuDevice
 from kernels.gpu_network import WgpuNetwork
 from kernels.network import (
@@ -30,6 +29,13 @@ from kernels.network import (
     Sigmoid,
     Softmax,
 )
+from kernels.ops.activation import relu_ref, sigmoid_ref
+from kernels.ops.batch_norm import fold_batchnorm
+from kernels.ops.conv2d import conv2d_ref
+from kernels.ops.depthwise_conv2d import depthwise_conv2d_ref
+from kernels.ops.linear import dense_ref, pointwise_conv2d_ref
+from kernels.ops.pooling import avg_pool2d_ref, global_avg_pool_ref
+from kernels.ops.softmax import softmax_ref
 from kernels.template import render
 
 # (rtol, atol) per kernel.
@@ -79,8 +85,8 @@ def test_conv2d(gpu: GpuDevice, x_shape, kernel, out_c, stride, padding) -> None
     bias = rng.standard_normal(out_c, dtype=np.float32)
     for relu in (False, True):
         layer = Conv2d(weight, bias, stride=stride, padding=padding, relu=relu)
-        expected = ref.conv2d_ref(x, weight, bias, stride, padding)
-        _check(_run_gpu(gpu, layer, x), ref.relu_ref(expected) if relu else expected, TOL_CONV2D)
+        expected = conv2d_ref(x, weight, bias, stride, padding)
+        _check(_run_gpu(gpu, layer, x), relu_ref(expected) if relu else expected, TOL_CONV2D)
 
 
 @pytest.mark.parametrize(
@@ -97,7 +103,7 @@ def test_depthwise_conv2d(gpu: GpuDevice, x_shape, kernel, stride, padding) -> N
     weight = rng.standard_normal((*kernel, x_shape[3]), dtype=np.float32)
     bias = rng.standard_normal(x_shape[3], dtype=np.float32)
     layer = DepthwiseConv2d(weight, bias, stride=stride, padding=padding, relu=True)
-    expected = ref.relu_ref(ref.depthwise_conv2d_ref(x, weight, bias, stride, padding))
+    expected = relu_ref(depthwise_conv2d_ref(x, weight, bias, stride, padding))
     _check(_run_gpu(gpu, layer, x), expected, TOL_DEPTHWISE)
 
 
@@ -114,7 +120,7 @@ def test_pointwise_conv2d(gpu: GpuDevice, x_shape, out_c) -> None:
     x = rng.standard_normal(x_shape, dtype=np.float32)
     weight = rng.standard_normal((x_shape[3], out_c), dtype=np.float32) / np.sqrt(x_shape[3])
     bias = rng.standard_normal(out_c, dtype=np.float32)
-    expected = ref.pointwise_conv2d_ref(x, weight, bias)
+    expected = pointwise_conv2d_ref(x, weight, bias)
     _check(_run_gpu(gpu, PointwiseConv2d(weight, bias), x), expected, TOL_POINTWISE)
 
 
@@ -123,7 +129,7 @@ def test_dense(gpu: GpuDevice) -> None:
     x = rng.standard_normal((5, 37), dtype=np.float32)
     weight = rng.standard_normal((37, 13), dtype=np.float32)
     bias = rng.standard_normal(13, dtype=np.float32)
-    expected = ref.relu_ref(ref.dense_ref(x, weight, bias))
+    expected = relu_ref(dense_ref(x, weight, bias))
     _check(_run_gpu(gpu, Dense(weight, bias, relu=True), x), expected, TOL_DENSE)
 
 
@@ -132,31 +138,31 @@ def test_dense_flattens_a_spatial_input(gpu: GpuDevice) -> None:
     x = rng.standard_normal((3, 4, 5, 6), dtype=np.float32)
     weight = rng.standard_normal((4 * 5 * 6, 7), dtype=np.float32)
     bias = rng.standard_normal(7, dtype=np.float32)
-    expected = ref.dense_ref(x.reshape(3, -1), weight, bias)
+    expected = dense_ref(x.reshape(3, -1), weight, bias)
     _check(_run_gpu(gpu, Dense(weight, bias), x), expected, TOL_DENSE)
 
 
 @pytest.mark.parametrize(("kernel", "stride"), [((2, 3), None), ((3, 2), (2, 1))])
 def test_avg_pool2d(gpu: GpuDevice, kernel, stride) -> None:
     x = _rng(6).standard_normal((2, 9, 7, 6), dtype=np.float32)
-    expected = ref.avg_pool2d_ref(x, kernel, stride)
+    expected = avg_pool2d_ref(x, kernel, stride)
     _check(_run_gpu(gpu, AvgPool2d(kernel, stride), x), expected, TOL_AVG_POOL)
 
 
 def test_global_avg_pool(gpu: GpuDevice) -> None:
     x = _rng(7).standard_normal((3, 7, 5, 10), dtype=np.float32)
-    _check(_run_gpu(gpu, GlobalAvgPool(), x), ref.global_avg_pool_ref(x), TOL_GLOBAL_POOL)
+    _check(_run_gpu(gpu, GlobalAvgPool(), x), global_avg_pool_ref(x), TOL_GLOBAL_POOL)
 
 
 def test_softmax(gpu: GpuDevice) -> None:
     x = 30.0 * _rng(8).standard_normal((5, 13), dtype=np.float32)  # large logits: needs the max
-    _check(_run_gpu(gpu, Softmax(), x), ref.softmax_ref(x), TOL_SOFTMAX)
+    _check(_run_gpu(gpu, Softmax(), x), softmax_ref(x), TOL_SOFTMAX)
 
 
 def test_sigmoid(gpu: GpuDevice) -> None:
     x = 40.0 * _rng(9).standard_normal((7, 6), dtype=np.float32)
     x[0, :3] = [-1000.0, 0.0, 1000.0]  # no overflow at the extremes
-    _check(_run_gpu(gpu, Sigmoid(), x), ref.sigmoid_ref(x), TOL_SIGMOID)
+    _check(_run_gpu(gpu, Sigmoid(), x), sigmoid_ref(x), TOL_SIGMOID)
 
 
 # --- numpy references against naive float64 loops ---------------------------------------------
@@ -188,7 +194,7 @@ def test_conv2d_ref_matches_loops() -> None:
     for stride, padding in [((1, 1), (0, 0)), ((2, 1), (1, 2))]:
         expected = _conv_naive(x, weight, bias, stride, padding)
         np.testing.assert_allclose(
-            ref.conv2d_ref(x, weight, bias, stride, padding), expected, *TOL_REFERENCE
+            conv2d_ref(x, weight, bias, stride, padding), expected, *TOL_REFERENCE
         )
 
 
@@ -198,7 +204,7 @@ def test_depthwise_conv2d_ref_matches_loops() -> None:
     weight, bias = rng.standard_normal((3, 2, 3)), rng.standard_normal(3)
     for stride, padding in [((1, 1), (1, 1)), ((2, 2), (0, 1))]:
         expected = _conv_naive(x, weight, bias, stride, padding, depthwise=True)
-        actual = ref.depthwise_conv2d_ref(x, weight, bias, stride, padding)
+        actual = depthwise_conv2d_ref(x, weight, bias, stride, padding)
         np.testing.assert_allclose(actual, expected, *TOL_REFERENCE)
 
 
@@ -209,10 +215,10 @@ def test_pointwise_and_dense_ref_match_loops() -> None:
     expected = np.zeros((2, 3, 4, 6))
     for b, i, j, o in itertools.product(*map(range, expected.shape)):
         expected[b, i, j, o] = bias[o] + sum(x[b, i, j, c] * weight[c, o] for c in range(5))
-    np.testing.assert_allclose(ref.pointwise_conv2d_ref(x, weight, bias), expected, *TOL_REFERENCE)
+    np.testing.assert_allclose(pointwise_conv2d_ref(x, weight, bias), expected, *TOL_REFERENCE)
     rows = x.reshape(-1, 5)
     np.testing.assert_allclose(
-        ref.dense_ref(rows, weight, bias), expected.reshape(-1, 6), *TOL_REFERENCE
+        dense_ref(rows, weight, bias), expected.reshape(-1, 6), *TOL_REFERENCE
     )
 
 
@@ -223,19 +229,19 @@ def test_pooling_refs_match_loops() -> None:
         expected[b, i, j, c] = np.mean(
             [x[b, 2 * i + u, 2 * j + v, c] for u in (0, 1) for v in (0, 1, 2)]
         )
-    np.testing.assert_allclose(ref.avg_pool2d_ref(x, (2, 3), (2, 2)), expected, *TOL_REFERENCE)
+    np.testing.assert_allclose(avg_pool2d_ref(x, (2, 3), (2, 2)), expected, *TOL_REFERENCE)
     means = [[sum(x[b, :, :, c].ravel()) / 35 for c in range(3)] for b in range(2)]
-    np.testing.assert_allclose(ref.global_avg_pool_ref(x), means, *TOL_REFERENCE)
+    np.testing.assert_allclose(global_avg_pool_ref(x), means, *TOL_REFERENCE)
 
 
 def test_activation_refs_match_loops() -> None:
     x = 10.0 * _rng(14).standard_normal((3, 5))
     softmax = [[math.exp(v) / sum(math.exp(u) for u in row) for v in row] for row in x]
-    np.testing.assert_allclose(ref.softmax_ref(x), softmax, *TOL_REFERENCE)
+    np.testing.assert_allclose(softmax_ref(x), softmax, *TOL_REFERENCE)
     sigmoid = [[1.0 / (1.0 + math.exp(-v)) for v in row] for row in x]
-    np.testing.assert_allclose(ref.sigmoid_ref(x), sigmoid, *TOL_REFERENCE)
-    np.testing.assert_array_equal(ref.relu_ref(x), np.where(x > 0, x, 0.0).astype(np.float32))
-    assert np.all(np.isfinite(ref.sigmoid_ref(np.array([-1e4, 1e4]))))
+    np.testing.assert_allclose(sigmoid_ref(x), sigmoid, *TOL_REFERENCE)
+    np.testing.assert_array_equal(relu_ref(x), np.where(x > 0, x, 0.0).astype(np.float32))
+    assert np.all(np.isfinite(sigmoid_ref(np.array([-1e4, 1e4]))))
 
 
 def test_fold_batchnorm_matches_batchnorm_after_conv() -> None:
@@ -251,9 +257,9 @@ def test_fold_batchnorm_matches_batchnorm_after_conv() -> None:
     eps = 1e-3
     conv = _conv_naive(x, weight, bias, (1, 1), (1, 1))
     expected = bn["gamma"] * (conv - bn["mean"]) / np.sqrt(bn["var"] + eps) + bn["beta"]
-    folded_w, folded_b = ref.fold_batchnorm(weight, bias, **bn, eps=eps)
+    folded_w, folded_b = fold_batchnorm(weight, bias, **bn, eps=eps)
     assert folded_w.dtype == np.float32 and folded_b.dtype == np.float32
-    actual = ref.conv2d_ref(x, folded_w, folded_b, (1, 1), (1, 1))
+    actual = conv2d_ref(x, folded_w, folded_b, (1, 1), (1, 1))
     np.testing.assert_allclose(actual, expected, *TOL_REFERENCE)
 
 

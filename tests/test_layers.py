@@ -17,7 +17,8 @@ import pytest
 
 from kernels.errors import ModelError
 from kernels.network import Sigmoid, Softmax, run_numpy
-from kernels.reference import conv2d_ref, depthwise_conv2d_ref
+from kernels.ops.conv2d import conv2d_ref
+from kernels.ops.depthwise_conv2d import depthwise_conv2d_ref
 from models.nn.layers import (
     BatchNorm,
     Conv2d,

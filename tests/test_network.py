@@ -14,12 +14,10 @@ import numpy as np
 import pytest
 
 import kernels.device as device_mod
-import kernels.gpu_network as gpu_network_mod
-from kernels import reference as ref
+import kernels.gpu_program as gpu_program_mod
 from kernels.device import GpuDevice, list_adapters, open_device
 from kernels.errors import DeviceError, ModelError
-from kernels.gpu_network import WgpuNetwork, max_chunk
-from kernels.kernel_plan import plan_layer
+from kernels.gpu_network import WgpuNetwork, max_chunk, plan_layer
 from kernels.network import (
     AvgPool2d,
     Conv2d,
@@ -30,6 +28,7 @@ from kernels.network import (
     Sigmoid,
     run_numpy,
 )
+from kernels.ops.batch_norm import fold_batchnorm
 from kernels.runtime import NumpyEngine, create_engine, resolve_backend
 from kernels.testnet import ds_cnn_test_network, random_batchnorm, random_windows
 
@@ -75,32 +74,37 @@ def test_chunk_respects_the_workgroup_limit(network: Network) -> None:
     uniform = limits["max-uniform-buffer-binding-size"]
     steps = zip(network.layers, network.shapes, network.shapes[1:], strict=False)
     workgroups = [
-        d.workgroups for layer, s, o in steps for d in plan_layer(layer, s, o, chunk, uniform)
+        launch.workgroups
+        for layer, s, o in steps
+        for launch in plan_layer(layer, s, o, chunk, uniform).launches
     ]
     assert max(workgroups) <= 100
 
 
 def test_large_weights_go_to_storage_buffers() -> None:
     layer = PointwiseConv2d(np.zeros((260, 68), np.float32), np.zeros(68, np.float32))
-    plans = plan_layer(layer, (3, 5, 260), (3, 5, 68), 1, 64 * 1024)
-    assert [(p.stem, p.param_space) for p in plans] == [("pointwise_conv2d", "storage, read")]
+    plans = plan_layer(layer, (3, 5, 260), (3, 5, 68), 1, 64 * 1024).launches
+    assert [(p.kernel, p.constants["PARAM_SPACE"]) for p in plans] == [
+        ("pointwise_conv2d", "storage, read")
+    ]
+    assert [access for _, access in plans[0].bindings] == ["read", "read", "read", "write"]
 
 
 def test_wide_pointwise_runs_on_the_dense_kernel_in_channel_groups() -> None:
     layer = PointwiseConv2d(np.zeros((600, 68), np.float32), np.zeros(68, np.float32))
-    plans = plan_layer(layer, (3, 5, 600), (3, 5, 68), 1, 64 * 1024)
-    assert [p.stem for p in plans] == ["dense", "dense"]
+    plans = plan_layer(layer, (3, 5, 600), (3, 5, 68), 1, 64 * 1024).launches
+    assert [p.kernel for p in plans] == ["dense", "dense"]
     assert [p.overrides["OC_0"] for p in plans] == [0.0, 64.0]
 
 
 def test_broken_shader_names_the_kernel(gpu: GpuDevice, network: Network, monkeypatch) -> None:
-    real = gpu_network_mod.load_template
+    real = gpu_program_mod.kernel_source
 
-    def broken(stem: str) -> str:
-        text = real(stem)
-        return text.replace("fn main(", "fn main((") if stem == "pointwise_conv2d" else text
+    def broken(kernel: str) -> str:
+        text = real(kernel)
+        return text.replace("fn main(", "fn main((") if kernel == "pointwise_conv2d" else text
 
-    monkeypatch.setattr(gpu_network_mod, "load_template", broken)
+    monkeypatch.setattr(gpu_program_mod, "kernel_source", broken)
     with pytest.raises(DeviceError, match="pointwise_conv2d"):
         WgpuNetwork(network, gpu, batch_size=1)
 
@@ -109,7 +113,7 @@ def test_batchnorm_folding_equals_unfolded_layers() -> None:
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 9, 8, 6)).astype(np.float32)
     eps = 1e-5
-    layers = [
+    layers: list[Conv2d | DepthwiseConv2d | PointwiseConv2d | Dense] = [
         Conv2d(rng.standard_normal((3, 3, 6, 5)), rng.standard_normal(5), padding=(1, 1)),
         DepthwiseConv2d(rng.standard_normal((3, 3, 6)), rng.standard_normal(6), padding=(1, 1)),
         PointwiseConv2d(rng.standard_normal((6, 5)), rng.standard_normal(5)),
@@ -238,9 +242,9 @@ def test_every_adapter_runs_the_network(network: Network, gpu: GpuDevice) -> Non
 def test_fold_reference_is_used_by_layers() -> None:
     rng = np.random.default_rng(7)
     layer = PointwiseConv2d(rng.standard_normal((4, 3)), np.zeros(3))
-    bn = random_batchnorm(rng, 3)
+    bn: dict[str, Any] = random_batchnorm(rng, 3)
     folded = layer.with_batchnorm(**bn)
-    weight, bias = ref.fold_batchnorm(layer.weight, layer.bias, **bn)
+    weight, bias = fold_batchnorm(layer.weight, layer.bias, **bn)
     np.testing.assert_array_equal(folded.weight, weight)
     np.testing.assert_array_equal(folded.bias, bias)
 
@@ -259,8 +263,7 @@ def test_benchmark_runs_and_onnx_export_matches(gpu: GpuDevice, capsys) -> None:
     pytest.importorskip(
         "onnxruntime", reason="the benchmark's peer needs pip install 'earshot[bench]'"
     )
-    from kernels import bench
-
+    from agent.bench import engine as bench
     argv = ["--json", "--batch-size", "3", "--latency-runs", "1", "--throughput-runs", "1"]
     assert bench.main(argv) == 0
     report = json.loads(capsys.readouterr().out)

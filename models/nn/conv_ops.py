@@ -1,7 +1,7 @@
 """Convolution kernels for training in numpy: padding, im2col and its adjoint, depthwise taps.
 
 Pure functions on NHWC arrays ``[batch, height, width, channels]`` with the conventions of
-`kernels.reference` (weights with output channels last, symmetric zero padding ``(rows,
+`kernels.ops` (weights with output channels last, symmetric zero padding ``(rows,
 columns)`` per side); the layers of `models.nn.linear_layers` are built on them. Loops run over
 kernel taps and batch chunks only; every step inside is one vectorised numpy operation.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from kernels.reference import conv_output_size
+from kernels.ops.layout import conv_output_size
 
 Pair = tuple[int, int]
 
@@ -38,7 +38,7 @@ def unpad_hw(x: np.ndarray, padding: Pair) -> np.ndarray:
 
 
 def output_hw(x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair) -> Pair:
-    """(OH, OW) of a convolution of [N, H, W, C] (see `kernels.reference.conv_output_size`)."""
+    """(OH, OW) of a convolution of [N, H, W, C] (see `kernels.ops.layout.conv_output_size`)."""
     out_h = conv_output_size(x_shape[1], kernel[0], stride[0], padding[0])
     return out_h, conv_output_size(x_shape[2], kernel[1], stride[1], padding[1])
 

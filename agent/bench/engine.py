@@ -4,7 +4,7 @@ For the network of `kernels.testnet` (seeded random weights) it measures batch-1
 and 90th percentile of single-window runs) and large-batch throughput (windows per second and
 effective GFLOP/s) for wgpu on every adapter wgpu finds, for the numpy path, and for onnxruntime
 running the same network exported to ONNX (whose output is checked against numpy first). Run
-``earshot bench engine`` or ``python -m kernels.bench``; ``--json`` prints one JSON document.
+``earshot bench engine`` or ``python -m agent.bench.engine``; ``--json`` prints one JSON document.
 onnxruntime is optional: ``pip install 'earshot[bench]'``.
 """
 

@@ -2,30 +2,23 @@
 // r in [s * CHUNK, min((s + 1) * CHUNK, ROWS)) of x[r, j]. One pass with CHUNK >= ROWS sums a
 // whole column (a bias gradient, or the second pass over partial sums); with a smaller CHUNK it
 // is the first pass of a two-pass reduction that stays parallel for any number of rows.
+// Reference: kernels.ops.column_sum.column_sum_ref.
 //
-// Workgroup size: ${WORKGROUP} invocations; 2-D grid of workgroups, flattened as
-//   i = gid.x + gid.y * num_workgroups.x * WORKGROUP.
+// Workgroup size: ${WORKGROUP} invocations; 2-D grid of workgroups, flattened (see flat_main).
 // Work per invocation: one output value (s, j); neighbouring invocations take neighbouring
 //   columns, so every row read is contiguous.
 // Layout: x [ROWS, COLS] and out [ceil(ROWS / CHUNK), COLS] f32, row-major.
 // Alignment: f32 arrays bound at offsets that are multiples of 256 bytes; no size needs to be a
 //   multiple of the workgroup or chunk (the last invocations and the last chunk are masked).
 
-const COUNT: u32 = ${COUNT};
-const ROWS: u32 = ${ROWS};
-const COLS: u32 = ${COLS};
-const CHUNK: u32 = ${CHUNK};
-const SCALE: f32 = ${SCALE};
+//! kernel column_sum
+//! const u32 ROWS COLS CHUNK
+//! const f32 SCALE
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 
-@compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = gid.x + gid.y * groups.x * ${WORKGROUP};
-    if (i >= COUNT) {
-        return;
-    }
+//! include flat_main
     let j = i % COLS;
     let s = i / COLS;
     let first = s * CHUNK;
