@@ -42,7 +42,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from agent.capture.sources import StdinSource
-from agent.egress.receiver import BadRequest, parse_multipart, parse_pcm, parse_wav
+from agent.egress.decoder import BadRequest, parse_multipart, parse_pcm, parse_wav
 from agent.egress.wire import ERROR_TEXT_CHARS, Response, multipart_body, parse_response, wav_header
 from agent.settings import Settings, default_config_path, load_settings, parse_settings
 from agent.settings.schema import show

@@ -1,6 +1,9 @@
 """Audio out: the privacy gate, the only code that sends anything over the network.
 
-`gate` (uploads after a wake word, with retries), `wire` (byte formats, no network), `audit` (one
-owner-only JSON line per upload) and `receiver` (a reference endpoint for tests and demos). May
-import `agent.settings` and `agent.paths`; nothing of the other stages.
+`gate` (the gate and the life of an upload after a wake word, with retries), `target` (the
+checked endpoint: address, TLS, bearer token), `buffer` (the trimmed command audio, in memory),
+`payload` (each attempt's body), `exchange` (one ``POST`` and what its answer means), `wire`
+(byte formats, no network), `audit` (one owner-only JSON line per upload), and `receiver` with
+`decoder` (a reference endpoint for tests and demos, and its reading of bodies). May import
+`agent.settings` and `agent.paths`; nothing of the other stages.
 """

@@ -4,9 +4,10 @@ After a wake word, the daemon opens an `Upload` and writes the command audio int
 captured. The gate itself enforces what may leave the machine:
 
 - nothing from before ``wake_end_s - pre_roll_s`` (stream time) is ever sent: `Upload.write`
-  trims it, whatever the caller passes;
+  trims it, whatever the caller passes (in its `agent.egress.buffer.AudioBuffer`);
 - at most ``max_audio_s + pre_roll_s`` seconds of audio per upload, buffered in memory only;
-- only over https, or plain http to this machine (checked here as well as in the settings);
+- only over https, or plain http to this machine (checked by `agent.egress.target` as well as in
+  the settings);
 - at most ``max_in_flight`` uploads at once; more are refused, never queued;
 - each upload gets exactly one entry in the audit log (`agent.egress.audit`), and no token ever
   appears in a log line, event, audit entry or exception message.
@@ -15,54 +16,34 @@ Two kinds of endpoint are spoken to. ``http``: a chunked ``POST`` that streams t
 or raw 16-bit PCM) while the user still speaks. ``openai-transcription``: one multipart ``POST``
 in the shape of OpenAI's ``/v1/audio/transcriptions`` once the command has ended. Failed
 attempts are retried a bounded number of times with exponential backoff, resending the buffered
-audio from its start. The bytes themselves (WAV, PCM, multipart bodies, replies) are built and read
-by the pure helpers of `agent.egress.wire`.
+audio from its start. Here are the gate and the life of an upload (admission, attempts and
+retries, audit entry and events); each attempt's body comes from `agent.egress.payload`, the
+request itself and the reading of its answer from `agent.egress.exchange`, and the bytes (WAV,
+PCM, multipart bodies, replies) from the pure helpers of `agent.egress.wire`.
 """
 
 from __future__ import annotations
 
 import http.client
 import logging
-import os
 import socket
-import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agent.egress.audit import AuditLog, Result, make_entry
-from agent.egress.wire import (
-    BYTES_PER_SAMPLE,
-    PCM_CONTENT_TYPE,
-    RETRY_STATUSES,
-    SAMPLE_RATE_HZ,
-    Response,
-    backoff_s,
-    clean_text,
-    encode_pcm16,
-    first_kept_index,
-    header_value,
-    iso_utc,
-    multipart_body,
-    parse_response,
-    redact_url,
-    wav_header,
-)
-from agent.settings import EndpointSettings, endpoint_url_parts
-from kernels.errors import ConfigError
+from agent.egress.buffer import AudioBuffer
+from agent.egress.exchange import Cancelled, Outcome, post
+from agent.egress.payload import Payload
+from agent.egress.target import Target
+from agent.egress.wire import SAMPLE_RATE_HZ, Response, backoff_s, header_value, iso_utc
+from agent.settings import EndpointSettings
 
 _LOGGER = logging.getLogger(__name__)
-
-MAX_RESPONSE_BYTES = 1 << 20
-"""Response bodies are read up to this many bytes."""
-EARLY_RESPONSE_TIMEOUT_S = 1.0
-"""How long to look for a response a server sent before dropping the upload's connection."""
-_REDACTED = "[redacted]"
 
 
 @dataclass(frozen=True)
@@ -76,146 +57,6 @@ class UploadRequest:
     is never sent."""
     detected_at: float
     """`time.time` of the detection."""
-
-
-class _Token:
-    """A bearer token whose repr and str never show it."""
-
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        return _REDACTED
-
-    __str__ = __repr__
-
-
-def _checked_token(value: str, where: str) -> _Token:
-    """``value`` as a token, refusing characters a header cannot carry (without showing it).
-
-    Raises
-    ------
-    ConfigError
-        The token contains spaces, control characters or non-ASCII characters.
-    """
-    if not all(33 <= ord(char) <= 126 for char in value):
-        raise ConfigError(
-            f"{where}: the token contains spaces, control or non-ASCII characters; expected "
-            "printable ASCII only (the token itself is not shown)"
-        )
-    return _Token(value)
-
-
-def _read_token(endpoint: EndpointSettings) -> _Token | None:
-    """The token from ``token_env`` or the first line of ``token_file``; None when neither is set.
-
-    Raises
-    ------
-    ConfigError
-        The variable is unset or empty, or the file is unreadable or empty.
-    """
-    if endpoint.token_env is not None:
-        value = os.environ.get(endpoint.token_env, "").strip()
-        if not value:
-            raise ConfigError(
-                f"endpoint.token_env: environment variable {endpoint.token_env} is not set or "
-                "empty; export the bearer token in it, or remove token_env"
-            )
-        return _checked_token(value, f"endpoint.token_env ({endpoint.token_env})")
-    if endpoint.token_file is not None:
-        path = Path(endpoint.token_file).expanduser()
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as err:
-            raise ConfigError(
-                f"endpoint.token_file: cannot read {path}: {err.__class__.__name__}"
-            ) from None
-        value = lines[0].strip() if lines else ""
-        if not value:
-            raise ConfigError(f"endpoint.token_file: {path} is empty; expected the token on line 1")
-        return _checked_token(value, f"endpoint.token_file ({path})")
-    return None
-
-
-def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
-    """A verifying TLS context trusting ``ca_file`` (else the system's CAs).
-
-    Raises
-    ------
-    ConfigError
-        ``ca_file`` cannot be read or holds no certificate.
-    """
-    try:
-        return ssl.create_default_context(
-            cafile=None if ca_file is None else str(Path(ca_file).expanduser())
-        )
-    except (OSError, ssl.SSLError) as err:
-        raise ConfigError(
-            f"endpoint.ca_file: cannot load {ca_file}: {err}; expected a PEM file of CA "
-            "certificates"
-        ) from None
-
-
-@dataclass(frozen=True, repr=False)
-class Target:
-    """A checked endpoint: where to connect, the request path, the TLS context, the token."""
-
-    kind: str
-    host: str
-    port: int
-    path: str
-    display: str
-    """The URL without secrets, for logs, events and the audit log."""
-    tls: ssl.SSLContext | None
-    token: _Token | None
-    device_id: str
-    timeout_s: float
-
-    def __repr__(self) -> str:
-        return f"Target({self.kind!r}, {self.display!r})"
-
-    @classmethod
-    def from_settings(cls, endpoint: EndpointSettings) -> Target:
-        """Check ``endpoint`` and read its token and CA file.
-
-        Raises
-        ------
-        ConfigError
-            Not an http(s) URL, plain http to a host other than loopback, a missing token or an
-            unreadable CA file.
-        """
-        assert endpoint.url is not None
-        display = redact_url(endpoint.url)
-        parts = endpoint_url_parts(endpoint.url, "endpoint.url", repr(display))
-        host, port = parts.hostname, parts.port
-        assert host is not None
-        secure = parts.scheme == "https"
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        return cls(
-            kind=endpoint.kind,
-            host=host,
-            port=port or (443 if secure else 80),
-            path=path,
-            display=display,
-            tls=_ssl_context(endpoint.ca_file) if secure else None,
-            token=_read_token(endpoint),
-            device_id=endpoint.device_id or socket.gethostname(),
-            timeout_s=endpoint.timeout_s,
-        )
-
-    def connection(self) -> http.client.HTTPConnection:
-        """A new, not yet connected connection whose socket operations time out."""
-        if self.tls is not None:
-            return http.client.HTTPSConnection(
-                self.host, self.port, timeout=self.timeout_s, context=self.tls
-            )
-        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
-
-    def scrub(self, text: str | None) -> str | None:
-        """``text`` with the token (should a server echo it) replaced."""
-        if text is None or self.token is None:
-            return text
-        return text.replace(self.token.value, _REDACTED)
 
 
 def _user_agent() -> str:
@@ -342,28 +183,6 @@ class PrivacyGate:
             _LOGGER.error("cannot write the audit log %s: %s", self.audit.path, err)
 
 
-class _Cancelled(Exception):
-    """Raised inside the body generator to abandon a request."""
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    """One attempt's end: the status (None without a response), an error, whether to retry."""
-
-    status: int | None
-    response: Response | None
-    error: str | None
-    retry: bool
-
-
-def _classify(status: int, content_type: str | None, body: bytes) -> _Outcome:
-    response = parse_response(status, content_type, body)
-    if response.ok:
-        return _Outcome(status, response, None, retry=False)
-    retry = status >= 500 or status in RETRY_STATUSES
-    return _Outcome(status, response, response.error, retry=retry)
-
-
 class Upload:
     """One wake's command audio on its way to the endpoint; made by `PrivacyGate.open`.
 
@@ -377,31 +196,32 @@ class Upload:
         self.refused = refused
         """Why the upload was refused; None when it runs (or the gate is disabled)."""
         self.inert = gate.target is None or refused is not None
-        self.cutoff_s = request.wake_end_s - gate.pre_roll_s
-        self.max_samples = round((gate.max_audio_s + gate.pre_roll_s) * SAMPLE_RATE_HZ)
-        self._cond = threading.Condition()
-        self._chunks: list[bytes] = []
-        self._samples = 0
-        self._finished = False
         self._cancelled = threading.Event()
+        stall_deadline = time.monotonic() + gate.max_audio_s + gate.pre_roll_s
+        if gate.target is not None:
+            stall_deadline += gate.target.timeout_s
+        self.audio = AudioBuffer(
+            cutoff_s=request.wake_end_s - gate.pre_roll_s,
+            max_samples=round((gate.max_audio_s + gate.pre_roll_s) * SAMPLE_RATE_HZ),
+            stall_deadline=stall_deadline,
+            cancelled=self._cancelled,
+            label=request.wake_word,
+        )
+        """The audio to send, trimmed as it is written."""
+        self._lock = threading.Lock()
         self._completed = False
         self._conn: http.client.HTTPConnection | None = None
         self._thread: threading.Thread | None = None
-        self._stall_deadline = time.monotonic() + gate.max_audio_s + gate.pre_roll_s
-        if gate.target is not None:
-            self._stall_deadline += gate.target.timeout_s
-        self.bytes_sent = 0
-        """Body bytes written to the socket by the latest attempt."""
-        self.first_byte_at: float | None = None
-        """`time.time` when the first audio byte was written to the socket."""
+        self.payload = Payload(self.audio, gate.endpoint)
+        """The body of each attempt, and what the latest one sent."""
 
     def __repr__(self) -> str:
-        return f"Upload({self.request.wake_word!r}, samples={self._samples})"
+        return f"Upload({self.request.wake_word!r}, samples={self.audio.samples})"
 
     @property
     def seconds(self) -> float:
         """Seconds of audio buffered (everything that is, or will be, sent)."""
-        return self._samples / SAMPLE_RATE_HZ
+        return self.audio.seconds
 
     def write(self, chunk: np.ndarray, start_s: float) -> None:
         """Add float32 mono 16 kHz audio whose first sample lies at stream time ``start_s``.
@@ -409,31 +229,20 @@ class Upload:
         Samples before ``request.wake_end_s - pre_roll_s`` and beyond the length limit are
         dropped here. Never blocks on the network.
         """
-        if self.inert or self._finished or self._cancelled.is_set():
-            return
-        samples = np.asarray(chunk, dtype=np.float32).reshape(-1)
-        samples = samples[first_kept_index(start_s, self.cutoff_s, samples.size) :]
-        with self._cond:
-            samples = samples[: max(0, self.max_samples - self._samples)]
-            if samples.size == 0:
-                return
-            self._chunks.append(encode_pcm16(samples))
-            self._samples += samples.size
-            self._cond.notify_all()
+        if not self.inert:
+            self.audio.write(chunk, start_s)
 
     def finish(self) -> None:
         """The command has ended: complete the request with the audio written so far."""
-        with self._cond:
-            self._finished = True
-            self._cond.notify_all()
+        self.audio.finish()
 
     def cancel(self) -> None:
         """Abandon the upload; it is audited as dropped unless it has already completed."""
         if self.inert:
             return
         self._cancelled.set()
-        with self._cond:
-            self._cond.notify_all()
+        self.audio.wake()
+        with self._lock:
             conn = self._conn
         if conn is not None and conn.sock is not None:
             try:
@@ -457,7 +266,7 @@ class Upload:
         self, result: Result, *, status: int | None, attempts: int, error: str | None
     ) -> None:
         """Audit the upload and emit its ``upload`` event; only the first call counts."""
-        with self._cond:
+        with self._lock:
             if self._completed:
                 return
             self._completed = True
@@ -466,11 +275,11 @@ class Upload:
         assert target is not None
         error = target.scrub(error)
         first_byte_s = None
-        if self.first_byte_at is not None:
-            first_byte_s = round(self.first_byte_at - self.request.detected_at, 4)
+        if self.payload.first_byte_at is not None:
+            first_byte_s = round(self.payload.first_byte_at - self.request.detected_at, 4)
         entry = make_entry(
             wake_word=self.request.wake_word, score=self.request.score, seconds=self.seconds,
-            bytes_sent=self.bytes_sent, endpoint=target.display, kind=target.kind,
+            bytes_sent=self.payload.bytes_sent, endpoint=target.display, kind=target.kind,
             result=result, status=status, attempts=attempts, error=error,
         )  # fmt: skip
         gate.record(entry)
@@ -502,14 +311,14 @@ class Upload:
                     return
                 if not outcome.retry:
                     break
-        except _Cancelled:
+        except Cancelled:
             return
         except Exception as err:  # supervisor of the worker: log, audit, never leak the thread
             _LOGGER.exception("upload for %s failed unexpectedly", self.request.wake_word)
             error = f"internal error: {err.__class__.__name__}"
         self.complete("failed", status=status, attempts=attempts, error=error)
 
-    def _log_attempt(self, attempt: int, outcome: _Outcome) -> None:
+    def _log_attempt(self, attempt: int, outcome: Outcome) -> None:
         target = self.gate.target
         assert target is not None
         total = self.gate.endpoint.retries + 1
@@ -517,7 +326,7 @@ class Upload:
             _LOGGER.info(
                 "upload for %s: %s answered %s (attempt %d/%d, %.2f s of audio, %d bytes)",
                 self.request.wake_word, target.display, outcome.status, attempt, total,
-                self.seconds, self.bytes_sent,
+                self.seconds, self.payload.bytes_sent,
             )  # fmt: skip
         else:
             _LOGGER.warning(
@@ -555,129 +364,19 @@ class Upload:
             headers["Authorization"] = f"Bearer {target.token.value}"
         return headers
 
-    def _wait_for_audio(self, index: int) -> bool:
-        """Wait until chunk ``index`` exists (True) or the command is over (False).
-
-        Raises
-        ------
-        _Cancelled
-            The upload was cancelled.
-        """
-        with self._cond:
-            while index >= len(self._chunks) and not self._finished:
-                if self._cancelled.is_set():
-                    raise _Cancelled
-                remaining = self._stall_deadline - time.monotonic()
-                if remaining <= 0:
-                    _LOGGER.warning("upload for %s never finished; sending what it has",
-                                    self.request.wake_word)  # fmt: skip
-                    self._finished = True
-                    break
-                self._cond.wait(remaining)
-            if self._cancelled.is_set():
-                raise _Cancelled
-            return index < len(self._chunks)
-
-    def _stream(self, header: bytes) -> Iterator[bytes]:
-        """The body of a streaming request: ``header``, then audio as it is written."""
-        self.bytes_sent = 0
-        if header:
-            yield header
-            self.bytes_sent += len(header)
-        index = 0
-        while self._wait_for_audio(index):
-            with self._cond:
-                data = b"".join(self._chunks[index:])
-                index = len(self._chunks)
-            yield data
-            self.bytes_sent += len(data)  # resumed: http.client has written the chunk
-            if self.first_byte_at is None:
-                self.first_byte_at = time.time()
-
-    def _attempt(self) -> _Outcome:
+    def _attempt(self) -> Outcome:
         """One request: stream (http) or post the whole recording (openai-transcription)."""
         target = self.gate.target
         assert target is not None
         headers = self._headers()
-        if target.kind == "openai-transcription":
-            while self._wait_for_audio(len(self._chunks)):
-                pass  # wait for the end of the command
-            body: bytes | Iterator[bytes] = self._multipart(headers)
-        elif self.gate.endpoint.format == "wav":
-            headers["Content-Type"] = "audio/wav"
-            body = self._stream(wav_header(None))
-        else:
-            headers["Content-Type"] = PCM_CONTENT_TYPE
-            body = self._stream(b"")
+        body = self.payload.body(headers)
         conn = target.connection()
-        with self._cond:
+        with self._lock:
             self._conn = conn
         try:
-            return self._exchange(conn, headers, body)
+            return post(conn, target.path, headers, body, cancelled=self._cancelled,
+                        sent_any=lambda: self.payload.bytes_sent > 0)  # fmt: skip
         finally:
-            with self._cond:
+            with self._lock:
                 self._conn = None
             conn.close()
-
-    def _multipart(self, headers: dict[str, str]) -> bytes:
-        with self._cond:
-            audio = b"".join(self._chunks)
-        wav = wav_header(len(audio) // BYTES_PER_SAMPLE) + audio
-        body, content_type = multipart_body([
-            ("file", "audio.wav", "audio/wav", wav),
-            ("model", None, None, self.gate.endpoint.model.encode()),
-            ("response_format", None, None, b"json"),
-        ])  # fmt: skip
-        headers["Content-Type"] = content_type
-        self.bytes_sent = len(body)
-        if self.first_byte_at is None and audio:
-            self.first_byte_at = time.time()
-        return body
-
-    def _exchange(
-        self,
-        conn: http.client.HTTPConnection,
-        headers: dict[str, str],
-        body: bytes | Iterator[bytes],
-    ) -> _Outcome:
-        """Send the request on ``conn`` and read the response (up to 1 MB)."""
-        target = self.gate.target
-        assert target is not None
-        try:
-            conn.request("POST", target.path, body=body, headers=headers,
-                         encode_chunked=not isinstance(body, bytes))  # fmt: skip
-        except (OSError, http.client.HTTPException) as err:
-            if self._cancelled.is_set():
-                raise _Cancelled from None
-            early = self._early_response(conn)
-            return early if early is not None else _Outcome(None, None, _describe(err), True)
-        try:
-            response = conn.getresponse()
-            data = response.read(MAX_RESPONSE_BYTES)
-        except (OSError, http.client.HTTPException) as err:
-            if self._cancelled.is_set():
-                raise _Cancelled from None
-            return _Outcome(None, None, _describe(err), retry=True)
-        return _classify(response.status, response.getheader("Content-Type"), data)
-
-    def _early_response(self, conn: http.client.HTTPConnection) -> _Outcome | None:
-        """A response the server sent before it stopped reading the body (e.g. a 401)."""
-        if conn.sock is None or self.bytes_sent == 0:
-            return None
-        try:
-            conn.sock.settimeout(EARLY_RESPONSE_TIMEOUT_S)
-            response = conn.getresponse()
-            data = response.read(MAX_RESPONSE_BYTES)
-        except (OSError, http.client.HTTPException):
-            return None
-        return _classify(response.status, response.getheader("Content-Type"), data)
-
-
-def _describe(err: BaseException) -> str:
-    """A short, secret-free description of a network error."""
-    if isinstance(err, TimeoutError | socket.timeout):
-        return "timed out"
-    if isinstance(err, ssl.SSLCertVerificationError):
-        return f"TLS certificate not trusted: {err.verify_message}"
-    text = str(err) or err.__class__.__name__
-    return clean_text(f"{err.__class__.__name__}: {text}")

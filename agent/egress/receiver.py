@@ -10,7 +10,9 @@
 Each upload is saved as ``NNNN.wav`` (16-bit mono 16 kHz) and ``NNNN.json`` (the ``X-Earshot-*``
 headers, content type, kind, sizes and arrival times, never the ``Authorization`` header) in an
 owner-only folder. With a token, requests without ``Authorization: Bearer TOKEN`` get 401.
-Malformed requests get 400 with a JSON error; the server never crashes on them.
+Malformed requests get 400 with a JSON error; the server never crashes on them. Here are the
+server, its reading of bodies off the socket and the saved files; `agent.egress.decoder` turns a
+body into audio.
 """
 
 from __future__ import annotations
@@ -24,8 +26,6 @@ import threading
 import time
 import wave
 from dataclasses import dataclass, field
-from email.message import Message
-from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -33,25 +33,17 @@ from typing import Any
 
 import numpy as np
 
+from agent.egress.decoder import BadRequest, decode_upload
 from agent.paths import PRIVATE_DIR, PRIVATE_FILE
 from dsp.constants import SAMPLE_RATE_HZ
 
 _LOGGER = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 << 20
-TRANSCRIPTION_PATH = "/v1/audio/transcriptions"
 TLS_HANDSHAKE_TIMEOUT_S = 10.0
 SHUTDOWN_POLL_S = 0.05
 """How often the serving thread checks for `Receiver.stop`."""
 _MAX_CHUNK_LINE = 1024
-
-
-class BadRequest(Exception):
-    """A request the receiver refuses; carries the HTTP status to answer with."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass
@@ -67,82 +59,6 @@ class ReceivedUpload:
     """The decoded samples, float32 in [-1, 1)."""
     received_at: float
     """`time.time` when the body was complete."""
-
-
-def parse_wav(data: bytes) -> np.ndarray:
-    """Samples of a 16-bit mono 16 kHz PCM WAV file; streaming (0xFFFFFFFF) sizes are allowed.
-
-    Raises
-    ------
-    BadRequest
-        Not a RIFF/WAVE file, or another sample format.
-    """
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise BadRequest("body is not a RIFF/WAVE file")
-    offset, fmt = 12, None
-    while offset + 8 <= len(data):
-        chunk_id = data[offset : offset + 4]
-        size = int.from_bytes(data[offset + 4 : offset + 8], "little")
-        offset += 8
-        if chunk_id == b"fmt ":
-            fmt = data[offset : offset + 16]
-        elif chunk_id == b"data":
-            if fmt is None or len(fmt) < 16:
-                raise BadRequest("WAV data chunk before its fmt chunk")
-            tag, channels, rate = (
-                int.from_bytes(fmt[0:2], "little"),
-                int.from_bytes(fmt[2:4], "little"),
-                int.from_bytes(fmt[4:8], "little"),
-            )
-            bits = int.from_bytes(fmt[14:16], "little")
-            if (tag, channels, rate, bits) != (1, 1, SAMPLE_RATE_HZ, 16):
-                raise BadRequest(
-                    f"WAV format: got tag {tag}, {channels} channel(s), {rate} Hz, {bits} bits; "
-                    f"expected PCM, mono, {SAMPLE_RATE_HZ} Hz, 16 bits"
-                )
-            end = len(data) if size == 0xFFFFFFFF else min(len(data), offset + size)
-            return parse_pcm(data[offset:end])
-        offset += size + (size & 1)
-    raise BadRequest("WAV file without a data chunk")
-
-
-def parse_pcm(data: bytes) -> np.ndarray:
-    """16-bit little-endian PCM as float32 samples (an odd last byte is ignored)."""
-    usable = len(data) - len(data) % 2
-    return (np.frombuffer(data[:usable], dtype="<i2").astype(np.float32)) / 32768.0
-
-
-def _check_l16(content_type: str) -> None:
-    message = Message()
-    message["Content-Type"] = content_type
-    rate, channels = message.get_param("rate"), message.get_param("channels", "1")
-    if rate != str(SAMPLE_RATE_HZ) or channels != "1":
-        raise BadRequest(
-            f"Content-Type {content_type!r}: expected rate={SAMPLE_RATE_HZ} and channels=1"
-        )
-
-
-def parse_multipart(content_type: str, body: bytes) -> dict[str, bytes]:
-    """The fields of a ``multipart/form-data`` body, by name.
-
-    Raises
-    ------
-    BadRequest
-        Not a multipart body.
-    """
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1", "replace")
-    message = BytesParser().parsebytes(head + body)
-    if not message.is_multipart():
-        raise BadRequest("expected a multipart/form-data body")
-    fields: dict[str, bytes] = {}
-    for part in message.get_payload():
-        if not isinstance(part, Message):
-            continue
-        name = part.get_param("name", header="content-disposition")
-        payload = part.get_payload(decode=True)
-        if isinstance(name, str) and isinstance(payload, bytes):
-            fields[name] = payload
-    return fields
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -398,26 +314,13 @@ class Receiver:
             },
             "content_type": content_type,
         }
-        if path == TRANSCRIPTION_PATH:
-            fields = parse_multipart(content_type, body)
-            if "file" not in fields:
-                raise BadRequest("multipart form without a 'file' field")
-            audio = parse_wav(fields["file"])
-            metadata["kind"] = "openai-transcription"
-            metadata["form"] = {
-                k: v.decode("utf-8", "replace") for k, v in fields.items() if k != "file"
-            }
+        decoded = decode_upload(path, content_type, body)
+        audio = decoded.audio
+        metadata["kind"] = decoded.kind
+        if decoded.kind == "openai-transcription":
+            metadata["form"] = decoded.form
             reply: dict[str, Any] = {"text": self.transcript or ""}
         else:
-            kind = content_type.split(";", 1)[0].strip().lower()
-            if kind in ("audio/wav", "audio/wave", "audio/x-wav"):
-                audio = parse_wav(body)
-            elif kind == "audio/l16":
-                _check_l16(content_type)
-                audio = parse_pcm(body)
-            else:
-                raise BadRequest(f"Content-Type {content_type!r}: expected audio/wav or audio/L16")
-            metadata["kind"] = "http"
             reply = {"ok": True, "seconds": round(audio.size / SAMPLE_RATE_HZ, 3)}
             if self.transcript is not None:
                 reply["text"] = self.transcript

@@ -1,10 +1,10 @@
 """The byte formats of uploads and replies; nothing here touches the network.
 
-`agent.egress.gate` sends what these functions build and reads back what they interpret: the WAV
-header and 16-bit PCM of the audio, the ``multipart/form-data`` body of ``openai-transcription``
-requests, metadata header values, the reading of an endpoint's answer, the URL as logs show it,
-the pre-roll trim point in a chunk, and the retry backoff. Everything here is pure: it opens no
-connection and reads no file.
+The privacy gate (`agent.egress.gate` and the modules beside it) sends what these functions build
+and reads back what they interpret: the WAV header and 16-bit PCM of the audio, the
+``multipart/form-data`` body of ``openai-transcription`` requests, metadata header values, the
+reading of an endpoint's answer, the URL as logs show it, the pre-roll trim point in a chunk, and
+the retry backoff. Everything here is pure: it opens no connection and reads no file.
 """
 
 from __future__ import annotations

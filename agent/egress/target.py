@@ -1,0 +1,163 @@
+"""The checked endpoint the privacy gate sends to: address, TLS context and bearer token.
+
+`Target.from_settings` turns the ``endpoint`` settings into what a request needs, refusing an
+unsafe one: plain http is allowed only to this machine (checked here as well as in the
+settings), the token comes from ``token_env`` or ``token_file`` and must fit in a header, and a
+``ca_file`` must load. The token never shows: its repr and str are ``[redacted]``, messages about
+it do not quote it, and `Target.scrub` takes it out of any text a server echoes back.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.egress.wire import redact_url
+from agent.settings import EndpointSettings, endpoint_url_parts
+from kernels.errors import ConfigError
+
+_REDACTED = "[redacted]"
+
+
+class _Token:
+    """A bearer token whose repr and str never show it."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return _REDACTED
+
+    __str__ = __repr__
+
+
+def _checked_token(value: str, where: str) -> _Token:
+    """``value`` as a token, refusing characters a header cannot carry (without showing it).
+
+    Raises
+    ------
+    ConfigError
+        The token contains spaces, control characters or non-ASCII characters.
+    """
+    if not all(33 <= ord(char) <= 126 for char in value):
+        raise ConfigError(
+            f"{where}: the token contains spaces, control or non-ASCII characters; expected "
+            "printable ASCII only (the token itself is not shown)"
+        )
+    return _Token(value)
+
+
+def _read_token(endpoint: EndpointSettings) -> _Token | None:
+    """The token from ``token_env`` or the first line of ``token_file``; None when neither is set.
+
+    Raises
+    ------
+    ConfigError
+        The variable is unset or empty, or the file is unreadable or empty.
+    """
+    if endpoint.token_env is not None:
+        value = os.environ.get(endpoint.token_env, "").strip()
+        if not value:
+            raise ConfigError(
+                f"endpoint.token_env: environment variable {endpoint.token_env} is not set or "
+                "empty; export the bearer token in it, or remove token_env"
+            )
+        return _checked_token(value, f"endpoint.token_env ({endpoint.token_env})")
+    if endpoint.token_file is not None:
+        path = Path(endpoint.token_file).expanduser()
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(
+                f"endpoint.token_file: cannot read {path}: {err.__class__.__name__}"
+            ) from None
+        value = lines[0].strip() if lines else ""
+        if not value:
+            raise ConfigError(f"endpoint.token_file: {path} is empty; expected the token on line 1")
+        return _checked_token(value, f"endpoint.token_file ({path})")
+    return None
+
+
+def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
+    """A verifying TLS context trusting ``ca_file`` (else the system's CAs).
+
+    Raises
+    ------
+    ConfigError
+        ``ca_file`` cannot be read or holds no certificate.
+    """
+    try:
+        return ssl.create_default_context(
+            cafile=None if ca_file is None else str(Path(ca_file).expanduser())
+        )
+    except (OSError, ssl.SSLError) as err:
+        raise ConfigError(
+            f"endpoint.ca_file: cannot load {ca_file}: {err}; expected a PEM file of CA "
+            "certificates"
+        ) from None
+
+
+@dataclass(frozen=True, repr=False)
+class Target:
+    """A checked endpoint: where to connect, the request path, the TLS context, the token."""
+
+    kind: str
+    host: str
+    port: int
+    path: str
+    display: str
+    """The URL without secrets, for logs, events and the audit log."""
+    tls: ssl.SSLContext | None
+    token: _Token | None
+    device_id: str
+    timeout_s: float
+
+    def __repr__(self) -> str:
+        return f"Target({self.kind!r}, {self.display!r})"
+
+    @classmethod
+    def from_settings(cls, endpoint: EndpointSettings) -> Target:
+        """Check ``endpoint`` and read its token and CA file.
+
+        Raises
+        ------
+        ConfigError
+            Not an http(s) URL, plain http to a host other than loopback, a missing token or an
+            unreadable CA file.
+        """
+        assert endpoint.url is not None
+        display = redact_url(endpoint.url)
+        parts = endpoint_url_parts(endpoint.url, "endpoint.url", repr(display))
+        host, port = parts.hostname, parts.port
+        assert host is not None
+        secure = parts.scheme == "https"
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return cls(
+            kind=endpoint.kind,
+            host=host,
+            port=port or (443 if secure else 80),
+            path=path,
+            display=display,
+            tls=_ssl_context(endpoint.ca_file) if secure else None,
+            token=_read_token(endpoint),
+            device_id=endpoint.device_id or socket.gethostname(),
+            timeout_s=endpoint.timeout_s,
+        )
+
+    def connection(self) -> http.client.HTTPConnection:
+        """A new, not yet connected connection whose socket operations time out."""
+        if self.tls is not None:
+            return http.client.HTTPSConnection(
+                self.host, self.port, timeout=self.timeout_s, context=self.tls
+            )
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+
+    def scrub(self, text: str | None) -> str | None:
+        """``text`` with the token (should a server echo it) replaced."""
+        if text is None or self.token is None:
+            return text
+        return text.replace(self.token.value, _REDACTED)
