@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.bench.common import MS_PER_S
 from kernels.device import list_adapters, open_device
 from kernels.gpu_network import WgpuNetwork
 from kernels.network import (
@@ -41,7 +42,6 @@ THROUGHPUT_RUNS = 5
 WARMUP_RUNS = 3
 P90 = 0.9
 GIGA = 1e9
-MS_PER_S = 1e3
 ONNX_OPSET = 17
 ONNX_IR_VERSION = 8
 ONNX_PARITY_ATOL = 1e-4

@@ -32,7 +32,8 @@ Split = Literal["train", "validation", "test"]
 SPLITS: tuple[Split, ...] = ("train", "validation", "test")
 SILENCE = "_silence_"
 SPEECH = "_speech_"
-WINDOW_SAMPLES = SAMPLE_RATE_HZ  # 1 s
+CLIP_SAMPLES = SAMPLE_RATE_HZ
+"""Samples in one training clip: the 1 s the base network reads (not the STFT window)."""
 CORPUS_FORMAT_VERSION = 4
 """Bump when augmentation or features change, so cached corpora are rebuilt."""
 SENTENCE_WORDS = (4, 9)
@@ -158,7 +159,7 @@ class _Job:
 def _make_clip(job: _Job, augmenter: Augmenter) -> np.ndarray:
     rng = np.random.default_rng(job.seed)
     if job.kind == "silence":
-        noise = colored_noise(WINDOW_SAMPLES, exponent=rng.uniform(0, 2), rng=rng)
+        noise = colored_noise(CLIP_SAMPLES, exponent=rng.uniform(0, 2), rng=rng)
         return apply_gain(noise, rng.uniform(-75, -25))
     assert job.audio is not None
     audio = trim_silence(job.audio)
@@ -166,8 +167,8 @@ def _make_clip(job: _Job, augmenter: Augmenter) -> np.ndarray:
         keep = max(1, int(audio.size * rng.uniform(*PARTIAL_SHARE)))
         audio = audio[:keep] if rng.random() < 0.5 else audio[-keep:]
     if job.kind == "speech":
-        audio = fit_to_window(audio, length=WINDOW_SAMPLES, rng=rng)
-    audio = fit_to_window(augmenter(audio, rng), length=WINDOW_SAMPLES, rng=rng)
+        audio = fit_to_window(audio, length=CLIP_SAMPLES, rng=rng)
+    audio = fit_to_window(augmenter(audio, rng), length=CLIP_SAMPLES, rng=rng)
     return audio
 
 
