@@ -10,6 +10,9 @@ from pathlib import Path
 from agent.egress.audit import FIELDS, AuditLog, make_entry
 from tests.conftest import run_earshot
 
+SENDING = "sending"
+"""The result of an attempt line, written before an upload sends anything."""
+
 
 def entry(wake_word: str = "computer", result: str = "ok", **overrides) -> dict:
     fields = dict(
@@ -103,3 +106,32 @@ def test_audit_command_prints_a_table_and_json_lines(tmp_path: Path) -> None:
     assert json.loads(line)["wake_word"] == "jarvis"
     bad = run_earshot("audit", "--last", "0", env=env)
     assert bad.returncode == 2 and "--last" in bad.stderr
+
+
+def test_attempt_and_result_lines_read_as_one_entry_per_upload(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "data" / "earshot" / "audit.jsonl")
+
+    def line(wake_word: str, result: str, upload: str, **overrides) -> dict:
+        if result == SENDING:
+            overrides.update(status=None, attempts=0, bytes_sent=0)
+        return {**entry(wake_word, result, **overrides), "upload": upload}
+
+    log.append(entry("legacy"))  # a line of an older log, without an upload id
+    log.append(line("computer", SENDING, "a1"))
+    log.append(line("jarvis", SENDING, "b2"))
+    log.append(line("computer", "ok", "a1"))
+    log.append(line("mirror", SENDING, "c3"))
+    log.append(line("jarvis", "failed", "b2", status=503, attempts=3))
+    assert len(log.path.read_text().splitlines()) == 6
+    entries = log.entries()  # in the order the uploads ended; "mirror" never recorded a result
+    assert [(e["wake_word"], e["result"]) for e in entries] == [
+        ("legacy", "ok"), ("computer", "ok"), ("mirror", SENDING), ("jarvis", "failed"),
+    ]  # fmt: skip
+    env = cli_env(tmp_path)
+    table = run_earshot("audit", env=env)
+    assert table.returncode == 0, table.stderr
+    rows = [row for row in table.stdout.splitlines()[1:] if "asr.example" in row]
+    assert len(rows) == 4 and rows[1].split()[2] == "computer" and SENDING in rows[2]
+    assert "no result recorded" in table.stdout  # what a "sending" row means
+    lines = run_earshot("audit", "--json", env=env).stdout.splitlines()
+    assert [json.loads(line).get("upload") for line in lines] == [None, "a1", "c3", "b2"]

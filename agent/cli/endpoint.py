@@ -122,8 +122,8 @@ def _row(entry: dict[str, Any]) -> list[Any]:
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    """Print the audit log as a table or JSON lines; returns 0."""
-    from agent.egress.audit import AuditLog
+    """Print the audit log, one upload a row (or JSON line); returns 0."""
+    from agent.egress.audit import SENDING, AuditLog
     from agent.settings import load_settings
 
     if args.last is not None and args.last < 1:
@@ -146,5 +146,10 @@ def run_audit(args: argparse.Namespace) -> int:
     for entry in entries:
         cells = (_cell(v, w) for v, (_, w) in zip(_row(entry), TABLE_COLUMNS, strict=True))
         print("  ".join(cells).rstrip())
+    if any(entry.get("result") == SENDING for entry in entries):
+        print(
+            f"{SENDING}: no result recorded: the upload is under way, or the agent stopped before "
+            "it could record one (audio may have left)"
+        )
     sys.stdout.flush()
     return 0

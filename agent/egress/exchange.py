@@ -1,11 +1,11 @@
 """One attempt of an upload: the ``POST`` on a connection, and what its answer means.
 
-`post` sends a request (a whole body, or a chunked one from a generator) and reads the answer up to
-`MAX_RESPONSE_BYTES`; when the server stops reading the body early (a 401, say), the answer it
-sent is still read. The result is an `Outcome`: the status, the interpreted reply
-(`agent.egress.wire.parse_response`), a short error text free of secrets, and whether the attempt
-is worth retrying (no answer, a 5xx, 408 or 429). Cancelling the upload shows up here as
-`Cancelled`.
+`post` sends a request (a whole body, or one made of the blocks a generator yields, framing
+included) and reads the answer up to `MAX_RESPONSE_BYTES`; when the server stops reading the body
+early (a 401, say), the answer it sent is still read. The result is an `Outcome`: the status, the
+interpreted reply (`agent.egress.wire.parse_response`), a short error text free of secrets (the
+token is taken out before the text is cut), and whether the attempt is worth retrying (no answer,
+a 5xx, 408 or 429). Cancelling the upload shows up here as `Cancelled`.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def post(
     *,
     cancelled: threading.Event,
     sent_any: Callable[[], bool],
+    secret: str | None = None,
 ) -> Outcome:
     """Send ``POST path`` on ``conn`` and read the response (up to 1 MB).
 
@@ -59,11 +60,14 @@ def post(
     headers
         The request headers.
     body
-        The whole body, or a generator of chunks sent with chunked transfer encoding.
+        The whole body, or a generator of its blocks, sent as they are: ``headers`` give its
+        ``Content-Length`` or ``Transfer-Encoding`` (and the blocks then carry the framing).
     cancelled
         Set when the upload is abandoned: a failure then raises `Cancelled`.
     sent_any
-        Whether any body bytes were written; only then is an early response looked for.
+        Whether any bytes were written; only then is an early response looked for.
+    secret
+        The bearer token, taken out of the error text before it is cut.
 
     Raises
     ------
@@ -71,12 +75,11 @@ def post(
         The request failed because the upload was cancelled.
     """
     try:
-        conn.request("POST", path, body=body, headers=headers,
-                     encode_chunked=not isinstance(body, bytes))  # fmt: skip
+        conn.request("POST", path, body=body, headers=headers, encode_chunked=False)
     except (OSError, http.client.HTTPException) as err:
         if cancelled.is_set():
             raise Cancelled from None
-        early = _early_response(conn) if sent_any() else None
+        early = _early_response(conn, secret) if sent_any() else None
         return early if early is not None else Outcome(None, None, _describe(err), True)
     try:
         response = conn.getresponse()
@@ -85,10 +88,10 @@ def post(
         if cancelled.is_set():
             raise Cancelled from None
         return Outcome(None, None, _describe(err), retry=True)
-    return _classify(response.status, response.getheader("Content-Type"), data)
+    return _classify(response.status, response.getheader("Content-Type"), data, secret)
 
 
-def _early_response(conn: http.client.HTTPConnection) -> Outcome | None:
+def _early_response(conn: http.client.HTTPConnection, secret: str | None) -> Outcome | None:
     """A response the server sent before it stopped reading the body (e.g. a 401)."""
     if conn.sock is None:
         return None
@@ -98,11 +101,11 @@ def _early_response(conn: http.client.HTTPConnection) -> Outcome | None:
         data = response.read(MAX_RESPONSE_BYTES)
     except (OSError, http.client.HTTPException):
         return None
-    return _classify(response.status, response.getheader("Content-Type"), data)
+    return _classify(response.status, response.getheader("Content-Type"), data, secret)
 
 
-def _classify(status: int, content_type: str | None, body: bytes) -> Outcome:
-    response = parse_response(status, content_type, body)
+def _classify(status: int, content_type: str | None, body: bytes, secret: str | None) -> Outcome:
+    response = parse_response(status, content_type, body, secret=secret)
     if response.ok:
         return Outcome(status, response, None, retry=False)
     retry = status >= 500 or status in RETRY_STATUSES

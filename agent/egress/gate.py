@@ -9,8 +9,10 @@ captured. The gate itself enforces what may leave the machine:
 - only over https, or plain http to this machine (checked by `agent.egress.target` as well as in
   the settings);
 - at most ``max_in_flight`` uploads at once; more are refused, never queued;
-- each upload gets exactly one entry in the audit log (`agent.egress.audit`), and no token ever
-  appears in a log line, event, audit entry or exception message.
+- every upload is in the audit log (`agent.egress.audit`), written ahead: its attempt is
+  recorded before anything is sent (an upload whose attempt cannot be recorded sends nothing,
+  and a gate whose log cannot be written is not made), its result when it ends;
+- no token ever appears in a log line, event, audit entry or exception message.
 
 Two kinds of endpoint are spoken to. ``http``: a chunked ``POST`` that streams the audio (WAV
 or raw 16-bit PCM) while the user still speaks. ``openai-transcription``: one multipart ``POST``
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import os
 import socket
 import threading
 import time
@@ -35,13 +38,14 @@ from typing import Any
 
 import numpy as np
 
-from agent.egress.audit import AuditLog, Result, make_entry
+from agent.egress.audit import SENDING, AuditLog, Recorded, Result, make_entry
 from agent.egress.buffer import AudioBuffer
 from agent.egress.exchange import Cancelled, Outcome, post
 from agent.egress.payload import Payload
-from agent.egress.target import Target
-from agent.egress.wire import SAMPLE_RATE_HZ, Response, backoff_s, header_value, iso_utc
+from agent.egress.target import SocketMeter, Target
+from agent.egress.wire import Response, backoff_s, upload_headers, user_agent
 from agent.settings import EndpointSettings
+from dsp.constants import SAMPLE_RATE_HZ
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,15 +63,6 @@ class UploadRequest:
     """`time.time` of the detection."""
 
 
-def _user_agent() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return f"earshot/{version('earshot')}"
-    except PackageNotFoundError:
-        return "earshot/0"
-
-
 class PrivacyGate:
     """Opens uploads to the configured endpoint, and enforces what they may send.
 
@@ -76,7 +71,8 @@ class PrivacyGate:
     endpoint
         Where audio goes; ``url=None`` disables forwarding (`open` then sends nothing).
     audit
-        The audit log; every upload opened on an enabled gate adds exactly one entry.
+        The audit log; every upload opened on an enabled gate is recorded there (see
+        `agent.egress.audit`).
     on_event
         Called with ``("upload", fields)`` once per upload and ``("transcript", fields)`` when
         a response carries text; from worker threads.
@@ -90,7 +86,8 @@ class PrivacyGate:
     Raises
     ------
     ConfigError
-        The endpoint is unsafe (plain http off this machine) or its token or CA file is missing.
+        The endpoint is unsafe (plain http off this machine), its token or CA file is missing, or
+        the audit log cannot be written (forwarding is enabled).
     """
 
     def __init__(
@@ -111,7 +108,9 @@ class PrivacyGate:
         self.max_in_flight = int(max_in_flight)
         self.enabled = endpoint.url is not None
         self.target = Target.from_settings(endpoint) if endpoint.url is not None else None
-        self.user_agent = _user_agent()
+        if self.target is not None:
+            audit.check_writable()
+        self.user_agent = user_agent()
         self._lock = threading.Lock()
         self._uploads: set[Upload] = set()
         self._closed = False
@@ -129,9 +128,11 @@ class PrivacyGate:
     def open(self, request: UploadRequest) -> Upload:
         """Start an upload for the wake ``request``; write its audio, then finish or cancel it.
 
-        For the ``http`` kind a worker thread connects at once and streams audio as it is
-        written. Beyond ``max_in_flight`` (or after `close`) the upload is refused: audited as
-        dropped, and its methods do nothing. On a disabled gate nothing is audited or sent.
+        The attempt is recorded in the audit log first; then, for the ``http`` kind, a worker
+        thread connects at once and streams audio as it is written. Beyond ``max_in_flight``
+        (after `close`, or when the attempt cannot be recorded) the upload is refused: audited as
+        dropped if the log allows, and its methods do nothing. On a disabled gate nothing is
+        audited or sent.
         """
         if self.target is None:
             return Upload(self, request, refused=None)
@@ -145,6 +146,8 @@ class PrivacyGate:
             upload = Upload(self, request, refused=refusal)
             if refusal is None:
                 self._uploads.add(upload)
+        if refusal is None:
+            refusal = upload.write_ahead()
         if refusal is None:
             upload.start()
         else:
@@ -196,6 +199,10 @@ class Upload:
         self.refused = refused
         """Why the upload was refused; None when it runs (or the gate is disabled)."""
         self.inert = gate.target is None or refused is not None
+        self.upload_id = os.urandom(8).hex()
+        """The id of its attempt and result lines in the audit log."""
+        self.attempts = 0
+        """Requests made so far."""
         self._cancelled = threading.Event()
         stall_deadline = time.monotonic() + gate.max_audio_s + gate.pre_roll_s
         if gate.target is not None:
@@ -249,12 +256,26 @@ class Upload:
                 conn.sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked on the socket
             except OSError:
                 pass
-        self.complete("dropped", status=None, attempts=0, error="cancelled")
+        self.complete("dropped", status=None, attempts=self.attempts, error="cancelled")
 
     def join(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for the worker thread to end."""
         if self._thread is not None:
             self._thread.join(timeout_s)
+
+    def write_ahead(self) -> str | None:
+        """Record the attempt in the audit log, before `start`; None, or why it is refused."""
+        with self._lock:  # a cancel completes it first, or after the attempt is recorded
+            if self._completed:
+                return "cancelled"
+            try:
+                self.gate.audit.append(self._entry(SENDING, status=None, error=None))
+            except OSError as err:
+                reason = err.strerror or err.__class__.__name__
+                self.refused = f"cannot write the audit log ({reason})"
+                self.inert = True
+                return self.refused
+        return None
 
     def start(self) -> None:
         """Start the worker thread (called by `PrivacyGate.open`)."""
@@ -277,11 +298,7 @@ class Upload:
         first_byte_s = None
         if self.payload.first_byte_at is not None:
             first_byte_s = round(self.payload.first_byte_at - self.request.detected_at, 4)
-        entry = make_entry(
-            wake_word=self.request.wake_word, score=self.request.score, seconds=self.seconds,
-            bytes_sent=self.payload.bytes_sent, endpoint=target.display, kind=target.kind,
-            result=result, status=status, attempts=attempts, error=error,
-        )  # fmt: skip
+        entry = self._entry(result, status=status, error=error, attempts=attempts)
         gate.record(entry)
         fields = {key: entry[key] for key in ("wake_word", "score", "result", "status")}
         fields.update(
@@ -291,22 +308,33 @@ class Upload:
         gate.emit("upload", fields)
         gate.forget(self)
 
+    def _entry(
+        self, result: Recorded, *, status: int | None, error: str | None, attempts: int = 0
+    ) -> dict[str, Any]:
+        """The audit entry of this upload as it stands, with ``result``."""
+        target = self.gate.target
+        assert target is not None
+        return make_entry(
+            wake_word=self.request.wake_word, score=self.request.score, seconds=self.seconds,
+            bytes_sent=self.payload.bytes_sent, endpoint=target.display, kind=target.kind,
+            result=result, status=status, attempts=attempts, error=error,
+            upload=self.upload_id,
+        )  # fmt: skip
+
     def _run(self) -> None:
         target = self.gate.target
         assert target is not None
         status: int | None = None
         error: str | None = "no attempt made"
-        attempts = 0
         try:
             for attempt in range(1, self.gate.endpoint.retries + 2):
                 if attempt > 1 and self._cancelled.wait(backoff_s(attempt - 1)):
                     return
-                attempts = attempt
                 outcome = self._attempt()
                 status, error = outcome.status, target.scrub(outcome.error)
                 self._log_attempt(attempt, outcome)
                 if outcome.error is None:
-                    self.complete("ok", status=status, attempts=attempts, error=None)
+                    self.complete("ok", status=status, attempts=self.attempts, error=None)
                     self._emit_transcript(outcome.response)
                     return
                 if not outcome.retry:
@@ -316,7 +344,7 @@ class Upload:
         except Exception as err:  # supervisor of the worker: log, audit, never leak the thread
             _LOGGER.exception("upload for %s failed unexpectedly", self.request.wake_word)
             error = f"internal error: {err.__class__.__name__}"
-        self.complete("failed", status=status, attempts=attempts, error=error)
+        self.complete("failed", status=status, attempts=self.attempts, error=error)
 
     def _log_attempt(self, attempt: int, outcome: Outcome) -> None:
         target = self.gate.target
@@ -347,35 +375,26 @@ class Upload:
                 "transcript", {"wake_word": self.request.wake_word, "text": target.scrub(text)}
             )
 
-    def _headers(self) -> dict[str, str]:
-        target = self.gate.target
-        assert target is not None
-        request = self.request
-        headers = {
-            "User-Agent": self.gate.user_agent,
-            "X-Earshot-Wake-Word": header_value(request.wake_word),
-            "X-Earshot-Score": f"{request.score:.4f}",
-            "X-Earshot-Detected-At": iso_utc(request.detected_at),
-            "X-Earshot-Wake-End-S": f"{request.wake_end_s:.3f}",
-            "X-Earshot-Pre-Roll-S": f"{self.gate.pre_roll_s:.3f}",
-            "X-Earshot-Device-Id": header_value(target.device_id),
-        }
-        if target.token is not None:
-            headers["Authorization"] = f"Bearer {target.token.value}"
-        return headers
-
     def _attempt(self) -> Outcome:
         """One request: stream (http) or post the whole recording (openai-transcription)."""
         target = self.gate.target
         assert target is not None
-        headers = self._headers()
-        body = self.payload.body(headers)
-        conn = target.connection()
+        request = self.request
+        headers = upload_headers(
+            user_agent=self.gate.user_agent, wake_word=request.wake_word, score=request.score,
+            detected_at=request.detected_at, wake_end_s=request.wake_end_s,
+            pre_roll_s=self.gate.pre_roll_s, device_id=target.device_id,
+            token=None if target.token is None else target.token.value,
+        )  # fmt: skip
+        meter = SocketMeter()
+        body = self.payload.body(headers, meter)
+        conn = target.connection(meter)
         with self._lock:
             self._conn = conn
+            self.attempts += 1
         try:
             return post(conn, target.path, headers, body, cancelled=self._cancelled,
-                        sent_any=lambda: self.payload.bytes_sent > 0)  # fmt: skip
+                        sent_any=lambda: meter.total > 0, secret=target.secret)  # fmt: skip
         finally:
             with self._lock:
                 self._conn = None

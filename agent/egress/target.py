@@ -4,7 +4,8 @@
 unsafe one: plain http is allowed only to this machine (checked here as well as in the
 settings), the token comes from ``token_env`` or ``token_file`` and must fit in a header, and a
 ``ca_file`` must load. The token never shows: its repr and str are ``[redacted]``, messages about
-it do not quote it, and `Target.scrub` takes it out of any text a server echoes back.
+it do not quote it, and `Target.scrub` takes it out of any text a server echoes back. Connections
+count the bytes their socket accepts (`SocketMeter`), so that the audit log says what was sent.
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from agent.egress.wire import redact_url
+from agent.egress.wire import REDACTED, redact_secret, redact_url
 from agent.settings import EndpointSettings, endpoint_url_parts
 from kernels.errors import ConfigError
-
-_REDACTED = "[redacted]"
 
 
 class _Token:
@@ -30,7 +30,7 @@ class _Token:
         self.value = value
 
     def __repr__(self) -> str:
-        return _REDACTED
+        return REDACTED
 
     __str__ = __repr__
 
@@ -80,6 +80,54 @@ def _read_token(endpoint: EndpointSettings) -> _Token | None:
             raise ConfigError(f"endpoint.token_file: {path} is empty; expected the token on line 1")
         return _checked_token(value, f"endpoint.token_file ({path})")
     return None
+
+
+class SocketMeter:
+    """The bytes a connection's socket has accepted for sending, request head included."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def __repr__(self) -> str:
+        return f"SocketMeter(total={self.total})"
+
+
+class _MeteredSocket:
+    """A connected socket whose `sendall` counts, in ``meter``, every byte the kernel accepts.
+
+    ``sendall`` is made of ``send`` calls, so that bytes accepted before a failure count too;
+    everything else is the wrapped socket's.
+    """
+
+    def __init__(self, sock: socket.socket, meter: SocketMeter) -> None:
+        self._sock = sock
+        self._meter = meter
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data).cast("B")
+        while view:
+            sent = self._sock.send(view)
+            self._meter.total += sent
+            view = view[sent:]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _MeteredHTTPConnection(http.client.HTTPConnection):
+    meter: SocketMeter
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = _MeteredSocket(self.sock, self.meter)
+
+
+class _MeteredHTTPSConnection(http.client.HTTPSConnection):
+    meter: SocketMeter
+
+    def connect(self) -> None:
+        super().connect()  # the TLS handshake; what is metered is what TLS is given to send
+        self.sock = _MeteredSocket(self.sock, self.meter)
 
 
 def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
@@ -148,16 +196,31 @@ class Target:
             timeout_s=endpoint.timeout_s,
         )
 
-    def connection(self) -> http.client.HTTPConnection:
-        """A new, not yet connected connection whose socket operations time out."""
+    @property
+    def secret(self) -> str | None:
+        """The token's value, for taking it out of what a server answers; None without one."""
+        return None if self.token is None else self.token.value
+
+    def connection(self, meter: SocketMeter) -> http.client.HTTPConnection:
+        """A new, not yet connected connection whose socket operations time out.
+
+        Parameters
+        ----------
+        meter
+            Counts the bytes the connection's socket accepts for sending.
+        """
+        conn: _MeteredHTTPConnection | _MeteredHTTPSConnection
         if self.tls is not None:
-            return http.client.HTTPSConnection(
+            conn = _MeteredHTTPSConnection(
                 self.host, self.port, timeout=self.timeout_s, context=self.tls
             )
-        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+        else:
+            conn = _MeteredHTTPConnection(self.host, self.port, timeout=self.timeout_s)
+        conn.meter = meter
+        return conn
 
     def scrub(self, text: str | None) -> str | None:
-        """``text`` with the token (should a server echo it) replaced."""
-        if text is None or self.token is None:
+        """``text`` with the token (should a server echo it), or a cut-off start of it, replaced."""
+        if text is None:
             return text
-        return text.replace(self.token.value, _REDACTED)
+        return redact_secret(text, self.secret)

@@ -3,8 +3,9 @@
 The privacy gate (`agent.egress.gate` and the modules beside it) sends what these functions build
 and reads back what they interpret: the WAV header and 16-bit PCM of the audio, the
 ``multipart/form-data`` body of ``openai-transcription`` requests, metadata header values, the
-reading of an endpoint's answer, the URL as logs show it, the pre-roll trim point in a chunk, and
-the retry backoff. Everything here is pure: it opens no connection and reads no file.
+reading of an endpoint's answer (with the bearer token taken out before any text is cut), the URL
+as logs show it, the pre-roll trim point in a chunk, and the retry backoff. Everything here is
+pure: it opens no connection and reads no file.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from dsp.constants import SAMPLE_RATE_HZ
 BYTES_PER_SAMPLE = 2
 PCM_CONTENT_TYPE = f"audio/L16; rate={SAMPLE_RATE_HZ}; channels=1"
 ERROR_TEXT_CHARS = 200
+REDACTED = "[redacted]"
+"""What a secret is replaced with in any text earshot shows."""
+SECRET_PREFIX_CHARS = 6
+"""A text cut off in the middle of a secret is redacted from this many of its characters on."""
 BACKOFF_FIRST_S = 0.25
 BACKOFF_MAX_S = 2.0
 RETRY_STATUSES = frozenset({408, 429})
@@ -39,10 +44,32 @@ class Response:
     error: str | None
 
 
-def clean_text(text: str, limit: int = ERROR_TEXT_CHARS) -> str:
-    """``text`` on one line of printable characters, cut to ``limit`` characters."""
-    flat = " ".join("".join(c if c.isprintable() else " " for c in text[: limit * 4]).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+def redact_secret(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` replaced by `REDACTED`.
+
+    A text that ends in the first `SECRET_PREFIX_CHARS` or more characters of ``secret`` (it was
+    cut off in the middle of it) has that end replaced too.
+    """
+    if not secret:
+        return text
+    text = text.replace(secret, REDACTED)
+    for size in range(min(len(secret) - 1, len(text)), SECRET_PREFIX_CHARS - 1, -1):
+        if text.endswith(secret[:size]):
+            return text[:-size] + REDACTED
+    return text
+
+
+def clean_text(text: str, limit: int = ERROR_TEXT_CHARS, *, secret: str | None = None) -> str:
+    """``text`` on one line of printable characters, cut to ``limit`` characters.
+
+    ``secret`` (a token a server may echo) is taken out before each cut, and a beginning of it
+    left at a cut is taken out after it, so no part of it longer than a few characters remains.
+    """
+    text = redact_secret(redact_secret(text, secret)[: limit * 4], secret)
+    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    if len(flat) <= limit:
+        return flat
+    return redact_secret(flat[: limit - 3], secret) + "..."
 
 
 def _json_object(content_type: str | None, body: bytes) -> dict[str, Any] | None:
@@ -57,7 +84,9 @@ def _json_object(content_type: str | None, body: bytes) -> dict[str, Any] | None
     return value if isinstance(value, dict) else None
 
 
-def parse_response(status: int, content_type: str | None, body: bytes) -> Response:
+def parse_response(
+    status: int, content_type: str | None, body: bytes, *, secret: str | None = None
+) -> Response:
     """Interpret an endpoint's answer; pure, and never raises whatever the bytes are.
 
     Parameters
@@ -68,6 +97,9 @@ def parse_response(status: int, content_type: str | None, body: bytes) -> Respon
         The ``Content-Type`` header, or None.
     body
         The response body (already capped by the caller).
+    secret
+        The bearer token, should the server echo it: ``error`` never holds it, nor a beginning
+        of it cut off by the length limit.
 
     Returns
     -------
@@ -85,8 +117,8 @@ def parse_response(status: int, content_type: str | None, body: bytes) -> Respon
     if isinstance(detail, dict):
         detail = detail.get("message")
     if not isinstance(detail, str):
-        detail = body[: ERROR_TEXT_CHARS * 4].decode("utf-8", errors="replace")
-    detail = clean_text(detail)
+        detail = body.decode("utf-8", errors="replace")
+    detail = clean_text(detail, secret=secret)
     return Response(
         ok=False, text=text, error=f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
     )
@@ -177,3 +209,39 @@ def first_kept_index(start_s: float, cutoff_s: float, size: int) -> int:
     if offset <= 0:
         return 0
     return min(size, math.ceil(round(offset, 6)))
+
+
+def user_agent() -> str:
+    """``earshot/VERSION``: the User-Agent of every upload."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"earshot/{version('earshot')}"
+    except PackageNotFoundError:
+        return "earshot/0"
+
+
+def upload_headers(
+    *,
+    user_agent: str,
+    wake_word: str,
+    score: float,
+    detected_at: float,
+    wake_end_s: float,
+    pre_roll_s: float,
+    device_id: str,
+    token: str | None,
+) -> dict[str, str]:
+    """The headers of an upload: who sends, which wake word, when, and the bearer token if any."""
+    headers = {
+        "User-Agent": user_agent,
+        "X-Earshot-Wake-Word": header_value(wake_word),
+        "X-Earshot-Score": f"{score:.4f}",
+        "X-Earshot-Detected-At": iso_utc(detected_at),
+        "X-Earshot-Wake-End-S": f"{wake_end_s:.3f}",
+        "X-Earshot-Pre-Roll-S": f"{pre_roll_s:.3f}",
+        "X-Earshot-Device-Id": header_value(device_id),
+    }
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers

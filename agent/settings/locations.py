@@ -43,7 +43,7 @@ def enrollment_dir() -> Path:
 
 
 def default_audit_path() -> Path:
-    """``$XDG_DATA_HOME/earshot/audit.jsonl``: one JSON line per upload, owner-only."""
+    """``$XDG_DATA_HOME/earshot/audit.jsonl``: JSON lines of every upload, owner-only."""
     return data_dir() / "audit.jsonl"
 
 
