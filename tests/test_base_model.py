@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -12,7 +13,8 @@ from kernels.network import run_numpy
 from models.base.architecture import BaseConfig, build_base, build_head
 from models.base.model import COMMANDS_HEAD, BaseModel
 from models.base.training import command_labels
-from models.nn.checkpoint import load_model
+from models.nn.checkpoint import MANIFEST_KEY, load_model
+from models.paths import SHIPPED_BASE_MODEL
 from models.speech.corpus import SILENCE, SPEECH, Corpus
 from models.speech.dataset import SPEECH_COMMANDS_LABELS
 from tests.conftest import require, run_earshot
@@ -80,6 +82,53 @@ def test_loading_a_foreign_architecture_is_refused(tmp_path):
     )
     with pytest.raises(ModelError, match="architecture 'transformer' is unknown"):
         BaseModel.load(tmp_path / "m.npz")
+
+
+def edited_shipped_base(path, edit) -> None:
+    """The shipped base model's weights at ``path`` under its manifest changed by ``edit``."""
+    with np.load(SHIPPED_BASE_MODEL, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    manifest = json.loads(str(arrays.pop(MANIFEST_KEY)))
+    edit(manifest)
+    np.savez(path, **arrays, **{MANIFEST_KEY: np.array(json.dumps(manifest))})
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda m: m["architecture"]["args"].update(channels=1e6),
+            r"manifest architecture.args.channels: got float 1000000.0, expected an integer "
+            r"in \[1, 512\]",
+        ),
+        (
+            lambda m: m["architecture"]["args"].update(embedding_dim=10**6),
+            r"manifest architecture.args.embedding_dim: got int 1000000, expected an integer "
+            r"in \[1, 1024\]",
+        ),
+        (
+            lambda m: m["architecture"]["args"].update(channels="64"),
+            r"manifest architecture.args.channels: got str '64', expected an integer",
+        ),
+        (lambda m: m.pop("extra"), r"manifest extra: required key is missing"),
+        (lambda m: m["extra"].clear(), r"manifest extra.head_labels: required key is missing"),
+        (
+            lambda m: m["architecture"]["heads"].update(commands=13),
+            r"manifest architecture.heads: got \{'commands': 13\}, expected \{'commands': 12\}",
+        ),
+        (
+            lambda m: m["architecture"]["args"].update(channels=32),
+            r"weights do not fit the manifest's architecture",
+        ),
+    ],
+    ids=["million-channels", "huge-embedding", "text", "no-extra", "no-head-labels",
+         "heads-disagree", "weights-disagree"],
+)  # fmt: skip
+def test_an_edited_manifest_is_refused_before_the_network_is_built(tmp_path, edit, message):
+    path = tmp_path / "base.npz"
+    edited_shipped_base(path, edit)
+    with pytest.raises(ModelError, match=f"^{re.escape(str(path))}: {message}"):
+        BaseModel.load(path)
 
 
 def test_tiny_model_trains_and_evaluates_end_to_end(tmp_path):

@@ -1,12 +1,18 @@
 """Property-based tests of the parsers that read untrusted input.
 
 - the config loader (`agent.settings.load_settings`, `parse_settings`): random YAML text, bytes
-  and documents, and mutations of the shipped config, give a `Settings` or a `ConfigError` whose
-  message names the file and a field path, never another exception;
+  and documents, and mutations of the shipped config, give a `Settings` or a one-line
+  `ConfigError` whose message names the file and a field path, never another exception; a key
+  written twice is refused naming it and both lines, and credentials in the endpoint's URL are
+  refused without being shown;
 - the audio reader (`dsp.audio.load_audio`): random bytes and valid files of many formats that are
   then truncated, overwritten or given absurd header fields give a finite float32 1-D array or an
   `AudioError` naming the file, never another exception, and run in a child process whose address
   space is capped so that a header declaring gigabytes cannot be believed;
+- the model loaders (`models.base.model.BaseModel.load`, `models.wake.model.WakeWordModel.load`):
+  the shipped models with mutated manifests give a working model or a `ModelError` naming the
+  file, never another exception, in a child process whose address space is capped so that an
+  architecture argument of a million channels cannot be built;
 - the endpoint's reply parser (`agent.egress.wire.parse_response`), the reference receiver's upload
   parsers and `agent.capture.sources.StdinSource` on random bytes.
 
@@ -23,6 +29,7 @@ import json
 import math
 import os
 import re
+import string
 import struct
 import subprocess
 import sys
@@ -47,7 +54,11 @@ from agent.egress.wire import ERROR_TEXT_CHARS, Response, multipart_body, parse_
 from agent.settings import Settings, default_config_path, load_settings, parse_settings
 from agent.settings.schema import show
 from dsp.audio import load_audio
-from kernels.errors import AudioError, ConfigError
+from kernels.errors import AudioError, ConfigError, ModelError
+from models.base.model import BaseModel
+from models.nn.checkpoint import MANIFEST_KEY
+from models.paths import SHIPPED_BASE_MODEL
+from models.wake.model import WakeWordModel, shipped_detector
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -112,8 +123,9 @@ _PATH = re.compile(r"[a-z_]+(\[\d+\])?(\.[a-z_]+(\[\d+\])?)*")
 
 
 def check_config_error(err: ConfigError, file: Path | None) -> None:
-    """The message names the file (when there is one), then a field path of the schema."""
+    """One line naming the file (when there is one), then a field path of the schema."""
     message = str(err)
+    assert "\n" not in message, message
     if file is not None:
         assert message.startswith(f"{file}: "), message
         message = message[len(f"{file}: ") :]
@@ -387,6 +399,82 @@ def test_yaml_the_parser_cannot_build_is_a_config_error(tmp_path, literal):
     with pytest.raises(ConfigError, match="invalid YAML") as info:
         load_settings(path)
     assert str(info.value).startswith(f"{path}: ")
+
+
+_KEY_LINE = re.compile(r"(?P<indent> *)(?P<dash>- )?(?P<key>[a-z_]+):(?P<rest>( .*)?)")
+
+
+@st.composite
+def duplicated_keys(draw: st.DrawFn) -> tuple[str, str, int]:
+    """A valid config as YAML with one key's line written again right after itself.
+
+    Returns the text, the key and the line number (from 1) of its first occurrence. A key that
+    opens a list item (``- name: x``) is repeated inside the item (``  name: x``).
+    """
+    document = draw(st.sampled_from([DEFAULT_DOCUMENT, RICH_DOCUMENT]))
+    lines = yaml.safe_dump(document, sort_keys=False, width=10**6).splitlines()
+    index = draw(st.sampled_from([i for i, line in enumerate(lines) if _KEY_LINE.fullmatch(line)]))
+    match = _KEY_LINE.fullmatch(lines[index])
+    assert match is not None
+    indent = match["indent"] + ("  " if match["dash"] else "")
+    lines.insert(index + 1, f"{indent}{match['key']}:{match['rest']}")
+    return "\n".join(lines) + "\n", match["key"], index + 1
+
+
+def test_config_loader_refuses_every_duplicated_key(record_property):
+    """A key written twice in one mapping: refused naming the key and both lines, never kept."""
+    name = "config: duplicated keys"
+    with tempfile.TemporaryDirectory() as directory:
+
+        @fuzz(300)
+        @given(duplicated_keys())
+        def run(case: tuple[str, str, int]) -> None:
+            text, key, line = case
+            CASES[name] += 1
+            path = _load(text, directory)
+            with pytest.raises(ConfigError) as info:
+                load_settings(path)
+            check_config_error(info.value, path)
+            assert f"duplicate key '{key}' (lines {line} and {line + 1})" in str(info.value)
+            CASES[name + " (refused)"] += 1
+
+        run()
+    report(name, record_property)
+
+
+_USERINFO_CHARS = string.ascii_letters + string.digits + "-._~!$&'()*+,;=%"
+
+
+def test_credentials_in_the_endpoint_url_are_refused_and_never_shown(record_property):
+    """``scheme://user:password@host/...``: a ConfigError pointing at token_env and token_file
+    that shows neither the user name nor the password."""
+    name = "config: credentials in endpoint.url"
+
+    @fuzz(300)
+    @given(
+        st.sampled_from(["http", "https", "HTTPS"]),
+        st.text(_USERINFO_CHARS, min_size=8, max_size=16),
+        st.one_of(st.none(), st.text(_USERINFO_CHARS + ":@", min_size=8, max_size=24)),
+        st.sampled_from(["127.0.0.1", "localhost", "[::1]", "127.0.0.1:8765", "example.com",
+                         "stt.example.org:8443", "10.0.0.2"]),
+        st.sampled_from(["", "/", "/audio", "/v1/audio/transcriptions?x=1", "#f"]),
+    )  # fmt: skip
+    def run(scheme: str, user: str, password: str | None, host: str, tail: str) -> None:
+        CASES[name] += 1
+        user = "Zq" + user  # "Zq" appears nowhere in the message
+        userinfo = user if password is None else f"{user}:{password}"
+        url = f"{scheme}://{userinfo}@{host}{tail}"
+        with pytest.raises(ConfigError) as info:
+            parse_settings({"endpoint": {"url": url}})
+        message = str(info.value)
+        check_config_error(info.value, None)
+        assert message.startswith("endpoint.url: "), message
+        assert "token_env or endpoint.token_file" in message, message
+        assert user not in message and (password is None or password not in message), message
+        CASES[name + " (refused)"] += 1
+
+    run()
+    report(name, record_property)
 
 
 def test_integers_too_long_to_print_are_shown_by_size():
@@ -667,6 +755,166 @@ def test_too_short_to_give_one_sample_at_16khz_is_refused(tmp_path, frames, rate
     path.write_bytes(bytes(data))
     with pytest.raises(AudioError, match="too short"):
         load_audio(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model manifests (run in a child process under an address-space cap)
+# ---------------------------------------------------------------------------------------------
+
+MODEL_MEMORY_HEADROOM = 768 << 20
+"""Address space the child may add beyond what it holds after its imports."""
+SHIPPED_MODELS = {"base": SHIPPED_BASE_MODEL, "wake": shipped_detector("computer")}
+
+_MANIFEST_EDGE_VALUES = [
+    0, -1, 1, 2, 3, 64, 10**6, 1e6, 2**31, 2**63, -(2**63), 10**30, 0.0, -0.0, 1e-300, 1e308,
+    math.inf, -math.inf, math.nan, 0.5, "64", "1.0", "", "dscnn", "context-mlp", "base", "wake",
+    "computer", None, True, False, [], {}, [1, 2], [-5, 10**9], {"a": 1}, "a" * 300, "0" * 64,
+    "\x00", ["yes", "no"],
+]  # fmt: skip
+
+
+def _read_model(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    return arrays, json.loads(str(arrays.pop(MANIFEST_KEY)))
+
+
+def _manifest_paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Paths into a manifest, into at most the first three items of each list."""
+    found = [prefix]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _manifest_paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node[:3]):
+            found += _manifest_paths(value, (*prefix, index))
+    return found
+
+
+@st.composite
+def mutated_manifests(draw: st.DrawFn, manifest: dict[str, Any]) -> Any:
+    """``manifest`` with 1-3 deletions, replacements or insertions anywhere in it."""
+    document: Any = copy.deepcopy(manifest)
+    keys = sorted({str(p[-1]) for p in _manifest_paths(manifest) if p and isinstance(p[-1], str)})
+    values = st.one_of(
+        st.sampled_from(_MANIFEST_EDGE_VALUES),
+        st.integers(),
+        st.floats(),
+        st.text(max_size=8),
+        st.lists(st.integers(-10, 4000), max_size=4),
+    )
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(_manifest_paths(document)))
+        operation = draw(st.sampled_from(["delete", "replace", "replace", "insert"]))
+        value = draw(values)
+        if not path:
+            if operation == "replace":
+                document = value
+            continue
+        parent, last = _at(document, path[:-1]), path[-1]
+        target = parent[last]
+        if operation == "delete":
+            del parent[last]
+        elif operation == "insert" and isinstance(target, dict):
+            target[draw(st.one_of(st.sampled_from(keys), st.text(max_size=6)))] = value
+        else:
+            parent[last] = value
+    return document
+
+
+def _check_working_model(kind: str, model: Any) -> None:
+    """A model that loaded must run: embed a window, or score a context and find a threshold."""
+    if kind == "base":
+        windows = np.zeros((2, *model.config.input_shape[:2]), np.float32)
+        embedding = model.embed(windows)
+        assert embedding.shape == (2, model.config.embedding_dim)
+        assert np.all(np.isfinite(embedding))
+        model.inference_network()
+        return
+    threshold, _ = model.threshold_for(0.1, smoothing_hops=3, refractory_s=1.0)
+    assert 0.0 <= threshold <= 1.0
+    scores = model.head.scores(np.zeros((1, model.head.inputs), np.float32))
+    assert scores.shape == (1,) and np.all(np.isfinite(scores))
+
+
+def manifest_property(kind: str) -> None:
+    """Mutations of a shipped model's manifest: a working model or a ModelError naming the file."""
+    name = f"models: mutated {kind} manifests"
+    loader = {"base": BaseModel.load, "wake": WakeWordModel.load}[kind]
+    arrays, manifest = _read_model(SHIPPED_MODELS[kind])
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / f"{kind}.npz"
+
+        @fuzz(200)
+        @given(mutated_manifests(manifest))
+        def run(mutated: Any) -> None:
+            CASES[name] += 1
+            np.savez(path, **arrays, **{MANIFEST_KEY: np.array(json.dumps(mutated))})
+            try:
+                model = loader(path)
+            except ModelError as err:
+                message = str(err)
+                assert message.startswith(f"{path}: ") and "\n" not in message, message
+                CASES[name + " (refused)"] += 1
+                return
+            _check_working_model(kind, model)
+
+        run()
+
+
+def manifest_child(kind: str) -> None:
+    """Run one manifest property with the address space capped; print its case counts as JSON."""
+    import resource
+
+    cap = _virtual_memory_bytes() + MODEL_MEMORY_HEADROOM
+    resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    manifest_property(kind)
+    print(json.dumps({"cap_mib": cap >> 20, "cases": dict(CASES)}))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc, sets RLIMIT_AS")
+@pytest.mark.parametrize("kind", sorted(SHIPPED_MODELS))
+def test_model_loaders_on_mutated_manifests_under_memory_cap(record_property, kind):
+    """Edited manifests (types, bounds, missing and extra keys): a working model or ModelError."""
+    code = f"from tests.test_fuzz import manifest_child; manifest_child({kind!r})"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-8000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    for name, count in result["cases"].items():
+        CASES[name] = count
+    name = next(n for n in result["cases"] if not n.endswith("(refused)"))
+    print(f"\n(address space capped at {result['cap_mib']} MiB)", end="")
+    report(name, record_property)
+    assert 0 < CASES[name + " (refused)"] < CASES[name]  # some mutations are harmless
+
+
+# Regression tests of what the properties found.
+
+
+@pytest.mark.parametrize(
+    ("kind", "edit", "field"),
+    [
+        ("base", ("architecture", "args", "channels", 10**6), "architecture.args.channels"),
+        ("base", ("architecture", "args", "blocks", -1), "architecture.args.blocks"),
+        ("wake", ("extra", "calibration_hours", math.nan), "extra.calibration_hours"),
+        ("wake", ("extra", "phrase_duration_s", "0.5"), "extra.phrase_duration_s"),
+        ("wake", ("extra", "calibration_episodes", [-1]), "extra.calibration_episodes[0]"),
+        ("wake", ("sha256", 5), "sha256"),
+    ],
+)
+def test_an_edited_manifest_is_refused_naming_the_file_and_field(tmp_path, kind, edit, field):
+    arrays, manifest = _read_model(SHIPPED_MODELS[kind])
+    *keys, value = edit
+    _at(manifest, tuple(keys[:-1]))[keys[-1]] = value
+    path = tmp_path / f"{kind}.npz"
+    np.savez(path, **arrays, **{MANIFEST_KEY: np.array(json.dumps(manifest))})
+    loader = {"base": BaseModel.load, "wake": WakeWordModel.load}[kind]
+    expected = rf"^{re.escape(str(path))}: manifest {re.escape(field)}: "
+    with pytest.raises(ModelError, match=expected):
+        loader(path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -287,6 +287,109 @@ def test_config_check_command_exit_codes(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def check(path: Path) -> tuple[int, list[str]]:
+    """``earshot config check path``: its exit code and the lines it wrote to stderr."""
+    result = run_earshot("config", "check", str(path))
+    assert "Traceback" not in result.stderr
+    return result.returncode, result.stderr.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("audio: [unclosed\n", "line 2, column 1: expected ',' or ']', but got '<stream end>'"),
+        ('audio:\n  device: "USB\n\n', "line 4, column 1: found unexpected end of stream"),
+        ("audio:\n  block_ms: 80\n bad: 1\n", "line 3, column 2: expected <block end>"),
+        ("audio: *nowhere\n", "line 1, column 8: found undefined alias 'nowhere'"),
+        ("audio: \x07\n", "line 1, column 8: character #x0007: special characters"),
+    ],
+    ids=["unclosed-list", "unclosed-quote", "bad-indent", "undefined-alias", "control-character"],
+)
+def test_invalid_yaml_is_one_line_naming_the_line_and_column(tmp_path, text, where):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    code, lines = check(bad)
+    assert code == 2
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"earshot: error: {bad}: invalid YAML at {where}"), lines
+
+
+def test_a_key_written_twice_is_refused_naming_the_key_and_both_lines(tmp_path):
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("audio:\n  block_ms: 80\n  device: USB\n  block_ms: 40\n")
+    code, lines = check(twice)
+    assert code == 2
+    assert lines == [
+        f"earshot: error: {twice}: invalid YAML at line 4, column 3: duplicate key 'block_ms' "
+        "(lines 2 and 4); a key may appear only once in a mapping"
+    ]
+    sections = tmp_path / "sections.yaml"
+    sections.write_text("audio: {block_ms: 80}\nlogging: {level: info}\naudio: {block_ms: 40}\n")
+    with pytest.raises(ConfigError, match=r"duplicate key 'audio' \(lines 1 and 3\)"):
+        load_settings(sections)
+
+
+def test_keys_a_merge_brings_in_may_still_be_overridden(tmp_path):
+    merged = tmp_path / "merged.yaml"
+    merged.write_text(
+        "wake_words:\n"
+        "  - &computer {name: computer, phrase: computer, smoothing_hops: 2}\n"
+        "  - <<: *computer\n"
+        "    name: jarvis\n"
+        "    phrase: jarvis\n"
+    )
+    settings = load_settings(merged)
+    assert [(w.name, w.smoothing_hops) for w in settings.wake_words] == [
+        ("computer", 2),
+        ("jarvis", 2),
+    ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:pa55word@127.0.0.1/x",
+        "https://pa55word@stt.example.org/v1/audio/transcriptions",
+        "https://user:pa55word@example.com:8443/a",
+    ],
+)
+def test_credentials_in_the_endpoint_url_are_refused_without_showing_them(tmp_path, url):
+    with pytest.raises(ConfigError, match="endpoint.url: .*token_env or endpoint.token_file"):
+        parse_settings({"endpoint": {"url": url}})
+    config = tmp_path / "creds.yaml"
+    config.write_text(f"endpoint:\n  url: {url}\n")
+    code, lines = check(config)
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"earshot: error: {config}: endpoint.url: got str '")
+    assert "://***@" in lines[0] and "pa55word" not in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("mode", "warning"),
+    [
+        (0o644, "is readable by everyone (mode 0644)"),
+        (0o640, "is readable by its group (mode 0640)"),
+        (0o604, "is readable by everyone (mode 0604)"),
+        (0o600, None),
+        (0o400, None),
+    ],
+)
+def test_a_token_file_others_can_read_is_warned_about(tmp_path, mode, warning):
+    token = tmp_path / "token"
+    token.write_text("secret-token\n")
+    token.chmod(mode)
+    config = tmp_path / "earshot.yaml"
+    config.write_text(f"endpoint:\n  url: https://example.com/a\n  token_file: {token}\n")
+    code, lines = check(config)
+    assert code == 0
+    warnings = [line for line in lines if "WARNING" in line]
+    if warning is None:
+        assert warnings == []
+    else:
+        (line,) = warnings
+        assert f"endpoint.token_file {token} {warning}" in line and f"chmod 600 {token}" in line
+
+
 def test_config_check_command_on_wake_words(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(

@@ -15,9 +15,9 @@ activity; the command is then matched against the local commands (their shell ac
 to the privacy gate (`agent.egress.gate`), which alone sends anything over the network and audits
 every upload.
 
-Signals: SIGTERM and SIGINT stop within 2 s; SIGHUP reloads the config file and models, keeping
-the old ones when the new config is invalid. The control socket (`agent.control.server`) answers
-`earshot status`.
+Signals: SIGTERM and SIGINT stop within 2 s (SIGINT sets `Daemon.interrupted`); SIGHUP reloads
+the config file and models, keeping the old ones when the new config is invalid. The control
+socket (`agent.control.server`) answers `earshot status`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import numpy as np
 
 from agent.capture.sources import AudioSource
 from agent.capture.stage import AudioQueue, Capture, OpenLive
-from agent.control.events import EventBus
+from agent.control.events import EventBus, withheld_variables
 from agent.control.procstat import proc_status
 from agent.control.server import ControlServer
 from agent.daemon.actions import ShellActions, save_debug_audio
@@ -95,6 +95,7 @@ class Daemon:
         self.config_path = config_path
         settings = models.settings
         self.bus = bus or EventBus(settings.events)
+        self.bus.withhold(withheld_variables(settings.endpoint))  # no child sees the token
         self.audio = AudioQueue(settings.audio.queue_blocks)
         self.capture = Capture(self.audio, self._report, open_live=open_live, recording=recording)
         self.gate = self._make_gate(settings)
@@ -114,6 +115,8 @@ class Daemon:
         self._started = time.monotonic()
         self._cpu = (time.monotonic(), time.process_time())
         self._stopping: asyncio.Event | None = None
+        self._reloads: set[asyncio.Task[dict[str, object]]] = set()  # SIGHUP's, until done
+        self.interrupted = False  # SIGINT stopped it: ``earshot run`` exits 130
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---- life cycle ----------------------------------------------------------------------------
@@ -123,8 +126,8 @@ class Daemon:
         loop = self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self._stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+            loop.add_signal_handler(signum, self._stop, signum)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         control = ControlServer(
             self.models.settings.events.resolved_socket(), self.bus, self.status,
             reload=self.reload,
@@ -157,6 +160,12 @@ class Daemon:
             raise failed[0].exception()  # type: ignore[misc]
         return 0
 
+    def _stop(self, signum: signal.Signals) -> None:
+        """Begin stopping on SIGTERM or SIGINT; SIGINT also marks the run `interrupted`."""
+        self.interrupted |= signum == signal.SIGINT
+        assert self._stopping is not None
+        self._stopping.set()
+
     async def _shutdown(self, tasks: list[asyncio.Task[Any]], control: ControlServer) -> None:
         deadline = time.monotonic() + STOP_WITHIN_S
         self.capture.stop()
@@ -176,6 +185,18 @@ class Daemon:
         while self.gate.in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
 
+    def _reload_on_signal(self) -> None:
+        """SIGHUP: `reload` in a task, referenced until it is done (the loop holds it weakly)."""
+        task = asyncio.ensure_future(self.reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    def _refuse_reload(self, problem: str) -> dict[str, object]:
+        """Keep the running config and models: log, emit an ``error`` event, answer why."""
+        _LOGGER.error("reload refused, the running config is kept: %s", problem)
+        self._report("error", error=f"reload refused: {problem}")
+        return {"ok": False, "error": problem}
+
     async def reload(self) -> dict[str, object]:
         """Reread the config and models; keep the running ones if anything is wrong."""
         if self.config_path is None:
@@ -186,12 +207,14 @@ class Daemon:
             models = await asyncio.to_thread(load_models, settings)
             gate = self._make_gate(settings)
         except EarshotError as err:
-            _LOGGER.error("reload refused, the running config is kept: %s", err)
-            self._report("error", error=f"reload refused: {err}")
-            return {"ok": False, "error": str(err)}
+            return self._refuse_reload(str(err))
+        except Exception as err:  # a failed reload must never take the running agent down
+            _LOGGER.exception("reload failed")
+            return self._refuse_reload(f"{type(err).__name__}: {err}")
         old_gate, self.gate = self.gate, gate
         self.models, self._detector_origin_s = models, self.stream_s
         self.bus.settings = settings.events
+        self.bus.withhold(withheld_variables(settings.endpoint))
         await asyncio.to_thread(old_gate.close, STOP_WITHIN_S)
         _LOGGER.info("reloaded: wake words %s", [w.name for w in models.detector.wake_words])
         return {"ok": True}
@@ -345,7 +368,7 @@ class Daemon:
         )  # fmt: skip
         if command.action == "shell" and command.run is not None:
             _LOGGER.info("running %r", command.run)
-            self._actions.start(command.run, event)
+            self._actions.start(command.run, event, self.bus.withheld_env)
 
     def _save_debug_audio(self, utterance: np.ndarray) -> None:
         directory = self.models.settings.privacy.debug_audio_dir

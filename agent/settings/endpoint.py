@@ -45,7 +45,8 @@ def endpoint_url_parts(url: str, where: str, shown: str) -> SplitResult:
     Raises
     ------
     ConfigError
-        Not an http(s) URL with a host, a bad port, or plain http to a host other than loopback.
+        Not an http(s) URL with a host, a bad port, credentials in the URL (``user:pass@``), or
+        plain http to a host other than loopback.
     """
     try:
         parts = urlsplit(url)
@@ -55,12 +56,28 @@ def endpoint_url_parts(url: str, where: str, shown: str) -> SplitResult:
         raise ConfigError(f"{where}: got {shown}, {err}") from None
     if parts.scheme not in ("http", "https") or not host:
         raise ConfigError(f"{where}: got {shown}, expected an https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            f"{where}: got {shown}; a user name or password in the URL is not allowed (it "
+            "would not be sent); put the token in endpoint.token_env or endpoint.token_file"
+        )
     if parts.scheme == "http" and not is_loopback_host(host):
         raise ConfigError(
             f"{where}: got {shown}; audio leaves this machine only over https "
             "(plain http is allowed only to localhost, 127.0.0.0/8 and ::1)"
         )
     return parts
+
+
+def without_credentials(url: str) -> str:
+    """``url`` with any user name and password replaced by ``***``, for messages."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    ends = [i for i in (rest.find(c) for c in "/?#") if i >= 0]
+    end = min(ends, default=len(rest))
+    _, at, host = rest[:end].rpartition("@")
+    return f"{scheme}://***@{host}{rest[end:]}" if at else url
 
 
 @dataclass(frozen=True)
@@ -96,10 +113,13 @@ class EndpointSettings:
         Raises
         ------
         ConfigError
-            Not an http(s) URL, plain http to a host other than loopback, or two token sources.
+            Not an http(s) URL, credentials in the URL, plain http to a host other than
+            loopback, or two token sources.
         """
         if self.url is not None:
-            endpoint_url_parts(self.url, join_path(path, "url"), show(self.url))
+            endpoint_url_parts(
+                self.url, join_path(path, "url"), show(without_credentials(self.url))
+            )
         if self.token_env is not None and self.token_file is not None:
             raise ConfigError(f"{path or 'endpoint'}: set token_env or token_file, not both")
         for key in ("token_env", "token_file", "ca_file", "device_id"):

@@ -65,7 +65,7 @@ def build(cls: type[T], value: Any, path: str) -> T:
         if key not in known:
             hint = difflib.get_close_matches(str(key), known, n=1)
             suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-            where = join_path(path, str(key))
+            where = join_path(path, _key_text(key))
             raise ConfigError(f"{where}: unknown key; allowed keys are {sorted(known)}{suggestion}")
     hints = typing.get_type_hints(cls)
     kwargs = {}
@@ -187,6 +187,18 @@ def _repr(value: Any) -> str:
         if not isinstance(value, int):
             raise
         return f"<about {int(abs(value).bit_length() * math.log10(2)) + 1} digits>"
+
+
+def _key_text(key: Any) -> str:
+    """An unknown key as a field path shows it, so that a message stays one line.
+
+    As written when printable and short, else its repr cut like `show`'s.
+    """
+    text = str(key)
+    if text.isprintable() and len(text) <= _SHOWN_VALUE_CHARS:
+        return text
+    shown = repr(text)
+    return shown if len(shown) <= _SHOWN_VALUE_CHARS else shown[: _SHOWN_VALUE_CHARS - 3] + "..."
 
 
 def join_path(path: str, key: str) -> str:

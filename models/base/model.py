@@ -17,10 +17,40 @@ from kernels.network import Network, Softmax
 from models.base.architecture import BaseConfig, build_base, build_head
 from models.nn.checkpoint import Manifest, load_model, save_model
 from models.nn.layers import Sequential, to_inference
+from models.nn.manifest import ListOf, MapOf, Number, Record, Text, validate_manifest
 
 ARCHITECTURE_NAME = "dscnn"
 EMBED_BATCH = 512
 COMMANDS_HEAD = "commands"
+MAX_HEADS = 8
+"""Most heads a base model file may carry."""
+MAX_CLASSES = 4096
+"""Most classes of one head."""
+
+_LABELS = ListOf(Text(), MAX_CLASSES, min_items=1)
+BASE_SCHEMA = Record(
+    {
+        "architecture": Record(
+            {
+                "name": Text(),
+                "args": Record(
+                    {
+                        "first_channels": Number(1, 256, integer=True),
+                        "channels": Number(1, 512, integer=True),
+                        "blocks": Number(0, 16, integer=True),
+                        "embedding_dim": Number(1, 1024, integer=True),
+                    }
+                ),
+                "heads": MapOf(Number(1, MAX_CLASSES, integer=True), MAX_HEADS),
+            }
+        ),
+        "extra": Record({"head_labels": MapOf(_LABELS, MAX_HEADS)}, open=True),
+    },
+    open=True,
+)
+"""The fields of a base model's manifest that `BaseModel.load` builds from, with their bounds
+(generous multiples of the shipped model's `BaseConfig`, so memory stays bounded whatever a file
+says)."""
 
 
 @dataclass
@@ -72,20 +102,41 @@ class BaseModel:
 
     @classmethod
     def load(cls, path: Path) -> BaseModel:
-        """Read a base model file, checking checksum, front end and architecture."""
+        """Read a base model file, checking checksum, front end, architecture and manifest.
+
+        Raises
+        ------
+        ModelError
+            The file is missing, corrupt or for another front end (see
+            `models.nn.checkpoint.load_model`), its architecture is unknown, its manifest breaks
+            `BASE_SCHEMA` or contradicts itself, or its weights do not fit the architecture.
+        """
         arrays, manifest = load_model(path, kind="base")
         if manifest.architecture.get("name") != ARCHITECTURE_NAME:
             raise ModelError(
                 f"{path}: architecture {manifest.architecture.get('name')!r} is unknown"
             )
+        validate_manifest(path, manifest.__dict__, BASE_SCHEMA)
+        head_labels: dict[str, list[str]] = manifest.extra["head_labels"]
+        counts = {name: len(labels) for name, labels in head_labels.items()}
+        if manifest.architecture["heads"] != counts:
+            raise ModelError(
+                f"{path}: manifest architecture.heads: got {manifest.architecture['heads']}, "
+                f"expected {counts} (the sizes of extra.head_labels)"
+            )
         config = BaseConfig(**manifest.architecture["args"])
         rng = np.random.default_rng(0)  # weights are overwritten by the file's
         model = cls(config, build_base(config, rng), manifest=manifest)
-        model.base.load_state_dict(_part(arrays, "base/"))
-        for name, labels in manifest.extra["head_labels"].items():
-            head = build_head(config.embedding_dim, len(labels), rng)
-            head.load_state_dict(_part(arrays, f"head/{name}/"))
-            model.heads[name], model.head_labels[name] = head, list(labels)
+        try:
+            model.base.load_state_dict(_part(arrays, "base/"))
+            for name, labels in head_labels.items():
+                head = build_head(config.embedding_dim, len(labels), rng)
+                head.load_state_dict(_part(arrays, f"head/{name}/"))
+                model.heads[name], model.head_labels[name] = head, list(labels)
+        except ModelError as err:
+            raise ModelError(
+                f"{path}: weights do not fit the manifest's architecture: {err}"
+            ) from err
         return model
 
 

@@ -5,6 +5,10 @@ and its arguments, the front-end settings it was trained with, class labels, the
 and seed, metrics, and the sha256 of the arrays. Loading checks the checksum and compares the
 front-end settings with the live front end, and refuses a mismatch with a `ModelError` naming the
 file and what differs, so a model never runs on features it was not trained for.
+
+Only the weights are checksummed: the manifest is checked against `MANIFEST_SCHEMA` (types and
+bounds, `models.nn.manifest`) when it is read, and each model module checks the fields of its
+kind the same way before it builds anything from them.
 """
 
 from __future__ import annotations
@@ -22,9 +26,59 @@ import numpy as np
 
 from dsp.constants import LIVE_FRONT_END, FrontEndSettings
 from kernels.errors import ModelError
+from models.nn.manifest import (
+    ANY,
+    ListOf,
+    MapOf,
+    Number,
+    Record,
+    Text,
+    validate_manifest,
+)
 
 FORMAT_VERSION = 1
 MANIFEST_KEY = "__manifest__"
+MAX_LABELS = 100_000
+"""Most class labels a manifest may list."""
+MAX_ENTRIES = 10_000
+"""Most entries of a manifest's ``recipe``, ``metrics`` or ``extra``."""
+
+SHA256 = Text(
+    min_chars=64, max_chars=64, pattern="[0-9a-f]{64}", meaning="a sha256 in lowercase hex"
+)
+"""A checksum as manifests store it."""
+
+_SAMPLES = Number(1, 10_000_000, integer=True)
+_HZ = Number(0, 10_000_000)
+FRONT_END_SCHEMA = Record(
+    {
+        "sample_rate_hz": _SAMPLES,
+        "window_samples": _SAMPLES,
+        "hop_samples": _SAMPLES,
+        "n_fft": _SAMPLES,
+        "n_mels": Number(1, 10_000, integer=True),
+        "f_min_hz": _HZ,
+        "f_max_hz": _HZ,
+        "log_floor": Number(0, 1, low_open=True),
+    },
+    optional=frozenset(FrontEndSettings.__dataclass_fields__),
+)
+"""`FrontEndSettings` as a manifest stores it (fields left out take the live values)."""
+
+MANIFEST_SCHEMA = Record(
+    {
+        "kind": Text(max_chars=40),
+        "architecture": Record({"name": Text()}, optional=frozenset({"name"}), open=True),
+        "labels": ListOf(Text(min_chars=0), MAX_LABELS),
+        "front_end": FRONT_END_SCHEMA,
+        "sha256": SHA256,
+        "recipe": MapOf(ANY, MAX_ENTRIES),
+        "metrics": MapOf(ANY, MAX_ENTRIES),
+        "extra": MapOf(ANY, MAX_ENTRIES),
+        "format_version": Number(1, 1_000_000, integer=True),
+    }
+)
+"""What every manifest holds, whatever its kind; each kind's loader checks more."""
 
 
 def arrays_digest(arrays: Mapping[str, np.ndarray]) -> str:
@@ -128,15 +182,12 @@ def load_model(
     Raises
     ------
     ModelError
-        Missing, unreadable, truncated or corrupt file; wrong kind; checksum mismatch; front-end
-        settings that differ from ``front_end``. The message names the file and the problem.
+        Missing, unreadable, truncated or corrupt file; a manifest that breaks `MANIFEST_SCHEMA`;
+        wrong kind; checksum mismatch; front-end settings that differ from ``front_end``. The
+        message names the file and the problem (and the manifest field).
     """
     path = Path(path)
     arrays, manifest = _read(path)
-    if manifest.format_version != FORMAT_VERSION:
-        raise ModelError(
-            f"{path}: model format {manifest.format_version}, this earshot reads {FORMAT_VERSION}"
-        )
     if kind is not None and manifest.kind != kind:
         raise ModelError(f"{path}: a {manifest.kind!r} model, expected a {kind!r} model")
     actual = arrays_digest(arrays)
@@ -167,9 +218,14 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], Manifest]:
         raise ModelError(f"{path}: not an earshot model file (no manifest)")
     try:
         fields = json.loads(str(arrays.pop(MANIFEST_KEY)))
-        return arrays, Manifest(**fields)
-    except (json.JSONDecodeError, TypeError) as err:
-        raise ModelError(f"{path}: manifest is invalid ({err})") from err
+    except (ValueError, RecursionError) as err:
+        # ValueError covers JSONDecodeError and integers longer than Python converts.
+        raise ModelError(f"{path}: manifest is not valid JSON ({err})") from err
+    version = fields.get("format_version") if isinstance(fields, dict) else None
+    if isinstance(version, int) and version != FORMAT_VERSION:
+        raise ModelError(f"{path}: model format {version}, this earshot reads {FORMAT_VERSION}")
+    validate_manifest(path, fields, MANIFEST_SCHEMA)
+    return arrays, Manifest(**fields)
 
 
 def _front_end(path: Path, manifest: Manifest) -> FrontEndSettings:

@@ -21,7 +21,16 @@ from typing import Any
 import numpy as np
 
 from kernels.errors import ModelError
-from models.nn.checkpoint import Manifest, load_model, save_model, split_rows
+from models.nn.checkpoint import SHA256, Manifest, load_model, save_model, split_rows
+from models.nn.manifest import (
+    ANY,
+    Exactly,
+    ListOf,
+    Number,
+    Record,
+    Text,
+    validate_manifest,
+)
 from models.paths import SHIPPED_DETECTORS
 from models.wake.context import CONTEXT_STRIDE_HOPS, CONTEXT_WINDOWS, HOP_FRAMES, HOP_S
 from models.wake.metrics import FalseAlarmCurve, false_alarm_curve, threshold_for_rate
@@ -32,6 +41,51 @@ HEAD_ARCHITECTURE = "context-mlp"
 WAKE_FORMAT_VERSION = 1
 """Bump when wake-word training data or the head change, so `earshot train` rebuilds models."""
 OTHER_LABEL = "_other_"
+MAX_CALIBRATION_EPISODES = 1_000_000
+"""Most calibration episodes a wake-word model file may list."""
+
+WAKE_SCHEMA = Record(
+    {
+        "architecture": Record(
+            {
+                "name": Exactly(HEAD_ARCHITECTURE),
+                "args": Record(
+                    {
+                        "inputs": Number(1, 4096, integer=True),
+                        "hidden": Number(1, 4096, integer=True),
+                    }
+                ),
+                "context": Record(
+                    {
+                        "windows": Exactly(CONTEXT_WINDOWS),
+                        "stride_hops": Exactly(CONTEXT_STRIDE_HOPS),
+                        "hop_frames": Exactly(HOP_FRAMES),
+                    }
+                ),
+            }
+        ),
+        "labels": ListOf(Text(), 2, min_items=2),
+        "extra": Record(
+            {
+                "name": Text(),
+                "phrase": Text(max_chars=1000),
+                "base_sha256": SHA256,
+                "phrase_duration_s": Number(0, 60, low_open=True),
+                "calibration_hours": Number(0, 100_000, low_open=True),
+                "calibration_episodes": ListOf(
+                    Number(0, 10**12, integer=True), MAX_CALIBRATION_EPISODES
+                ),
+                "calibration_curve": ANY,
+                "recordings_sha256": SHA256,
+            },
+            optional=frozenset({"calibration_curve", "recordings_sha256"}),
+            open=True,
+        ),
+    },
+    open=True,
+)
+"""The fields of a wake-word model's manifest that `WakeWordModel.load` and the detector use,
+with their bounds; its ``extra`` may hold more (training notes, enrollment), unchecked."""
 
 
 def refractory_hops(refractory_s: float) -> int:
@@ -182,24 +236,25 @@ class WakeWordModel:
         ------
         ModelError
             Missing, corrupt or mismatched file (see `models.nn.checkpoint.load_model`), a file
-            from another format version, or one trained on another base model than
-            ``base_sha256``.
+            from another format version, a manifest that breaks `WAKE_SCHEMA`, arrays that do
+            not fit it, or a model trained on another base model than ``base_sha256``.
         """
         arrays, manifest = load_model(path, kind=WAKE_KIND)
         extra = manifest.extra
         if extra.get("wake_format") != WAKE_FORMAT_VERSION:
+            name = extra.get("name")
             raise ModelError(
-                f"{path}: wake-word format {extra.get('wake_format')}, this earshot reads "
-                f"{WAKE_FORMAT_VERSION}; run `earshot train {extra.get('name', 'NAME')}`"
+                f"{path}: wake-word format {extra.get('wake_format')!r}, this earshot reads "
+                f"{WAKE_FORMAT_VERSION}; run `earshot train "
+                f"{name if isinstance(name, str) else 'NAME'}`"
             )
+        validate_manifest(path, manifest.__dict__, WAKE_SCHEMA)
         if base_sha256 is not None and extra["base_sha256"] != base_sha256:
             raise ModelError(
                 f"{path}: trained on base model {extra['base_sha256'][:12]}..., the base model "
                 f"in use is {base_sha256[:12]}...; run `earshot train {extra['name']}`"
             )
-        head = WakeHead.from_state(
-            {k.removeprefix("head/"): v for k, v in arrays.items() if k.startswith("head/")}
-        )
+        head = _checked_head(path, arrays, manifest.architecture["args"])
         speaker_state = {
             k.removeprefix("speaker/"): v for k, v in arrays.items() if k.startswith("speaker/")
         }
@@ -209,12 +264,48 @@ class WakeWordModel:
             raise ModelError(f"{path}: speaker profile lacks {err}") from err
         except ModelError as err:
             raise ModelError(f"{path}: {err}") from err
-        scores = arrays["calibration/scores"]
-        calibration = split_rows(scores, extra["calibration_episodes"])
+        calibration = _checked_calibration(path, arrays, extra["calibration_episodes"])
         return cls(
             extra["name"], extra["phrase"], head, calibration, float(extra["calibration_hours"]),
             float(extra["phrase_duration_s"]), extra["base_sha256"], manifest, extra, speaker,
         )  # fmt: skip
+
+
+def _checked_head(path: Path, arrays: dict[str, np.ndarray], args: dict[str, int]) -> WakeHead:
+    """The head's weights, refused unless their shapes are those the manifest's ``args`` say."""
+    inputs, hidden = args["inputs"], args["hidden"]
+    expected = {
+        "head/0.weight": (inputs, hidden),
+        "head/0.bias": (hidden,),
+        "head/2.weight": (hidden, 2),
+        "head/2.bias": (2,),
+    }
+    for name, shape in expected.items():
+        if name not in arrays:
+            raise ModelError(f"{path}: the head's weights lack {name!r}")
+        if arrays[name].shape != shape or arrays[name].dtype.kind != "f":
+            raise ModelError(
+                f"{path}: {name} has shape {arrays[name].shape} ({arrays[name].dtype}), expected "
+                f"floats of shape {shape} (manifest architecture.args {args})"
+            )
+    return WakeHead.from_state(
+        {k.removeprefix("head/"): v for k, v in arrays.items() if k.startswith("head/")}
+    )
+
+
+def _checked_calibration(
+    path: Path, arrays: dict[str, np.ndarray], episodes: list[int]
+) -> list[np.ndarray]:
+    """The calibration scores cut into ``episodes``, refused unless their lengths add up."""
+    scores = arrays.get("calibration/scores")
+    if scores is None or scores.ndim != 1 or scores.dtype.kind != "f":
+        raise ModelError(f"{path}: calibration/scores is missing or not a 1-D array of floats")
+    if sum(episodes) != scores.size:
+        raise ModelError(
+            f"{path}: manifest extra.calibration_episodes: lengths add up to {sum(episodes)}, "
+            f"expected {scores.size} (the calibration scores in the file)"
+        )
+    return split_rows(scores, episodes)
 
 
 def model_path(directory: Path, name: str) -> Path:
