@@ -15,3 +15,6 @@ Sub-packages, bottom up (each may import those listed before it, never those aft
 
 ``tests/test_layering.py`` enforces this order and finds any import cycle.
 """
+
+EXIT_INTERRUPTED = 130
+"""Exit code of every ``earshot`` command stopped by Ctrl-C (SIGINT), as shells report it."""

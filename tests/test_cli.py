@@ -4,13 +4,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 
-from tests.conftest import EARSHOT, REPO, run_earshot, tone
+from tests.conftest import REPO, run_earshot, tone
+from tests.daemon_harness import RunningAgent
 
 
 @pytest.fixture
@@ -78,16 +79,12 @@ def test_no_microphone_says_so_and_offers_the_demo(no_sound_env):
 def test_sigterm_stops_a_running_agent_promptly(tmp_path, agent_env):
     long_file = tmp_path / "long.wav"
     soundfile.write(long_file, np.zeros(16_000 * 60, np.float32), 16_000)
-    agent = subprocess.Popen(
-        [*EARSHOT, "run", "--file", str(long_file)], cwd=REPO, stderr=subprocess.PIPE,
-        env=agent_env,
-    )
-    time.sleep(2.0)
-    agent.send_signal(signal.SIGTERM)
-    start = time.monotonic()
-    agent.wait(timeout=10)
-    assert time.monotonic() - start < 2.0
-    assert agent.returncode == 0
+    socket = Path(agent_env["XDG_RUNTIME_DIR"]) / "earshot" / "control.sock"
+    agent = RunningAgent.start("--file", str(long_file), env=agent_env, socket=socket)
+    agent.wait_until_hearing()  # running, not still starting: its signal handlers are in place
+    code, stderr, took_s = agent.stop(signal.SIGTERM)
+    assert took_s < 2.0, stderr
+    assert code == 0, stderr
 
 
 def test_agent_path_does_not_import_training_libraries(agent_env):

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from agent.control.claim import LOCK_SUFFIX, SocketInUseError, SocketLock
 from agent.control.events import EventBus
 from agent.control.server import MAX_LINE_BYTES, ControlServer, NotRunningError, request, subscribe
-from agent.settings import EventSettings
-from kernels.errors import EarshotError
+from agent.settings import EventSettings, default_socket_path, runtime_dir
+from kernels.errors import ConfigError, EarshotError
 
 STEP_TIMEOUT_S = 5.0
+NOBODY_UID = 65534
 
 
 @pytest.fixture
@@ -72,15 +74,83 @@ def test_socket_is_owner_only_and_removed_on_close(socket_dir):
     assert not path.exists()
 
 
-def test_an_existing_open_directory_is_made_owner_only(socket_dir):
-    directory = socket_dir / "shared"
-    directory.mkdir(mode=0o755)
+async def folder_mode_and_status(server: ControlServer, bus: EventBus) -> tuple[int, object]:
+    """The socket folder's mode while the server runs, and what ``status`` answers."""
+    answer = await asyncio.to_thread(request, server.path, "status")
+    return stat.S_IMODE(server.path.parent.stat().st_mode), answer["state"]
+
+
+def test_an_existing_folder_of_yours_is_used_as_it_is(socket_dir):
+    # events.socket: ~/control.sock must not make the home folder 0700.
+    directory = socket_dir / "home"
+    directory.mkdir()
     directory.chmod(0o755)
 
-    async def scenario(server: ControlServer, bus: EventBus) -> int:
-        return stat.S_IMODE(directory.stat().st_mode)
+    assert serve(directory / "control.sock", folder_mode_and_status) == (0o755, "listening")
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o755
 
-    assert serve(directory / "control.sock", scenario) == 0o700
+
+@pytest.mark.parametrize("mode", [0o1777, 0o777, 0o770, 0o703], ids=lambda mode: f"{mode:o}")
+def test_a_shared_folder_is_refused_and_left_as_it_is(socket_dir, mode):
+    directory = socket_dir / "shared"
+    directory.mkdir()
+    directory.chmod(mode)
+
+    with pytest.raises(ConfigError) as caught:
+        serve(directory / "control.sock", folder_mode_and_status)
+    message = str(caught.value)
+    assert caught.value.exit_code == 2
+    assert message.startswith("events.socket: ") and "\n" not in message
+    assert str(directory) in message and f"writable by others (mode {mode:o})" in message
+    assert stat.S_IMODE(directory.stat().st_mode) == mode
+    assert os.listdir(directory) == []  # no socket, no lock file
+
+
+def test_a_folder_of_another_user_is_refused(socket_dir):
+    if os.getuid() == 0:
+        directory = socket_dir / "theirs"
+        directory.mkdir(mode=0o755)
+        os.chown(directory, NOBODY_UID, NOBODY_UID)
+    else:
+        directory = Path("/")
+    owner = directory.stat().st_uid
+    assert owner != os.getuid()
+
+    with pytest.raises(ConfigError) as caught:
+        serve(directory / "control.sock", folder_mode_and_status)
+    assert caught.value.exit_code == 2
+    assert f"{directory} belongs to uid {owner}" in str(caught.value)
+    assert directory.stat().st_uid == owner and not (directory / "control.sock").exists()
+
+
+def test_a_new_folder_is_made_owner_only_even_inside_a_shared_one(socket_dir):
+    shared = socket_dir / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+
+    assert serve(shared / "mine" / "control.sock", folder_mode_and_status) == (0o700, "listening")
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+
+
+def test_the_runtime_folder_is_earshots_own_and_kept_owner_only(socket_dir, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(socket_dir))
+    assert serve(default_socket_path(), folder_mode_and_status) == (0o700, "listening")
+    runtime_dir().chmod(0o755)  # loosened by hand: earshot's own folder is made private again
+
+    assert serve(default_socket_path(), folder_mode_and_status) == (0o700, "listening")
+
+
+def test_a_link_in_place_of_the_runtime_folder_leads_to_a_folder_left_as_it_is(
+    socket_dir, monkeypatch
+):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(socket_dir))
+    home = socket_dir / "home"
+    home.mkdir()
+    home.chmod(0o755)
+    runtime_dir().symlink_to(home)
+
+    assert serve(default_socket_path(), folder_mode_and_status) == (0o755, "listening")
+    assert stat.S_IMODE(home.stat().st_mode) == 0o755
 
 
 def test_status_and_reload_round_trip_through_the_blocking_client(socket_dir):
@@ -202,14 +272,37 @@ def test_the_blocking_subscriber_ends_when_the_server_closes(socket_dir):
 def test_a_second_server_on_a_live_socket_is_refused(socket_dir):
     path = socket_dir / "control.sock"
 
-    async def scenario(server: ControlServer, bus: EventBus) -> str:
+    async def scenario(server: ControlServer, bus: EventBus) -> tuple[SocketInUseError, dict]:
         second = ControlServer(path, bus, status)
-        with pytest.raises(EarshotError, match="another earshot is running") as caught:
+        with pytest.raises(SocketInUseError, match="another earshot is running") as caught:
             await second.start()
-        return str(caught.value)
+        return caught.value, await asyncio.to_thread(request, path, "status")
 
-    message = serve(path, scenario)
-    assert str(path) in message  # type: ignore[operator]
+    refused, answer = serve(path, scenario)  # type: ignore[misc]
+    assert refused.exit_code == 2
+    assert f"{path} (pid {os.getpid()})" in str(refused)  # the lock names its holder
+    assert answer["state"] == "listening"  # the first still answers
+
+
+def test_the_lock_is_taken_before_the_socket_is_looked_at_and_removed_on_close(socket_dir):
+    path = socket_dir / "control.sock"
+    lock = SocketLock(path)
+    lock.acquire()  # an agent between its check for a stale socket and its bind
+    try:
+        with pytest.raises(SocketInUseError, match=f"pid {os.getpid()}"):
+            serve(path, folder_mode_and_status)
+        assert sorted(os.listdir(socket_dir)) == ["control.sock" + LOCK_SUFFIX]
+    finally:
+        lock.release()
+
+    async def scenario(server: ControlServer, bus: EventBus) -> int:
+        return stat.S_IMODE(lock.path.stat().st_mode)
+
+    assert serve(path, scenario) == 0o600
+    assert os.listdir(socket_dir) == []
+    # A lock file left by an agent that died is no obstacle: only a held lock is.
+    lock.path.write_text("999999\n")
+    assert serve(path, folder_mode_and_status) == (0o700, "listening")
 
 
 def test_a_stale_socket_file_is_replaced(socket_dir):

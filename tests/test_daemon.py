@@ -191,3 +191,16 @@ def test_sigterm_during_a_hanging_upload_exits_within_two_seconds(tmp_path, shor
     assert took < 2.0
     (entry,) = AuditLog.read(tmp_path / "home" / "data" / "earshot" / "audit.jsonl")
     assert entry["result"] in ("dropped", "failed")
+
+
+@pytest.mark.parametrize("seconds", ["-5", "0", "nan", "inf"])
+def test_a_seconds_limit_that_is_not_a_positive_number_is_a_usage_error(tmp_path, seconds):
+    result = run_earshot(
+        "run", "--demo", "--fast", "--seconds", seconds, env=agent_home(tmp_path / "home")
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"earshot: error: --seconds: got {seconds}, expected a positive, finite number of "
+        "seconds of audio (leave it out for no limit)"
+    ]
+    assert not result.stdout  # nothing ran

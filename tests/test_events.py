@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.control.events import MAX_RUNNING_HOOKS, EventBus, to_json_safe
-from agent.settings import EventSettings, HookSettings
+from agent.control.events import MAX_RUNNING_HOOKS, EventBus, to_json_safe, withheld_variables
+from agent.settings import EndpointSettings, EventSettings, HookSettings
 
 POLL_TIMEOUT_S = 5.0
 
@@ -203,3 +203,34 @@ def test_subscribers_get_lines_and_a_slow_one_loses_its_oldest():
     fast, slow = asyncio.run(scenario())
     assert [json.loads(line)["index"] for line in fast] == [0, 1, 2, 3, 4]
     assert [json.loads(line)["index"] for line in slow] == [4, 5]
+
+
+def test_withheld_variables_are_the_token_variable_and_any_naming_the_token_file(tmp_path):
+    token_file = tmp_path / "token"
+    environ = {
+        "ES_TOKEN": "secret", "ES_TOKEN_FILE": str(token_file), "HOME": str(tmp_path),
+        "OTHER_FILE": str(tmp_path / "other"),
+    }  # fmt: skip
+    assert withheld_variables(EndpointSettings(token_env="ES_TOKEN"), environ) == {"ES_TOKEN"}
+    by_file = EndpointSettings(token_file=str(token_file))
+    assert withheld_variables(by_file, environ) == {"ES_TOKEN_FILE"}
+    assert withheld_variables(EndpointSettings(), environ) == frozenset()
+
+
+def test_a_withheld_variable_never_reaches_a_hook(tmp_path, monkeypatch):
+    monkeypatch.setenv("ES_TOKEN", "tok-planted-in-the-environment")
+    monkeypatch.setenv("ES_OTHER", "kept")
+    target = tmp_path / "env.txt"
+    part = f"{target}.part"
+    bus = EventBus(hooks(wake=f"env > {part}; mv {part} {target}"))
+    bus.withhold({"ES_TOKEN"})
+    bus.withhold({"ES_OLD_TOKEN"})  # a reload adds names, never drops one
+    try:
+        bus.emit("wake", wake_word="computer")
+        wait_for(target.exists)
+    finally:
+        bus.close()
+    env = target.read_text()
+    assert bus.withheld_env == {"ES_TOKEN", "ES_OLD_TOKEN"}
+    assert "ES_TOKEN=" not in env and "tok-planted-in-the-environment" not in env
+    assert "ES_OTHER=kept" in env.splitlines() and "EARSHOT_EVENT=wake" in env.splitlines()

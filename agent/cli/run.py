@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import signal
 import sys
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent.control.claim import prepare_folder
 from agent.paths import DEMO_AUDIO
 from agent.settings import (
     Settings,
@@ -26,7 +28,7 @@ from agent.settings import (
     load_settings,
     user_config_path,
 )  # fmt: skip
-from kernels.errors import AudioError
+from kernels.errors import AudioError, ConfigError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,7 +38,6 @@ if TYPE_CHECKING:
     from agent.egress.receiver import Receiver
 
 _LOGGER = logging.getLogger(__name__)
-
 
 
 def demo_received_dir() -> Path:
@@ -65,6 +66,21 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_seconds(seconds: float | None) -> None:
+    """Refuse a ``--seconds`` that is not a positive, finite number (None: no limit).
+
+    Raises
+    ------
+    ConfigError
+        Zero, negative, NaN or infinite (exit 2).
+    """
+    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(
+            f"--seconds: got {seconds:g}, expected a positive, finite number of seconds of "
+            "audio (leave it out for no limit)"
+        )
+
+
 def config_path(args: argparse.Namespace) -> Path:
     """The config file ``run`` reads (and SIGHUP rereads)."""
     if args.config is not None:
@@ -77,12 +93,14 @@ def run(args: argparse.Namespace) -> int:
     from agent.daemon.detectors import load_models
     from agent.daemon.loop import Daemon
 
+    check_seconds(args.seconds)
     # A reload asked for while the models load must not kill the agent (SIGHUP's default);
     # the daemon installs its own handler once it runs.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     path = config_path(args)
     settings = load_settings(path)
     logging.getLogger().setLevel(logging.DEBUG if args.debug else settings.logging.level.upper())
+    prepare_folder(settings.events.resolved_socket().parent)  # an unusable one stops us here
     if args.demo is False and _no_microphone(args, settings):
         args.demo = True
     models = load_models(settings)  # a model problem stops here, before anything starts
@@ -97,7 +115,10 @@ def run(args: argparse.Namespace) -> int:
         max_audio_s=args.seconds,
     )  # fmt: skip
     try:
-        return asyncio.run(daemon.run())
+        code = asyncio.run(daemon.run())
+        if daemon.interrupted:  # SIGINT ends `run` as Ctrl-C ends any command: exit 130
+            raise KeyboardInterrupt
+        return code
     finally:
         if receiver is not None:
             receiver.stop()
@@ -113,7 +134,7 @@ def _no_microphone(args: argparse.Namespace, settings: Settings) -> bool:
     """True when the user accepts the demo because no microphone exists; raise otherwise."""
     if args.file is not None or args.stdin:
         return False
-    from agent.capture.sources import NoInputDeviceError, find_input_device
+    from agent.capture.devices import NoInputDeviceError, find_input_device
 
     try:
         find_input_device(args.device or settings.audio.device)
@@ -143,7 +164,8 @@ def _source(
     args: argparse.Namespace, settings: Settings
 ) -> tuple[AudioSource, None] | tuple[None, OpenLive]:
     """(recording, None) for a file, stdin or the demo; (None, open_live) for a microphone."""
-    from agent.capture.sources import FileSource, MicrophoneSource, StdinSource, rescan_devices
+    from agent.capture.devices import rescan_devices
+    from agent.capture.sources import FileSource, MicrophoneSource, StdinSource
 
     block_ms, queue_blocks = settings.audio.block_ms, settings.audio.queue_blocks
     if args.demo or args.file is not None:

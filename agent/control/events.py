@@ -11,6 +11,10 @@ the kind's fields at the top level (the kinds are `agent.settings.EVENT_KINDS`).
   ``EARSHOT_*`` environment variables. Hooks are never waited on: finished ones are reaped by
   later emits, at most `MAX_RUNNING_HOOKS` run at once, and `EventBus.close` stops the rest.
 
+Every child the agent starts (hooks, and local commands' shell actions) gets its environment from
+`hook_environment`, which leaves out the variables `EventBus.withhold` was given: the endpoint's
+secrets (`withheld_variables`), which only the privacy gate reads.
+
 Only the standard library is used, so the lean daemon stays lean.
 """
 
@@ -29,10 +33,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Collection, Mapping
 from pathlib import PurePath
 from typing import TextIO
 
-from agent.settings import EVENT_KINDS, EventSettings
+from agent.settings import EVENT_KINDS, EndpointSettings, EventSettings
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -78,14 +83,37 @@ def utc_timestamp() -> str:
     return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def hook_environment(event: dict[str, object], line: str) -> dict[str, str]:
+def withheld_variables(
+    endpoint: EndpointSettings, environ: Mapping[str, str] | None = None
+) -> frozenset[str]:
+    """The environment variables no child of the agent may see: the endpoint's secrets.
+
+    They are ``endpoint.token_env`` (it holds the bearer token) and every variable of
+    ``environ`` (default ``os.environ``) whose value is the path of ``endpoint.token_file``.
+    """
+    names = set() if endpoint.token_env is None else {endpoint.token_env}
+    if endpoint.token_file is not None:
+        token_file = _absolute(endpoint.token_file)
+        environ = os.environ if environ is None else environ
+        names.update(name for name, value in environ.items() if _absolute(value) == token_file)
+    return frozenset(names)
+
+
+def _absolute(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path)) if path else ""
+
+
+def hook_environment(
+    event: dict[str, object], line: str, withheld: Collection[str] = ()
+) -> dict[str, str]:
     """The environment of a hook: this process's, plus the event in ``EARSHOT_*`` variables.
 
     ``EARSHOT_EVENT`` is the kind, ``EARSHOT_<FIELD>`` each top-level field (upper-cased, other
     characters than ``A-Z 0-9 _`` replaced by ``_``): text and numbers as ``str`` gives them,
     ``None`` as an empty string, lists and objects as JSON. ``EARSHOT_JSON`` is the whole line.
+    The variables named in ``withheld`` (`withheld_variables`) are left out.
     """
-    env = dict(os.environ)
+    env = {name: value for name, value in os.environ.items() if name not in withheld}
     for key, value in event.items():
         name = _ENV_PREFIX + _NOT_ENV_CHAR.sub("_", key.upper())
         if value is None:
@@ -123,6 +151,20 @@ class EventBus:
         self.settings = settings
         self._running: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._subscribers: dict[asyncio.Queue[str], asyncio.AbstractEventLoop | None] = {}
+        self._withheld: frozenset[str] = frozenset()
+
+    @property
+    def withheld_env(self) -> frozenset[str]:
+        """Environment variables kept from every hook (see `withhold`)."""
+        return self._withheld
+
+    def withhold(self, names: Collection[str]) -> None:
+        """Keep the variables ``names`` out of every later hook's environment, from now on.
+
+        Names add up: after a reload the old token's variable stays withheld too.
+        """
+        with self._lock:
+            self._withheld = self._withheld | frozenset(names)
 
     @property
     def settings(self) -> EventSettings:
@@ -262,7 +304,7 @@ class EventBus:
             # its own session lets close() stop the shell and whatever it started.
             process = subprocess.Popen(
                 ["/bin/sh", "-c", command],
-                env=hook_environment(event, line),
+                env=hook_environment(event, line, self._withheld),
                 stdin=subprocess.DEVNULL,
                 stdout=sys.__stderr__.fileno() if sys.__stderr__ else subprocess.DEVNULL,
                 start_new_session=True,

@@ -9,9 +9,10 @@ Protocol: the client sends one JSON object per line and gets one JSON line back.
 - anything else (bad JSON, an unknown command): ``{"ok": false, "error": "..."}``, and the
   connection stays usable. A line longer than `MAX_LINE_BYTES` closes the connection.
 
-The socket lives in an owner-only (0700) directory and is itself 0600, created under a 0177
-umask so no other user can connect even for an instant. Only a Unix socket is ever opened: the
-agent listens on no network port. Standard library only.
+The socket is 0600, created under a 0177 umask so no other user can connect even for an
+instant, in a folder only its user can write to; the folder is checked, and an exclusive lock
+beside the socket taken, before anything at the path is touched (`agent.control.claim`). Only a
+Unix socket is ever opened: the agent listens on no network port. Standard library only.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ import stat
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
+from agent.control.claim import SocketInUseError, SocketLock, prepare_folder
 from agent.control.events import EventBus, to_json_safe
-from agent.paths import PRIVATE_DIR, PRIVATE_FILE
+from agent.paths import PRIVATE_FILE
 from kernels.errors import EarshotError
 
 _LOGGER = logging.getLogger(__name__)
@@ -58,7 +60,8 @@ class ControlServer:
     Parameters
     ----------
     path
-        The socket file; its directory is created (0700) when missing.
+        The socket file; its folder is created (0700) when missing, and refused when shared
+        or another user's (`agent.control.claim.prepare_folder`).
     bus
         Events for ``subscribe`` clients.
     status
@@ -82,6 +85,7 @@ class ControlServer:
         self._reload = reload
         self._server: asyncio.AbstractServer | None = None
         self._inode: int | None = None
+        self._lock = SocketLock(self.path)
         self._clients: set[asyncio.Task[None]] = set()
         self._streaming: set[asyncio.Task[None]] = set()
         self._closing = asyncio.Event()
@@ -91,12 +95,24 @@ class ControlServer:
 
         Raises
         ------
+        SocketInUseError
+            Another earshot holds the socket's lock or answers on the socket (exit 2).
+        ConfigError
+            The socket's folder is shared or another user's.
         EarshotError
-            Another earshot answers on the socket, the path is not a socket, the directory is
-            not ours, or binding fails.
+            The path is not a socket, or locking or binding fails.
         """
-        _prepare_directory(self.path.parent)
-        await self._clear_stale()
+        prepare_folder(self.path.parent)
+        self._lock.acquire()  # before the stale check: see `agent.control.claim`
+        try:
+            await self._clear_stale()
+            await self._listen()
+        except BaseException:
+            self._lock.release()
+            raise
+        _LOGGER.info("control socket at %s", self.path)
+
+    async def _listen(self) -> None:
         old_umask = os.umask(_SOCKET_UMASK)
         try:
             self._server = await asyncio.start_unix_server(
@@ -108,10 +124,9 @@ class ControlServer:
             os.umask(old_umask)
         os.chmod(self.path, PRIVATE_FILE)
         self._inode = self.path.stat().st_ino
-        _LOGGER.info("control socket at %s", self.path)
 
     async def close(self) -> None:
-        """Stop listening, disconnect every client and remove the socket file.
+        """Stop listening, disconnect every client, remove the socket file and release its lock.
 
         Subscribers first get the events already emitted (the last ones tell why the agent
         stops), for up to `FLUSH_TIMEOUT_S`.
@@ -133,6 +148,7 @@ class ControlServer:
             if self._inode is not None and self.path.stat().st_ino == self._inode:
                 self.path.unlink()
         self._inode = None
+        self._lock.release()
 
     async def _clear_stale(self) -> None:
         """Refuse a live socket at our path; remove a stale one."""
@@ -154,7 +170,7 @@ class ControlServer:
             self.path.unlink(missing_ok=True)
             return
         writer.close()
-        raise EarshotError(f"another earshot is running (socket {self.path})")
+        raise SocketInUseError(self.path)  # an agent that takes no lock
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -260,32 +276,6 @@ async def _send(writer: asyncio.StreamWriter, reply: dict[str, object]) -> None:
 
 def _error(message: str) -> dict[str, object]:
     return {"ok": False, "error": message}
-
-
-def _prepare_directory(directory: Path) -> None:
-    """Create ``directory`` 0700, or make an existing one of ours 0700.
-
-    Raises
-    ------
-    EarshotError
-        It cannot be created, or belongs to another user.
-    """
-    try:
-        directory.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
-        info = directory.stat()
-    except OSError as err:
-        raise EarshotError(f"control socket directory {directory}: {err}") from err
-    if info.st_uid != os.getuid():
-        raise EarshotError(
-            f"control socket directory {directory}: owned by uid {info.st_uid}, not by you "
-            f"(uid {os.getuid()}); set events.socket to a path in a directory of your own"
-        )
-    if stat.S_IMODE(info.st_mode) & 0o077:
-        _LOGGER.info("making %s owner-only (was %o)", directory, stat.S_IMODE(info.st_mode))
-        try:
-            directory.chmod(PRIVATE_DIR)
-        except OSError as err:
-            raise EarshotError(f"control socket directory {directory}: {err}") from err
 
 
 def _connect(path: Path, timeout_s: float) -> socket.socket:

@@ -2,7 +2,8 @@
 
 A local command whose action is ``shell`` runs its line with ``/bin/sh -c``, detached (its own
 session, no input), with the command's event in its environment
-(`agent.control.events.hook_environment`); the daemon never waits for it. With
+(`agent.control.events.hook_environment`, which leaves out the endpoint's secrets); the daemon
+never waits for it. With
 ``privacy.debug_audio_dir`` set, the audio of each command that was not streamed while spoken is
 written there, whole, as a private WAV file.
 """
@@ -13,6 +14,7 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +30,14 @@ class ShellActions:
     def __init__(self) -> None:
         self._running: list[subprocess.Popen[bytes]] = []
 
-    def start(self, run: str, event: dict[str, object]) -> None:
-        """Start ``run`` with ``event`` in its environment, and return without waiting."""
+    def start(self, run: str, event: dict[str, object], withheld: Collection[str] = ()) -> None:
+        """Start ``run`` with ``event`` in its environment, and return without waiting.
+
+        The variables named in ``withheld`` (the endpoint's secrets) are left out of it.
+        """
         self._running = [p for p in self._running if p.poll() is None]
-        env = hook_environment(event, json.dumps(event, separators=(",", ":"), ensure_ascii=False))
+        line = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+        env = hook_environment(event, line, withheld)
         self._running.append(
             subprocess.Popen(
                 ["/bin/sh", "-c", run], env=env, stdin=subprocess.DEVNULL, start_new_session=True
