@@ -3,13 +3,21 @@
 soundfile (libsndfile) decodes WAV, FLAC, OGG/Vorbis, MP3 and more, with any channel count, rate and
 sample format; soxr resamples (the same "soxr_hq" resampler librosa uses by default). libsndfile
 accepts a WAV whose data chunk is cut short and silently returns fewer samples, so RIFF headers are
-checked here against the file's real size.
+checked here against the file's real size. libsndfile's MP3 decoder (libmpg123) prints notes about
+damaged or unusual files on stderr itself; they are kept off the terminal (`_decoder_notes`) and
+failures are reported as `AudioError`s instead.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
+import sys
+import tempfile
+import threading
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +27,7 @@ import soxr
 from dsp.constants import SAMPLE_RATE_HZ
 from kernels.errors import AudioError
 
+_LOGGER = logging.getLogger(__name__)
 _RIFF_HEADER_BYTES = 12
 _CHUNK_HEADER_BYTES = 8
 _STREAMED_SIZE_PLACEHOLDER = 0x7FFFF000
@@ -29,6 +38,52 @@ _READ_BLOCK_FRAMES = 1 << 16
 MIN_SAMPLE_RATE_HZ = 1000
 """Lower sample rates are refused: no speech fits below 500 Hz, and resampling a header's rate of
 1 Hz to 16 kHz would turn a 40 kB file into 1.3 GB."""
+NOISY_FORMATS = frozenset({"MP3"})
+"""libsndfile formats whose decoder writes to stderr on its own while decoding (libmpg123)."""
+_MAX_NOTE_BYTES = 4096
+"""Most of a decoder's captured notes that is logged."""
+_STDERR_FD = 2
+_redirecting = threading.Lock()
+"""Held while file descriptor 2 is redirected, so that two redirections never interleave."""
+
+
+@contextmanager
+def _decoder_notes(path: Path, *, capture: bool = True) -> Iterator[None]:
+    """Keep what C decoders write to file descriptor 2 off the terminal meanwhile.
+
+    libmpg123 writes notes such as "Warning: Xing stream size off by more than 1%" or "error:
+    dequantization failed" to stderr itself, bypassing Python. During the block, descriptor 2
+    points at a temporary file; it is restored afterwards, and what was captured is logged at
+    debug level naming ``path``. Real failures still reach the caller as libsndfile's
+    exceptions. Anything another thread writes to stderr during the block is captured with it,
+    which is why only libsndfile's calls are wrapped (and reads only for `NOISY_FORMATS`).
+    """
+    if not capture:
+        yield
+        return
+    with _redirecting, tempfile.TemporaryFile() as sink:
+        _flush_stderr()
+        saved = os.dup(_STDERR_FD)
+        os.dup2(sink.fileno(), _STDERR_FD)
+        try:
+            yield
+        finally:
+            _flush_stderr()
+            os.dup2(saved, _STDERR_FD)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read(_MAX_NOTE_BYTES).decode(errors="replace")
+            notes = " / ".join(line.strip() for line in text.splitlines() if line.strip())
+            if notes:
+                _LOGGER.debug("%s: the decoder said: %s", path, notes)
+
+
+def _flush_stderr() -> None:
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def resample(samples: np.ndarray, *, orig_sr: int, target_sr: int = SAMPLE_RATE_HZ) -> np.ndarray:
@@ -98,7 +153,8 @@ def _open_checked(path: Path) -> soundfile.SoundFile:
         raise AudioError(f"{path}: cannot read file: {err.strerror}") from err
     _check_wav_length(path, header, file_bytes)
     try:
-        return soundfile.SoundFile(path)
+        with _decoder_notes(path):
+            return soundfile.SoundFile(path)
     except (soundfile.LibsndfileError, RuntimeError) as err:
         reason = str(err).split(": ", 1)[-1] if "Error opening" in str(err) else str(err)
         raise AudioError(f"{path}: not a readable audio file ({reason})") from err
@@ -154,7 +210,8 @@ def load_audio(path: str | os.PathLike[str], *, sr: int = SAMPLE_RATE_HZ) -> np.
                 "not usable audio"
             )
         try:
-            samples = _read_all(f)
+            with _decoder_notes(path, capture=f.format in NOISY_FORMATS):
+                samples = _read_all(f)
         except (soundfile.LibsndfileError, RuntimeError) as err:
             raise AudioError(f"{path}: cannot decode audio ({err})") from err
     if samples.shape[0] == 0:
@@ -168,3 +225,87 @@ def load_audio(path: str | os.PathLike[str], *, sr: int = SAMPLE_RATE_HZ) -> np.
             f"at {sr} Hz"
         )
     return resampled
+
+
+def stream_audio(
+    path: str | os.PathLike[str],
+    *,
+    sr: int = SAMPLE_RATE_HZ,
+    block_frames: int = _READ_BLOCK_FRAMES,
+) -> Generator[np.ndarray, None, None]:
+    """Decode an audio file block by block as mono float32 at ``sr``, in memory of one block.
+
+    The file is opened and checked at once (as `load_audio` checks it); decoding, mixing to mono
+    and resampling (soxr's streaming resampler at the same quality) then happen block by block as
+    the returned iterator is read, so memory does not grow with the file's length. Concatenated,
+    the blocks equal `load_audio`'s result for the same file.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Any file `load_audio` reads.
+    sr : int
+        Target sample rate, in Hz.
+    block_frames : int
+        Frames decoded at a time, >= 1.
+
+    Returns
+    -------
+    Generator[np.ndarray, None, None]
+        float32 blocks [shape=(n,)] of varying length; closing it (or reading it to its end)
+        closes the file.
+
+    Raises
+    ------
+    AudioError
+        At once: the file is missing, empty, truncated, not audio or below `MIN_SAMPLE_RATE_HZ`.
+        While reading: the block cannot be decoded, holds NaN or infinite samples, or the file
+        holds no samples or too few to give one sample at ``sr``. The message names the file.
+    """
+    if block_frames < 1:
+        raise ValueError(f"stream_audio: block_frames: got {block_frames}, expected >= 1")
+    path = Path(path)
+    f = _open_checked(path)
+    if f.samplerate < MIN_SAMPLE_RATE_HZ:
+        f.close()
+        raise AudioError(
+            f"{path}: sample rate {f.samplerate} Hz is below {MIN_SAMPLE_RATE_HZ} Hz; "
+            "not usable audio"
+        )
+    return _decode_blocks(path, f, sr=sr, block_frames=block_frames)
+
+
+def _decode_blocks(
+    path: Path, f: soundfile.SoundFile, *, sr: int, block_frames: int
+) -> Generator[np.ndarray, None, None]:
+    """`stream_audio`'s blocks from the opened file ``f``, which is closed at the end."""
+    native_sr = f.samplerate
+    resampler = None
+    if native_sr != sr:
+        resampler = soxr.ResampleStream(native_sr, sr, 1, dtype="float32", quality="HQ")
+    decoded = produced = 0
+    noisy = f.format in NOISY_FORMATS
+    with f:
+        while True:
+            try:
+                with _decoder_notes(path, capture=noisy):
+                    frames = f.read(block_frames, dtype="float32", always_2d=True)
+            except (soundfile.LibsndfileError, RuntimeError) as err:
+                raise AudioError(f"{path}: cannot decode audio ({err})") from err
+            last = frames.shape[0] == 0
+            if not np.all(np.isfinite(frames)):
+                raise AudioError(f"{path}: contains NaN or infinite samples")
+            decoded += frames.shape[0]
+            if last and decoded == 0:
+                raise AudioError(f"{path}: contains no audio samples")
+            mono = to_mono(frames)
+            block = mono if resampler is None else resampler.resample_chunk(mono, last=last)
+            if block.size:
+                produced += block.size
+                yield block
+            if last:
+                break
+    if produced == 0:
+        raise AudioError(
+            f"{path}: too short: {decoded} sample(s) at {native_sr} Hz make no sample at {sr} Hz"
+        )

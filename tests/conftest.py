@@ -135,7 +135,7 @@ def pulse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseServ
 @pytest.fixture
 def pulse_env(pulse_server, monkeypatch):
     """Point this process's PortAudio at the private server."""
-    from agent.capture.sources import rescan_devices
+    from agent.capture.devices import rescan_devices
 
     for key, value in pulse_server.env.items():
         monkeypatch.setenv(key, value)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from dsp.audio import load_audio, resample
+from dsp.audio import load_audio, resample, stream_audio
 from kernels.errors import AudioError
 from tests.conftest import fsdd_files, tone
 
@@ -144,3 +144,42 @@ def test_reads_what_espeak_ng_writes_to_a_pipe(tmp_path):
     samples = load_audio(path)
     assert 0.2 < samples.size / SR < 2.0
     assert np.abs(samples).max() > 0.1
+
+
+@pytest.mark.parametrize(("rate_hz", "channels"), [(44_100, 2), (8_000, 3), (SR, 1)])
+def test_streamed_blocks_equal_the_whole_file_decode(tmp_path, rate_hz, channels):
+    frames = rate_hz * 3 + 777  # no block size below divides it
+    noise = np.random.default_rng(rate_hz).standard_normal((frames, channels)) * 0.2
+    path = tmp_path / "noise.wav"
+    soundfile.write(path, noise.astype(np.float32), rate_hz, subtype="FLOAT")
+    whole = load_audio(path)
+    for block_frames in (1, 1000, 4097, 1 << 16):
+        if block_frames == 1 and rate_hz != SR:
+            continue  # one frame at a time through soxr is correct but slow
+        blocks = list(stream_audio(path, block_frames=block_frames))
+        assert all(b.dtype == np.float32 and b.ndim == 1 for b in blocks)
+        streamed = np.concatenate(blocks)
+        assert streamed.shape == whole.shape
+        np.testing.assert_allclose(streamed, whole, rtol=0, atol=1e-6)
+
+
+def test_streaming_checks_the_file_at_once_and_its_samples_while_reading(tmp_path):
+    with pytest.raises(AudioError, match="no such file"):
+        stream_audio(tmp_path / "missing.wav")
+    low_rate = tmp_path / "low.wav"
+    soundfile.write(low_rate, np.zeros(100, np.float32), 500)
+    with pytest.raises(AudioError, match="below 1000 Hz"):
+        stream_audio(low_rate)
+    audio = tone(440, 2.0, SR)
+    audio[-10] = np.inf
+    late_inf = tmp_path / "late_inf.wav"
+    soundfile.write(late_inf, audio, SR, subtype="FLOAT")
+    blocks = stream_audio(late_inf, block_frames=SR)
+    assert next(blocks).size == SR  # the first second is fine
+    with pytest.raises(AudioError, match="NaN or infinite") as caught:
+        next(blocks)
+    assert str(late_inf) in str(caught.value)
+    empty = tmp_path / "no_frames.wav"
+    soundfile.write(empty, np.zeros(0, np.float32), SR)
+    with pytest.raises(AudioError, match="contains no audio samples"):
+        list(stream_audio(empty))

@@ -7,19 +7,23 @@ bounded queue (dropping the oldest block when the consumer falls behind), so cap
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import queue
+import select
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol, Self
 
 import numpy as np
 import soxr
 
-from dsp.audio import load_audio, to_mono
+from agent.capture.devices import find_input_device
+from dsp.audio import stream_audio, to_mono
 from dsp.constants import SAMPLE_RATE_HZ
 from kernels.errors import AudioError
 
@@ -30,6 +34,8 @@ DEFAULT_BLOCK_MS = 80
 
 PCM16_BYTES_PER_SAMPLE = 2
 PCM16_FULL_SCALE = 32768.0
+POLL_S = 0.1
+"""How often a source waiting for input checks whether it has been closed, in seconds."""
 
 
 class AudioSource(Protocol):
@@ -68,6 +74,11 @@ def block_samples(block_ms: int) -> int:
 class FileSource(_ContextSource):
     """Audio from a file, either paced in real time or as fast as it can be read.
 
+    The file is decoded, mixed to mono and resampled block by block while it is read
+    (`dsp.audio.stream_audio`), so memory stays flat whatever its length. It is opened and its
+    first block decoded at once, so a missing, unreadable or empty file fails here; a problem
+    further into the file (undecodable data, NaN samples) raises `AudioError` from `chunks`.
+
     Parameters
     ----------
     path : Path
@@ -82,41 +93,77 @@ class FileSource(_ContextSource):
         self, path: str | Path, *, realtime: bool = False, block_ms: int = DEFAULT_BLOCK_MS
     ):
         self.path = Path(path)
-        self.samples = load_audio(self.path)
         self.realtime = realtime
         self.block = block_samples(block_ms)
         self.name = f"file {self.path}"
         self._closed = False
+        self._started = False
+        self._lock = threading.Lock()
+        self._decoded = stream_audio(self.path)
+        self._first: np.ndarray | None = next(self._decoded)
 
     def chunks(self) -> Iterator[np.ndarray]:
-        """Yield the file's audio in blocks; the last block may be shorter."""
-        start_time = time.monotonic()
-        for start in range(0, self.samples.size, self.block):
+        """Yield the file's audio in blocks of ``block_ms`` (the last may be shorter), once."""
+        with self._lock:
             if self._closed:
                 return
-            if self.realtime:
-                due = start_time + start / SAMPLE_RATE_HZ
-                time.sleep(max(0.0, due - time.monotonic()))
-            yield self.samples[start : start + self.block]
+            self._started = True
+        start_time = time.monotonic()
+        sent = 0
+        try:
+            for chunk in self._fixed_size(self._decoded):
+                if self._closed:
+                    return
+                if self.realtime:
+                    due = start_time + sent / SAMPLE_RATE_HZ
+                    time.sleep(max(0.0, due - time.monotonic()))
+                yield chunk
+                sent += chunk.size
+        finally:
+            self._decoded.close()
+
+    def _fixed_size(self, decoded: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """Regroup decoded blocks of any length into blocks of ``self.block`` samples."""
+        first, self._first = self._first, None
+        held = np.zeros(0, np.float32)
+        for piece in decoded if first is None else itertools.chain((first,), decoded):
+            held = np.concatenate((held, piece))
+            whole = held.size - held.size % self.block
+            for start in range(0, whole, self.block):
+                yield held[start : start + self.block]
+            held = held[whole:]
+        if held.size:
+            yield held
 
     def close(self) -> None:
-        """Stop at the next block."""
-        self._closed = True
+        """Stop at the next block (and release the file now if it was never read)."""
+        with self._lock:
+            self._closed = True
+            unread = not self._started
+        if unread:
+            self._decoded.close()
 
 
 class StdinSource(_ContextSource):
-    """Raw signed 16-bit little-endian mono PCM at 16 kHz from a byte stream (stdin by default)."""
+    """Raw signed 16-bit little-endian mono PCM at 16 kHz from a byte stream (stdin by default).
+
+    A stream with a file descriptor is read through ``poll`` with a timeout, never by a read
+    that blocks, so `close` stops `chunks` within `POLL_S` whatever the writer does (a pipe kept
+    open and silent included). Other streams (in-memory buffers) are read with their ``read``.
+    """
 
     def __init__(self, stream: IO[bytes] | None = None, *, block_ms: int = DEFAULT_BLOCK_MS):
         self.stream = stream if stream is not None else sys.stdin.buffer
         self.block_bytes = block_samples(block_ms) * PCM16_BYTES_PER_SAMPLE
         self.name = "raw 16-bit PCM on standard input"
         self._carry = b""
+        self._closed = threading.Event()
+        self._poller = _poll_for(self.stream)
 
     def chunks(self) -> Iterator[np.ndarray]:
-        """Yield blocks until end of stream; a dangling odd byte at the end is dropped."""
+        """Yield blocks until the stream ends or is closed; a dangling odd byte is dropped."""
         while True:
-            data = self.stream.read(self.block_bytes)
+            data = self._read_block()
             if not data:
                 return
             data = self._carry + data
@@ -127,86 +174,37 @@ class StdinSource(_ContextSource):
                     np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / PCM16_FULL_SCALE
                 )
 
+    def close(self) -> None:
+        """Stop reading within `POLL_S` (the stream itself is left open)."""
+        self._closed.set()
 
-class NoInputDeviceError(AudioError):
-    """The machine has no audio input device at all (no microphone, no sound server)."""
+    def _read_block(self) -> bytes:
+        """``block_bytes`` (fewer at the end of the stream); b"" at its end or once closed."""
+        if self._poller is None:
+            return b"" if self._closed.is_set() else self.stream.read(self.block_bytes)
+        parts: list[bytes] = []
+        wanted = self.block_bytes
+        while wanted and not self._closed.is_set():
+            ready = self._poller.poll(POLL_S * 1000)
+            if not ready:
+                continue
+            data = os.read(ready[0][0], wanted)
+            if not data:
+                break
+            parts.append(data)
+            wanted -= len(data)
+        return b"" if self._closed.is_set() else b"".join(parts)
 
 
-@dataclass(frozen=True)
-class InputDevice:
-    """An audio input device as PortAudio reports it."""
-
-    index: int
-    name: str
-    host_api: str
-    max_input_channels: int
-    default_samplerate_hz: float
-    is_default: bool
-
-
-def list_input_devices() -> list[InputDevice]:
-    """Every device with at least one input channel, in PortAudio's order."""
-    import sounddevice as sd
-
+def _poll_for(stream: IO[bytes]) -> select.poll | None:
+    """A poll object watching ``stream``'s file descriptor; None when it has none."""
     try:
-        default_input = sd.default.device[0]
-        devices = sd.query_devices()
-        host_apis = sd.query_hostapis()
-    except sd.PortAudioError as err:
-        raise AudioError(f"cannot query audio devices: {err}") from err
-    return [
-        InputDevice(
-            index=i,
-            name=d["name"],
-            host_api=host_apis[d["hostapi"]]["name"],
-            max_input_channels=d["max_input_channels"],
-            default_samplerate_hz=float(d["default_samplerate"]),
-            is_default=(i == default_input),
-        )
-        for i, d in enumerate(devices)
-        if d["max_input_channels"] > 0
-    ]
-
-
-def rescan_devices() -> None:
-    """Make PortAudio enumerate devices again (after a hot-plug or a sound-server restart)."""
-    import sounddevice as sd
-
-    sd._terminate()
-    sd._initialize()
-
-
-def _describe(devices: list[InputDevice]) -> str:
-    if not devices:
-        return "no input devices are available"
-    return "available input devices: " + "; ".join(f"[{d.index}] {d.name}" for d in devices)
-
-
-def find_input_device(spec: str | int | None) -> InputDevice:
-    """Resolve a device by index, by name (exact, then case-insensitive substring), or the default.
-
-    Raises
-    ------
-    AudioError
-        No such device, an ambiguous name, or no input devices at all; the message lists the
-        available devices.
-    """
-    devices = list_input_devices()
-    if not devices:
-        raise NoInputDeviceError("no audio input device found (no microphone or sound server)")
-    if spec is None or spec == "":
-        default = [d for d in devices if d.is_default]
-        return default[0] if default else devices[0]
-    if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
-        matches = [d for d in devices if d.index == int(spec)]
-    else:
-        matches = [d for d in devices if d.name == spec] or [
-            d for d in devices if spec.lower() in d.name.lower()
-        ]
-    if len(matches) == 1:
-        return matches[0]
-    problem = "matches several input devices" if matches else "is not an input device"
-    raise AudioError(f"audio.device: {spec!r} {problem}; {_describe(matches or devices)}")
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return None
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return poller
 
 
 class MicrophoneSource(_ContextSource):

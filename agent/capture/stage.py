@@ -2,9 +2,10 @@
 
 A live microphone pushes blocks from PortAudio's thread; each is handed to the loop with
 ``call_soon_threadsafe`` and put on a bounded queue that drops its oldest block when the daemon
-falls behind, so capture never waits. A file or standard input is read on a thread that waits
-for room in the queue instead (nothing of a recording is dropped), and ends the stream with
-``None``.
+falls behind, so capture never waits. A file or standard input is read on a daemon thread that
+waits for room in the queue instead (nothing of a recording is dropped), and ends the stream with
+``None``; a stop makes it give up, and never waits for it, so whatever the input does (a pipe
+kept open and silent), the process exits.
 
 When a microphone delivers nothing for `LOST_AFTER_S` (unplugged, sound server restarted), the
 stage reports it lost, closes it, and reopens it with backoff (`RETRY_DELAYS_S`, then every
@@ -14,6 +15,7 @@ stage reports it lost, closes it, and reopens it with backoff (`RETRY_DELAYS_S`,
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -35,6 +37,8 @@ servers take about 2 s to start a stream)."""
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
 RETRY_MAX_S = 8.0
 """Reopening a lost microphone waits these delays, then this long between tries."""
+STOP_POLL_S = 0.1
+"""How often a recording's reader, waiting for room in the queue, checks for a stop, in seconds."""
 
 Block = np.ndarray | None
 """A block of 16 kHz mono float32 audio, or None at the end of a recording."""
@@ -119,16 +123,60 @@ class Capture:
             self.recording.close()
 
     async def _read_recording(self, source: AudioSource) -> None:
+        """Read ``source`` on a daemon thread into the queue; return when it ends, raise its error.
+
+        The thread is a daemon thread, not the loop's executor (which the loop joins on exit), so a
+        source stuck in a read can never hold the process after a stop: `stop` makes the thread
+        give up its current hand-over and close the source.
+        """
         loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+
+        def settle(error: BaseException | None) -> None:  # on the loop
+            if finished.done():
+                return
+            if error is None:
+                finished.set_result(None)
+            else:
+                finished.set_exception(error)
 
         def read() -> None:
-            for chunk in source.chunks():
-                if self._stop.is_set():
-                    break
-                asyncio.run_coroutine_threadsafe(self.queue.put(chunk), loop).result()
-            asyncio.run_coroutine_threadsafe(self.queue.put(None), loop).result()
+            error: BaseException | None = None
+            try:
+                for chunk in source.chunks():
+                    if not self._hand_over(chunk, loop):
+                        return
+                self._hand_over(None, loop)
+            except Exception as err:  # raised in the capture task by ``settle``
+                error = err
+            if self._stop.is_set():
+                return
+            try:
+                loop.call_soon_threadsafe(settle, error)
+            except RuntimeError:  # the loop has closed: nobody waits for the outcome
+                pass
 
-        await asyncio.to_thread(read)
+        threading.Thread(target=read, name="capture-reader", daemon=True).start()
+        await finished
+
+    def _hand_over(self, block: Block, loop: asyncio.AbstractEventLoop) -> bool:
+        """Queue ``block`` from the reader thread, waiting for room; False once stopped."""
+        if self._stop.is_set():
+            return False
+        coroutine = self.queue.put(block)
+        try:
+            put = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        except RuntimeError:  # the loop has closed
+            coroutine.close()
+            return False
+        while True:
+            try:
+                put.result(timeout=STOP_POLL_S)
+                return True
+            except concurrent.futures.TimeoutError:
+                if self._stop.is_set():
+                    put.cancel()
+                    return False
 
     async def _supervise_live(self) -> None:
         assert self.open_live is not None
