@@ -4,6 +4,7 @@ PortAudio reaches the private server through ALSA's pulse plugin; PULSE_SOURCE s
 monitor. Under CI=true these tests must run (see conftest.require).
 """
 
+import signal
 import subprocess
 import threading
 import time
@@ -12,7 +13,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from agent.capture.sources import MicrophoneSource, find_input_device, list_input_devices
+from agent.capture.devices import find_input_device, list_input_devices
+from agent.capture.sources import MicrophoneSource
 from agent.paths import DEMO_AUDIO
 from dsp.audio import load_audio
 from kernels.errors import AudioError
@@ -147,3 +149,104 @@ def test_input_overflows_are_counted_and_reported(pulse_env, caplog):
         while not mic._queue.empty():
             queued.append(mic._queue.get_nowait())
         assert any(np.all(chunk == 0.25) for chunk in queued)  # the block still reached the queue
+
+
+# ---- earshot record: owner-only, streamed to the file, Ctrl-C keeps the audio, bad arguments ----
+
+WAV_HEADER_BYTES = 44
+GROWTH_TIMEOUT_S = 30.0
+
+
+def start_recorder(out, seconds: str, env) -> subprocess.Popen:
+    """``earshot record`` from the null sink's monitor, once it has said that it records."""
+    recorder = subprocess.Popen(
+        [*EARSHOT, "record", str(out), "--seconds", seconds, "--device", "pulse"],
+        cwd=REPO, env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert recorder.stderr is not None
+    for line in recorder.stderr:  # the prompt: capture has started
+        if line.startswith("recording"):
+            return recorder
+    recorder.wait(timeout=10)
+    raise AssertionError(f"no prompt; exit code {recorder.returncode}")
+
+
+def test_record_writes_an_owner_only_file_even_over_a_readable_one(pulse_server, tmp_path):
+    out = tmp_path / "voice.wav"
+    out.write_bytes(b"an older, world-readable file")
+    out.chmod(0o644)
+    recorder = start_recorder(out, "0.5", pulse_server.env)
+    _, stderr = recorder.communicate(timeout=30)
+    assert recorder.returncode == 0, stderr
+    assert out.stat().st_mode & 0o777 == 0o600
+    recorded, rate = soundfile.read(out, dtype="float32")
+    assert rate == SR and recorded.size == SR // 2
+
+
+def test_ctrl_c_keeps_what_was_recorded_which_streams_to_the_file(
+    pulse_server, reference_wav, tmp_path
+):
+    path, reference = reference_wav
+    out = tmp_path / "long.wav"
+    recorder = start_recorder(out, "3600", pulse_server.env)
+    try:
+        pulse_server.play(path)
+        # The audio reaches the file while recording, not at the end: memory does not grow.
+        deadline = time.monotonic() + GROWTH_TIMEOUT_S
+        while not (out.exists() and out.stat().st_size > WAV_HEADER_BYTES + SR):
+            assert time.monotonic() < deadline, "nothing written to the file while recording"
+            assert recorder.poll() is None, recorder.stderr.read() if recorder.stderr else ""
+            time.sleep(0.05)
+        assert out.stat().st_mode & 0o777 == 0o600
+        recorder.send_signal(signal.SIGINT)
+        _, stderr = recorder.communicate(timeout=30)
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+            recorder.wait()
+    assert recorder.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    recorded, rate = soundfile.read(out, dtype="float32")  # a complete WAV file
+    assert rate == SR
+    assert f"interrupted: wrote {recorded.size / SR:.2f} s to {out}" in stderr
+    assert recorded.size >= reference.size
+    correlation = best_alignment_correlation(recorded, reference)
+    assert correlation > MIN_CORRELATION, f"normalized cross-correlation {correlation:.3f}"
+
+
+@pytest.mark.parametrize("seconds", ["0", "-3", "nan", "inf", "-inf", "1e12", "86401"])
+def test_record_refuses_a_length_that_is_not_positive_finite_and_at_most_a_day(
+    pulse_server, tmp_path, seconds
+):
+    out = tmp_path / "x.wav"
+    result = run_earshot(
+        "record", str(out), f"--seconds={seconds}", "--device", "pulse", env=pulse_server.env
+    )
+    assert result.returncode == 2, result.stderr
+    got = f"{float(seconds):g}"
+    assert (
+        f"earshot: error: --seconds: got {got}, expected a length in seconds from 0.001 to "
+        "86400 (a day)" in result.stderr
+    )
+    assert "recording" not in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["missing-folder", "a-file-as-folder", "a-folder"])
+def test_record_checks_its_output_before_recording(pulse_server, tmp_path, case):
+    if case == "missing-folder":
+        folder = tmp_path / "nosuch"
+        out, expected = folder / "x.wav", f"the folder {folder} does not exist; create it first"
+    elif case == "a-file-as-folder":
+        folder = tmp_path / "notes.txt"
+        folder.write_text("not a folder")
+        out, expected = folder / "x.wav", f"{folder} is not a folder"
+    else:
+        out, expected = tmp_path, "is a folder; expected the name of a WAV file to write"
+    result = run_earshot(
+        "record", str(out), "--seconds", "1", "--device", "pulse", env=pulse_server.env
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"earshot: error: {out}: {expected}" in result.stderr
+    assert "capturing" not in result.stderr and "recording" not in result.stderr
+    assert "Traceback" not in result.stderr

@@ -80,8 +80,9 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.eval_command == "wake":
         return wake_commands.run_eval_wake(args)
     if args.eval_command == "enroll":
-        from agent.cli import enroll as enroll_commands
-        return enroll_commands.run_eval_enroll(args)
+        from agent.cli import enroll_eval
+
+        return enroll_eval.run_eval_enroll(args)
     return _eval_base(args)
 
 

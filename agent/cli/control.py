@@ -89,8 +89,10 @@ def run_status(args: argparse.Namespace) -> int:
         return 0
     if reply.get("ok") is not True:
         raise EarshotError(f"the agent could not report its status: {reply.get('error', reply)}")
-    for label, text in format_status(reply):
-        print(f"{label + ':':<15}{text}")
+    rows = format_status(reply)
+    width = max(len(label) for label, _ in rows) + len(": ") if rows else 0
+    for label, text in rows:
+        print(f"{label + ':':<{width}}{text}")
     return 0
 
 
@@ -101,6 +103,12 @@ def _number(unit: str, digits: int = 1) -> Callable[[object], str]:
         return str(value)
 
     return show
+
+
+def _yes_no(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
 
 
 def _duration(value: object) -> str:
@@ -125,7 +133,7 @@ STATUS_FIELDS: dict[str, tuple[str, Callable[[object], str]]] = {
     "state": ("state", str),
     "uptime_s": ("uptime", _duration),
     "source": ("source", str),
-    "microphone_lost": ("microphone lost", str),
+    "microphone_lost": ("microphone lost", _yes_no),
     "wake_words": ("wake words", _listing),
     "commands": ("commands", _listing),
     "level_dbfs": ("input level", _number(" dBFS")),
@@ -167,7 +175,11 @@ def _count_rows(counts: dict[str, object]) -> list[tuple[str, str]]:
 
 
 def run_events(args: argparse.Namespace) -> int:
-    """Print event lines until Ctrl-C (exit 0) or until the agent goes away (exit 1)."""
+    """Print event lines until Ctrl-C (exit 0) or until the agent goes away (exit 1).
+
+    A reader that goes away (``earshot events | head``) ends it as `agent.cli.main.main` ends
+    every command whose standard output closes.
+    """
     from agent.control.server import subscribe
 
     path = _socket_path(args)
@@ -175,8 +187,6 @@ def run_events(args: argparse.Namespace) -> int:
         for line in subscribe(path):
             print(line, flush=True)
     except KeyboardInterrupt:
-        return 0
-    except BrokenPipeError:  # `earshot events | head`
         return 0
     print(f"earshot: the agent closed the control socket {path}", file=sys.stderr)
     return 1

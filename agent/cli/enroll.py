@@ -85,86 +85,17 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     forget.add_argument("name", metavar="NAME", help="an enrolled wake word")
 
 
-def add_eval_parser(eval_what: argparse._SubParsersAction) -> None:
-    """Register ``eval enroll``."""
-    from agent.cli.wake import add_config_option
-
-    evaluate = eval_what.add_parser(
-        "enroll", help="what enrollment buys on real voices (FSDD per-speaker protocol)",
-        description="For every FSDD speaker and digit: enroll the digit's wake word (trained "
-        "from text) with the speaker's first takes, then measure the miss rate at 1 false alarm "
-        "per hour on their other takes, against the other digits of every speaker plus "
-        "synthetic speech: text-only, enrolled, and enrolled with the speaker check.",
-    )  # fmt: skip
-    evaluate.add_argument(
-        "--fsdd", type=Path, default=Path(), metavar="DIR",
-        help="FSDD recordings folder (default ../shared/data/fsdd/recordings)",
-    )  # fmt: skip
-    evaluate.add_argument("--takes", type=int, default=5, help="takes to enroll with (default 5)")
-    evaluate.add_argument("--speakers", nargs="+", metavar="NAME", help="only these speakers")
-    evaluate.add_argument("--digits", nargs="+", metavar="WORD", help="only these digit words")
-    add_config_option(evaluate)
-    evaluate.add_argument("--json", action="store_true", help="print one JSON document")
-
-
-def run_eval_enroll(args: argparse.Namespace) -> int:
-    """``earshot eval enroll``: the FSDD per-speaker enrollment protocol."""
-    import json
-
-    from threadpoolctl import threadpool_limits
-
-    from agent.cli.progress import StageProgress
-    from agent.cli.wake import fsdd_text_models
-    from agent.daemon.detectors import load_base
-    from agent.paths import DEFAULT_FSDD
-    from agent.settings import load_settings
-    from models.enroll.evaluation import fsdd_enrollment
-    from models.speech.dataset import DIGIT_WORDS
-    from models.wake.evaluation import fsdd_stream
-    from models.wake.recipe import WakeRecipe
-    from models.wake.streams import StreamRecipe, build_stream
-
-    directory = DEFAULT_FSDD if args.fsdd == Path() else args.fsdd
-    if not directory.is_dir():
-        raise ConfigError(f"--fsdd: {directory} is not a folder of FSDD recordings")
-    digits = args.digits or list(DIGIT_WORDS)
-    unknown = sorted(set(digits) - set(DIGIT_WORDS))
-    if unknown:
-        raise ConfigError(f"--digits: got {unknown}, expected digit words {list(DIGIT_WORDS)}")
-    if args.takes < 3:
-        raise ConfigError(f"--takes: got {args.takes}, expected at least 3")
-    settings = load_settings(args.config)
-    base = load_base(settings)
-    with StageProgress(unit="step") as progress, threadpool_limits(os.cpu_count() or 1):
-        text_models = fsdd_text_models(base, digits, progress)
-        labelled = fsdd_stream(base, directory, keep_frames=True)
-        synthetic = build_stream(  # not the cached one: the speaker check needs its frames
-            base, StreamRecipe(WakeRecipe().calibration_stream_s), "evaluation",
-            progress=progress, keep_frames=True,
-        )  # fmt: skip
-        results = fsdd_enrollment(
-            base, directory, text_models, labelled, synthetic, takes=args.takes,
-            speakers=args.speakers, digits=digits, progress=progress,
-        )  # fmt: skip
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return 0
-    head = ("text only", "enrolled", "+ speaker", "spk FRR", "spk FAR")
-    print(f"{'speaker':<12}" + "".join(f"{h:>12}" for h in head))
-    keys = ("text", "enrolled", "enrolled_speaker_check", "speaker_false_reject",
-            "speaker_false_accept")  # fmt: skip
-    for name, row in [*results["per_speaker"].items(), ("mean", results["mean"])]:
-        print(f"{name:<12}" + "".join(f"{row[k]:>12.1%}" for k in keys))
-    print("(miss rates at 1 false alarm per hour; speaker check: false rejects of the speaker's")
-    print(" other takes, false accepts of other speakers' takes of the same digit)")
-    return 0
-
-
 # ---- enroll --------------------------------------------------------------------------------------
 
 
 def run_enroll(args: argparse.Namespace) -> int:
-    """``earshot enroll``: record or read takes, fine-tune, store, summarize."""
+    """``earshot enroll``: record or read takes, fine-tune, store, summarize.
+
+    Everything that can be checked without training is checked first: the options, and for
+    ``--from`` every file (that it exists, holds audio and is a usable take). The detector to
+    fine-tune is the wake word's trained one, else the one shipped with earshot, else one
+    trained from text here, only once the takes have passed.
+    """
     from agent.cli.wake import trainable_phrases
     from agent.enroll.store import enrollment, list_enrollments, save_enrollment
     from agent.settings import enrollment_dir, load_settings
@@ -174,22 +105,25 @@ def run_enroll(args: argparse.Namespace) -> int:
         return _list(root, list_enrollments(root))
     if not args.name:
         raise ConfigError("enroll: name a configured wake word (or use --list)")
+    if not (args.files or args.again):
+        _check_recording_options(args)
     settings = load_settings(args.config)
     phrases = trainable_phrases(settings)  # wake words and phrase commands alike
     wake = phrases[args.name] if args.name in phrases else settings.wake_word(args.name)
     base = _base(settings)
-    text_model = _text_model(settings, wake, base)
-
-    from models.enroll.takes import TakeChecker
 
     if args.again:
         stored = enrollment(root, wake.name)
         if stored is None:
             raise ConfigError(f"enroll --again: {wake.name!r} has no stored takes; enroll first")
+        text_model = _text_model(settings, wake, base)
         takes, room, rejected = stored.takes(), stored.room(), []
     else:
-        checker = TakeChecker(base, text_model.phrase_duration_s)
-        audio = _takes(args, wake.phrase, checker)
+        if args.files:
+            text_model, audio = _takes_from_files(args.files, settings, wake, base)
+        else:
+            text_model = _text_model(settings, wake, base)
+            audio = _record_takes(args, wake.phrase, base, text_model)
         takes, rejected = audio.takes, audio.rejected
         room = audio.room if audio.room.size else None
     print(f"{wake.name}: fine-tuning on {len(takes)} takes", file=sys.stderr, flush=True)
@@ -209,38 +143,97 @@ def run_enroll(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_recording_options(args: argparse.Namespace) -> None:
+    """Refuse bad microphone options before anything is loaded or trained."""
+    from agent.enroll.capture import MIN_SAMPLES
+
+    if args.samples < MIN_SAMPLES:
+        raise ConfigError(f"samples: got {args.samples}, expected at least {MIN_SAMPLES}")
+    if args.room_seconds < 1 or args.countdown < 0:
+        raise ConfigError(
+            f"--room-seconds {args.room_seconds:g} / --countdown {args.countdown:g}: expected "
+            "at least 1 s of room and a countdown of 0 s or more"
+        )
+
+
 def _base(settings: Settings) -> BaseModel:
     from agent.daemon.detectors import load_base
 
     return load_base(settings)
 
 
-def _text_model(settings: Settings, wake: WakeWordSettings, base: BaseModel) -> WakeWordModel:
-    """The wake word's detector trained from text, trained first when missing or stale."""
-    from agent.cli.wake import train_one
-    from models.wake.model import WakeWordModel, model_path, stale_reason
+def _ready_text_model(
+    settings: Settings, wake: WakeWordSettings, base: BaseModel
+) -> WakeWordModel | None:
+    """The wake word's detector from text when one is ready: trained, else shipped; or None.
+
+    The same choice the agent makes (`agent.daemon.detectors.load_detector_model`), enrollment
+    aside: the shipped detector stands in only where none was ever trained.
+    """
+    from models.wake.model import (
+        NO_MODEL,
+        WakeWordModel,
+        model_path,
+        shipped_detector,
+        stale_reason,
+    )
 
     assert base.manifest is not None
+    sha256 = base.manifest.sha256
     path = model_path(settings.models.resolved_directory(), wake.name)
-    if stale_reason(path, wake.phrase, base.manifest.sha256) is not None:
-        print(f"{wake.name}: first, its detector from text", file=sys.stderr)
-        train_one(settings, wake, base, force=True)
+    reason = stale_reason(path, wake.phrase, sha256)
+    if reason is None:
+        return WakeWordModel.load(path, base_sha256=sha256)
+    shipped = shipped_detector(wake.name)
+    if reason == NO_MODEL and stale_reason(shipped, wake.phrase, sha256) is None:
+        print(f"{wake.name}: starting from the detector shipped with earshot", file=sys.stderr)
+        return WakeWordModel.load(shipped, base_sha256=sha256)
+    return None
+
+
+def _text_model(settings: Settings, wake: WakeWordSettings, base: BaseModel) -> WakeWordModel:
+    """The wake word's detector from text (`_ready_text_model`), trained first when none is."""
+    from agent.cli.wake import train_one
+    from models.wake.model import WakeWordModel
+
+    ready = _ready_text_model(settings, wake, base)
+    if ready is not None:
+        return ready
+    assert base.manifest is not None
+    print(f"{wake.name}: first, its detector from text", file=sys.stderr)
+    path = train_one(settings, wake, base, force=True)
     return WakeWordModel.load(path, base_sha256=base.manifest.sha256)
 
 
-def _takes(args: argparse.Namespace, phrase: str, checker: Any) -> Any:
-    from agent.enroll.capture import enrollment_from_files, record_enrollment
+def _takes_from_files(
+    files: list[Path], settings: Settings, wake: WakeWordSettings, base: BaseModel
+) -> tuple[WakeWordModel, Any]:
+    """The detector to fine-tune and the checked takes of ``files``, read and checked first.
 
-    if args.files:
-        return enrollment_from_files(args.files, checker)
-    if args.room_seconds < 1 or args.countdown < 0:
-        raise ConfigError(
-            f"--room-seconds {args.room_seconds:g} / --countdown {args.countdown:g}: expected "
-            "at least 1 s of room and a countdown of 0 s or more"
-        )
+    Without a ready detector the takes are checked on everything but their length (which needs
+    the phrase's length, known once its detector is trained), then checked again in full.
+    """
+    from agent.enroll.capture import check_take_files, read_take_files
+    from models.enroll.takes import TakeChecker
+
+    recordings = read_take_files(files)
+    text_model = _ready_text_model(settings, wake, base)
+    if text_model is None:
+        check_take_files(files, recordings, TakeChecker(base, None))
+        text_model = _text_model(settings, wake, base)
+    checker = TakeChecker(base, text_model.phrase_duration_s)
+    return text_model, check_take_files(files, recordings, checker)
+
+
+def _record_takes(
+    args: argparse.Namespace, phrase: str, base: BaseModel, text_model: WakeWordModel
+) -> Any:
+    from agent.enroll.capture import record_enrollment
+    from models.enroll.takes import TakeChecker
+
     return record_enrollment(
-        phrase, checker, samples=args.samples, device=args.device,
-        room_seconds=args.room_seconds, countdown_s=args.countdown,
+        phrase, TakeChecker(base, text_model.phrase_duration_s), samples=args.samples,
+        device=args.device, room_seconds=args.room_seconds, countdown_s=args.countdown,
     )  # fmt: skip
 
 
@@ -283,6 +276,7 @@ def _summary(
     seconds: float,
     directory: Path,
 ) -> None:
+    from agent.cli.numbers import threshold_text
     from agent.daemon.detectors import threshold_of
 
     after = result.model
@@ -292,13 +286,19 @@ def _summary(
     rate_after = _rate_at(after, wake, t_after)
     print(f"{wake.name}: enrolled {result.report['metrics']['takes']} takes in {seconds:.1f} s")
     print(f"  {'':30}{'text only':>22}{'enrolled':>22}")
-    print(f"  {'threshold':30}{t_before:>22.4f}{t_after:>22.4f}")
+    print(f"  {'threshold':30}{threshold_text(t_before):>22}{threshold_text(t_after):>22}")
     print(f"  {'expected false alarms per hour':30}{rate_before:>22.3g}{rate_after:>22.3g}")
     print(
         f"  {'held-out take score':30}{_detected(result.held_out_before, t_before):>22}"
         f"{_detected(result.held_out_after, t_after):>22}"
     )
     print(f"  (threshold: {source}; the held-out take was left out of a trial fine-tune)")
+    for label, model, threshold, rate in (
+        ("text-only", before, t_before, rate_before), ("enrolled", after, t_after, rate_after)
+    ):  # fmt: skip
+        note = _target_missed(wake, label, model, threshold, rate)
+        if note is not None:
+            print(f"  {note}")
     check = "on" if wake.verify_speaker else "off (verify_speaker: false)"
     print(
         f"  speaker check {check}: threshold {speaker.threshold:.3f}, accepts "
@@ -310,6 +310,29 @@ def _summary(
             "more takes, or takes in a quieter room, would help"
         )
     print(f"  stored (owner-only) in {directory}; `earshot forget {wake.name}` deletes it")
+
+
+def _target_missed(
+    wake: WakeWordSettings, label: str, model: WakeWordModel, threshold: float, rate: float
+) -> str | None:
+    """Why a detector's expected false alarms exceed the configured target, or None.
+
+    The threshold for a target is read from the detector's calibration curve, but never above
+    `models.wake.metrics.MAX_THRESHOLD`: a detector that scores speech without the wake word
+    that high fires more often than the target even there, and runs at that threshold.
+    """
+    from agent.cli.numbers import threshold_text
+    from models.wake.metrics import MAX_THRESHOLD
+
+    target = wake.target_false_accepts_per_hour
+    if target is None or rate <= target:
+        return None
+    where = "even at the highest threshold" if threshold >= MAX_THRESHOLD else "at the threshold"
+    return (
+        f"the {label} detector cannot reach the target of {target:g} false alarms/h: "
+        f"{where}, {threshold_text(threshold)}, its calibration ({model.calibration_hours:.2f} h "
+        f"of speech without the wake word) gives {rate:.3g} per hour"
+    )
 
 
 def _rate_at(model: WakeWordModel, wake: WakeWordSettings, threshold: float) -> float:

@@ -2,7 +2,9 @@
 
 User errors (bad config, missing device, unreadable file) print one line naming the problem and
 exit with the error's code (2 config, 3 audio, 4 compute device, 5 model); nothing else prints a
-traceback unless ``--debug`` is given.
+traceback unless ``--debug`` is given. When standard output's reader goes away (``earshot audit
+| head -1``) the command ends quietly with 141, as ``cat`` does; when standard output cannot be
+written otherwise (a full disk) it ends with one line saying so and 1.
 """
 
 from __future__ import annotations
@@ -17,21 +19,23 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from agent import EXIT_INTERRUPTED
 from agent.cli import base as model_commands
 from agent.cli import control as control_commands
 from agent.cli import data as data_command
 from agent.cli import endpoint as endpoint_commands
 from agent.cli import enroll as enroll_commands
+from agent.cli import enroll_eval, output
+from agent.cli import record as record_command
 from agent.cli import run as run_command
 from agent.cli import wake as wake_commands
-from kernels.errors import AudioError, EarshotError
+from kernels.errors import EarshotError
 
 if TYPE_CHECKING:
     pass
 
 _LOGGER = logging.getLogger("earshot")
 
-EXIT_INTERRUPTED = 130
 
 
 BENCH_PACKAGE = "agent.bench"
@@ -59,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  earshot devices              pick a microphone for --device\n"
         "  earshot config check FILE    validate a configuration\n"
         "\nexit codes: 0 success, 2 invalid configuration or arguments, 3 audio problem,\n"
-        "            4 compute-device problem, 5 model problem, 130 interrupted",
+        "            4 compute-device problem, 5 model problem, 130 interrupted,\n"
+        "            141 standard output closed by its reader",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
@@ -76,10 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("devices", help="list audio input devices and their default rates")
 
-    record = commands.add_parser("record", help="record the microphone to a 16 kHz WAV file")
-    record.add_argument("output", type=Path, help="WAV file to write")
-    record.add_argument("--seconds", type=float, default=5.0, help="length to record (default 5)")
-    record.add_argument("--device", help="microphone: name substring or index")
+    record_command.add_parser(commands)
 
     config = commands.add_parser("config", help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
@@ -92,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     enroll_commands.add_parsers(commands)
     endpoint_commands.add_parsers(commands)
     control_commands.add_parsers(commands)
-    enroll_commands.add_eval_parser(eval_what)
+    enroll_eval.add_eval_parser(eval_what)
 
     bench = commands.add_parser("bench", help="benchmarks that print measured figures")
     bench.add_argument(
@@ -112,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_devices(args: argparse.Namespace) -> int:
     """Print every audio input device; '*' marks the default."""
-    from agent.capture.sources import list_input_devices
+    from agent.capture.devices import list_input_devices
 
     devices = list_input_devices()
     if not devices:
@@ -123,32 +125,6 @@ def cmd_devices(args: argparse.Namespace) -> int:
         mark = "*" if d.is_default else " "
         channels, rate_hz = d.max_input_channels, d.default_samplerate_hz
         print(f"{mark} [{d.index}] {d.name} ({d.host_api}): {channels} ch, {rate_hz:.0f} Hz")
-    return 0
-
-
-def cmd_record(args: argparse.Namespace) -> int:
-    """Record the microphone to a 16 kHz 16-bit mono WAV file."""
-    import numpy as np
-    import soundfile
-
-    from agent.capture.sources import MicrophoneSource
-    from dsp.constants import SAMPLE_RATE_HZ
-
-    wanted = int(args.seconds * SAMPLE_RATE_HZ)
-    chunks, have = [], 0
-    with MicrophoneSource(args.device) as mic:
-        print(f"recording {args.seconds:g} s from {mic.name}", file=sys.stderr, flush=True)
-        for chunk in mic.chunks():
-            chunks.append(chunk)
-            have += chunk.size
-            if have >= wanted:
-                break
-    audio = np.concatenate(chunks)[:wanted] if chunks else np.zeros(0, np.float32)
-    try:
-        soundfile.write(args.output, audio, SAMPLE_RATE_HZ, subtype="PCM_16")
-    except (OSError, soundfile.LibsndfileError) as err:
-        raise AudioError(f"{args.output}: cannot write WAV file: {err}") from err
-    print(f"wrote {audio.size / SAMPLE_RATE_HZ:.2f} s to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -170,7 +146,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": run_command.run,
     "devices": cmd_devices,
-    "record": cmd_record,
+    "record": record_command.run,
     "config": cmd_config,
     "bench": cmd_bench,
     "data": data_command.run,
@@ -188,7 +164,28 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``earshot`` console command; returns the exit code."""
+    """Entry point of the ``earshot`` console command; returns the exit code.
+
+    A standard output that cannot be written (its reader went away, as in ``earshot audit |
+    head -1``, or its disk is full) ends the command as ``cat`` ends: see `agent.cli.output`.
+    """
+    output.install()
+    try:
+        try:
+            code = _run(argv)
+        except KeyboardInterrupt:  # before the command runs (it handles its own)
+            code = EXIT_INTERRUPTED
+        finally:
+            sys.stdout.flush()  # a closed or full standard output fails here, not at exit
+    except OSError as err:
+        if not output.is_stdout_failure(err):
+            raise
+        return output.stdout_failed(err)
+    return code
+
+
+def _run(argv: list[str] | None) -> int:
+    """Parse the arguments, set up logging and threads, and run the command."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
@@ -200,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1)
+    return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the command; a user error becomes one line on stderr and its exit code."""
     try:
         return COMMANDS[args.command](args)
     except EarshotError as err:

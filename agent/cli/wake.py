@@ -151,6 +151,7 @@ def train_one(
     """Train ``wake``'s detector from text (and its configured recordings) unless up to date."""
     from threadpoolctl import threadpool_limits
 
+    from agent.cli.numbers import threshold_text
     from agent.cli.progress import StageProgress
     from dsp.audio import load_audio
     from models.wake.model import model_path, recordings_digest, stale_reason
@@ -177,7 +178,7 @@ def train_one(
     threshold, source = threshold_of(wake, model)
     print(
         f"{wake.name}: trained in {time.perf_counter() - started:.1f} s -> {path}; "
-        f"threshold {threshold:.4f} ({source})"
+        f"threshold {threshold_text(threshold)} ({source})"
     )
     return path
 

@@ -332,6 +332,56 @@ def _enroll(
         pump.stop()
 
 
+def read_take_files(files: Sequence[str | Path]) -> list[np.ndarray]:
+    """Every recording's audio (16 kHz mono float32), each file read once.
+
+    Raises
+    ------
+    AudioError
+        A file is missing, empty or not audio; the one-line message names every such file and
+        why, before anything else is done with the takes.
+    """
+    recordings, unreadable = [], []
+    for path in files:
+        try:
+            recordings.append(load_audio(Path(path)))
+        except AudioError as err:
+            unreadable.append(str(err))
+    if unreadable:
+        raise AudioError(
+            f"enrollment: {len(unreadable)} of {len(files)} recordings cannot be read: "
+            + "; ".join(unreadable)
+        )
+    return recordings
+
+
+def check_take_files(
+    files: Sequence[str | Path], recordings: Sequence[np.ndarray], checker: TakeChecker
+) -> EnrollmentAudio:
+    """Takes from recordings already read (`read_take_files`), checked as microphone takes are.
+
+    Raises
+    ------
+    AudioError
+        Fewer than `MIN_SAMPLES` takes pass; the message names each refused file and why.
+    """
+    takes = TakeSet(checker)
+    rejected = []
+    for path, audio in zip(files, recordings, strict=True):
+        verdict = takes.offer(audio)
+        if not verdict.ok:
+            rejected.append(f"{path}: {verdict.reason}")
+        if verdict.note:
+            rejected.append(f"{path}: {verdict.note}")
+    if len(takes) < MIN_SAMPLES:
+        reasons = "".join(f"; {r}" for r in rejected)
+        raise AudioError(
+            f"enrollment: {len(takes)} of {len(files)} recordings are usable, need at least "
+            f"{MIN_SAMPLES}{reasons}"
+        )
+    return EnrollmentAudio(takes.takes, np.zeros(0, np.float32), rejected)
+
+
 def enrollment_from_files(files: Sequence[str | Path], checker: TakeChecker) -> EnrollmentAudio:
     """Takes from recordings, checked as microphone takes are (the room is unknown).
 
@@ -339,19 +389,6 @@ def enrollment_from_files(files: Sequence[str | Path], checker: TakeChecker) -> 
     ------
     AudioError
         A file cannot be read, or fewer than `MIN_SAMPLES` takes pass; the message names each
-        refused file and why.
+        unreadable or refused file and why.
     """
-    takes = TakeSet(checker)
-    rejected = []
-    for path in files:
-        verdict = takes.offer(load_audio(Path(path)))
-        if not verdict.ok:
-            rejected.append(f"{path}: {verdict.reason}")
-        if verdict.note:
-            rejected.append(f"{path}: {verdict.note}")
-    if len(takes) < MIN_SAMPLES:
-        raise AudioError(
-            f"enrollment: {len(takes)} of {len(files)} recordings are usable, need at least "
-            f"{MIN_SAMPLES}; " + "; ".join(rejected)
-        )
-    return EnrollmentAudio(takes.takes, np.zeros(0, np.float32), rejected)
+    return check_take_files(files, read_take_files(files), checker)

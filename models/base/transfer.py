@@ -217,17 +217,23 @@ class TransferRecognizer:
         recognizer = cls(base, manifest.extra["name"], background=BACKGROUND in manifest.labels)
         recognizer.words = list(manifest.labels)
         fine_tuned = bool(manifest.extra["fine_tuned"])
-        _, trainable = recognizer._split_base(fine_tuned)
-        head = build_head(
-            base.config.embedding_dim, len(recognizer.words), np.random.default_rng(0)
-        )
-        head.load_state_dict(
-            {k.removeprefix("head/"): v for k, v in arrays.items() if k.startswith("head/")}
-        )
+        head_state = {
+            k.removeprefix("head/"): v for k, v in arrays.items() if k.startswith("head/")
+        }
+        block_state = {
+            k.removeprefix("block/"): v for k, v in arrays.items() if k.startswith("block/")
+        }
+        try:
+            _, trainable = recognizer._split_base(fine_tuned)
+            head = build_head(
+                base.config.embedding_dim, len(recognizer.words), np.random.default_rng(0)
+            )
+            head.load_state_dict(head_state)
+            if fine_tuned:
+                trainable.load_state_dict(block_state)
+        except ModelError as err:  # a layer or its weights, built from the file's manifest
+            raise ModelError(f"{path}: {err}") from err
         recognizer.head = head
         if fine_tuned:
-            trainable.load_state_dict(
-                {k.removeprefix("block/"): v for k, v in arrays.items() if k.startswith("block/")}
-            )
             recognizer.tuned_block = trainable
         return recognizer

@@ -10,6 +10,7 @@ are compared by cosine similarity.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -132,8 +133,10 @@ class TakeChecker:
     ----------
     base : BaseModel
         The base model whose embeddings compare takes.
-    phrase_duration_s : float
-        Typical length of the phrase, in seconds (the median of its synthesized renditions).
+    phrase_duration_s : float or None
+        Typical length of the phrase, in seconds (the median of its synthesized renditions);
+        None while it is not known (no detector for the phrase yet): takes are then judged on
+        everything but their length.
     noise_floor_dbfs : float, optional
         The room's noise floor (`dsp.vad.noise_floor_dbfs` of a recording of the room); when
         None each take's own quietest stretches stand in for it and the SNR is not checked.
@@ -144,12 +147,12 @@ class TakeChecker:
     def __init__(
         self,
         base: BaseModel,
-        phrase_duration_s: float,
+        phrase_duration_s: float | None,
         *,
         noise_floor_dbfs: float | None = None,
         vad: VadSettings = DEFAULT_VAD,
     ) -> None:
-        if not phrase_duration_s > 0:
+        if phrase_duration_s is not None and not phrase_duration_s > 0:
             raise ValueError(f"phrase_duration_s: got {phrase_duration_s}, expected > 0 seconds")
         self.base = base
         self.phrase_duration_s = phrase_duration_s
@@ -166,8 +169,10 @@ class TakeChecker:
 
     @property
     def allowed_s(self) -> tuple[float, float]:
-        """Shortest and longest allowed speech, in seconds."""
+        """Shortest and longest allowed speech, in seconds; (0, inf) for an unknown phrase."""
         p = self.phrase_duration_s
+        if p is None:
+            return 0.0, math.inf
         return MIN_LENGTH_FACTOR * p, MAX_LENGTH_FACTOR * p + MAX_LENGTH_EXTRA_S
 
     def check(self, audio: np.ndarray) -> TakeVerdict:
@@ -235,6 +240,10 @@ class TakeChecker:
                 f"too quiet for this room: speech only {v.snr_db:.0f} dB above the background "
                 f"noise (need at least {MIN_SNR_DB:.0f} dB)"
             )
+        return None if self.phrase_duration_s is None else self._length_problem(v)
+
+    def _length_problem(self, v: TakeVerdict) -> str | None:
+        """Why a take is too long or too short for the phrase, or None."""
         shortest, longest = self.allowed_s
         if v.speech_s > longest:
             return (
