@@ -154,8 +154,7 @@ def test_status_rows_keep_a_space_between_every_label_and_its_value():
 
 
 def test_threshold_text_tells_the_highest_threshold_from_1():
-    from agent.cli.numbers import threshold_text
-    from models.wake.metrics import MAX_THRESHOLD
+    from models.wake.metrics import MAX_THRESHOLD, threshold_text
 
     assert threshold_text(MAX_THRESHOLD) == "0.99995"
     assert float(threshold_text(MAX_THRESHOLD)) < 1

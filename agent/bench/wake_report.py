@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from models.wake.metrics import threshold_text
+
 
 def _verdict(meets: bool) -> str:
     return "meets" if meets else "MISSES"
@@ -57,7 +59,7 @@ def print_table(result: dict[str, Any]) -> None:
     if "threshold_1_per_hour" in lat:
         print(
             row.format(
-                f"detected at 1 false alarm/h ({lat['threshold_1_per_hour']:.4f})",
+                f"detected at 1 false alarm/h ({threshold_text(lat['threshold_1_per_hour'])})",
                 f"{lat['hit_rate_at_1_per_hour']:.0%}", "",
             )
         )  # fmt: skip

@@ -276,8 +276,8 @@ def _summary(
     seconds: float,
     directory: Path,
 ) -> None:
-    from agent.cli.numbers import threshold_text
     from agent.daemon.detectors import threshold_of
+    from models.wake.metrics import threshold_text
 
     after = result.model
     t_before, _ = threshold_of(wake, before)
@@ -321,8 +321,7 @@ def _target_missed(
     `models.wake.metrics.MAX_THRESHOLD`: a detector that scores speech without the wake word
     that high fires more often than the target even there, and runs at that threshold.
     """
-    from agent.cli.numbers import threshold_text
-    from models.wake.metrics import MAX_THRESHOLD
+    from models.wake.metrics import MAX_THRESHOLD, threshold_text
 
     target = wake.target_false_accepts_per_hour
     if target is None or rate <= target:

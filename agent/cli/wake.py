@@ -151,9 +151,9 @@ def train_one(
     """Train ``wake``'s detector from text (and its configured recordings) unless up to date."""
     from threadpoolctl import threadpool_limits
 
-    from agent.cli.numbers import threshold_text
     from agent.cli.progress import StageProgress
     from dsp.audio import load_audio
+    from models.wake.metrics import threshold_text
     from models.wake.model import model_path, recordings_digest, stale_reason
     from models.wake.training import train_wake_word
 
