@@ -7,9 +7,11 @@ in a temporary folder, against a real local HTTP endpoint.
 from __future__ import annotations
 
 import json
+import queue
 import signal
 import socket
 import stat
+import subprocess
 import threading
 import time
 
@@ -19,7 +21,7 @@ from agent.control.server import request
 from agent.egress.audit import AuditLog
 from agent.egress.receiver import Receiver
 from models.speech.demo_stream import WAKE_VOICE, Line, other_speech, wake_and_command
-from tests.conftest import agent_home, run_earshot
+from tests.conftest import EARSHOT, REPO, agent_home, run_earshot
 from tests.daemon_harness import COMMAND_TEXT, RunningAgent, write_config, write_stream
 
 
@@ -191,6 +193,42 @@ def test_sigterm_during_a_hanging_upload_exits_within_two_seconds(tmp_path, shor
     assert took < 2.0
     (entry,) = AuditLog.read(tmp_path / "home" / "data" / "earshot" / "audit.jsonl")
     assert entry["result"] in ("dropped", "failed")
+
+
+def test_sigterm_while_uploads_drain_at_the_end_of_the_input_exits_within_two_seconds(
+    tmp_path, short_command
+):
+    # At the end of a file the agent waits for uploads still in flight (up to their timeouts and
+    # retries: 3 x 32 s here); a SIGTERM then must still end it within 2 s.
+    hanging = socket.create_server(("127.0.0.1", 0))
+    threading.Thread(target=lambda: hanging.accept(), daemon=True).start()
+    port = hanging.getsockname()[1]
+    config = write_config(tmp_path / "earshot.yaml", endpoint={
+        "url": f"http://127.0.0.1:{port}/audio", "timeout_s": 30, "retries": 2,
+    })  # fmt: skip
+    process = subprocess.Popen(
+        [*EARSHOT, "run", "--config", str(config), "--file", str(short_command), "--fast"],
+        cwd=REPO, env=agent_home(tmp_path / "home"), text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    lines: queue.Queue[str] = queue.Queue()
+    assert process.stderr is not None
+    stderr = process.stderr
+    threading.Thread(target=lambda: [lines.put(line) for line in stderr], daemon=True).start()
+    seen: list[str] = []
+    try:
+        while not any("end of input: waiting up to 96 s for 1 upload" in s for s in seen):
+            seen.append(lines.get(timeout=60))  # queue.Empty: the drain never began
+        process.send_signal(signal.SIGTERM)
+        start = time.monotonic()
+        code = process.wait(timeout=10)
+        took = time.monotonic() - start
+    finally:
+        if process.poll() is None:
+            process.kill()
+        hanging.close()
+    assert code == 0, "".join(seen)
+    assert took < 2.0
 
 
 @pytest.mark.parametrize("seconds", ["-5", "0", "nan", "inf"])

@@ -179,10 +179,20 @@ class Daemon:
         _LOGGER.info("stopped after %.1f s of audio", self.stream_s)
 
     async def _drain_uploads(self) -> None:
-        """At the end of a recording: let uploads finish, within their timeouts and retries."""
+        """At the end of a recording: let uploads finish, within their timeouts and retries.
+
+        SIGTERM or SIGINT ends the wait at once: the promise to stop within 2 s holds here too.
+        """
+        assert self._stopping is not None
         endpoint = self.models.settings.endpoint
-        deadline = time.monotonic() + (endpoint.timeout_s + 2.0) * (endpoint.retries + 1)
+        wait_s = (endpoint.timeout_s + 2.0) * (endpoint.retries + 1)
+        if self.gate.in_flight:
+            _LOGGER.info("end of input: waiting up to %.0f s for %d upload(s)",
+                         wait_s, self.gate.in_flight)  # fmt: skip
+        deadline = time.monotonic() + wait_s
         while self.gate.in_flight and time.monotonic() < deadline:
+            if self._stopping.is_set():
+                break
             await asyncio.sleep(0.05)
 
     def _reload_on_signal(self) -> None:
