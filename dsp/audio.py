@@ -40,6 +40,9 @@ MIN_SAMPLE_RATE_HZ = 1000
 1 Hz to 16 kHz would turn a 40 kB file into 1.3 GB."""
 NOISY_FORMATS = frozenset({"MP3"})
 """libsndfile formats whose decoder writes to stderr on its own while decoding (libmpg123)."""
+QUIET_MAGIC = (b"RIFF", b"RF64", b"fLaC", b"OggS", b"FORM")
+"""Leading bytes of formats whose decoders never write to stderr (WAV, FLAC, OGG, AIFF): opening
+them needs no redirection of stderr, which would also swallow other threads' messages."""
 _MAX_NOTE_BYTES = 4096
 """Most of a decoder's captured notes that is logged."""
 _STDERR_FD = 2
@@ -153,7 +156,7 @@ def _open_checked(path: Path) -> soundfile.SoundFile:
         raise AudioError(f"{path}: cannot read file: {err.strerror}") from err
     _check_wav_length(path, header, file_bytes)
     try:
-        with _decoder_notes(path):
+        with _decoder_notes(path, capture=not header.startswith(QUIET_MAGIC)):
             return soundfile.SoundFile(path)
     except (soundfile.LibsndfileError, RuntimeError) as err:
         reason = str(err).split(": ", 1)[-1] if "Error opening" in str(err) else str(err)
