@@ -165,6 +165,8 @@ class PrivacyGate:
         deadline = time.monotonic() + timeout_s
         for upload in uploads:
             upload.join(max(0.0, deadline - time.monotonic()))
+        for upload in uploads:  # a thread still stuck: audit what it had sent by now
+            upload.drop()
 
     def emit(self, kind: str, fields: dict[str, Any]) -> None:
         """Pass an event on, logging (not raising) a failing callback."""
@@ -244,7 +246,12 @@ class Upload:
         self.audio.finish()
 
     def cancel(self) -> None:
-        """Abandon the upload; it is audited as dropped unless it has already completed."""
+        """Abandon the upload; it is audited as dropped unless it has already completed.
+
+        The worker thread, woken here, writes the audit entry once its socket calls have
+        returned, so that the bytes it records are all the bytes the socket took; without a
+        running worker the entry is written now.
+        """
         if self.inert:
             return
         self._cancelled.set()
@@ -256,7 +263,13 @@ class Upload:
                 conn.sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked on the socket
             except OSError:
                 pass
-        self.complete("dropped", status=None, attempts=self.attempts, error="cancelled")
+        if self._thread is None or not self._thread.is_alive():
+            self.drop()
+
+    def drop(self) -> None:
+        """Audit the upload as dropped (cancelled) unless it has already completed."""
+        if not self.inert:
+            self.complete("dropped", status=None, attempts=self.attempts, error="cancelled")
 
     def join(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for the worker thread to end."""
@@ -329,7 +342,7 @@ class Upload:
         try:
             for attempt in range(1, self.gate.endpoint.retries + 2):
                 if attempt > 1 and self._cancelled.wait(backoff_s(attempt - 1)):
-                    return
+                    raise Cancelled
                 outcome = self._attempt()
                 status, error = outcome.status, target.scrub(outcome.error)
                 self._log_attempt(attempt, outcome)
@@ -340,6 +353,7 @@ class Upload:
                 if not outcome.retry:
                     break
         except Cancelled:
+            self.drop()
             return
         except Exception as err:  # supervisor of the worker: log, audit, never leak the thread
             _LOGGER.exception("upload for %s failed unexpectedly", self.request.wake_word)
