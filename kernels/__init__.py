@@ -6,12 +6,16 @@ for a device does. See ``kernels/README.md`` for an example.
 """
 
 from kernels.network import (
+    IDENTITY,
+    RELU,
+    Activation,
     AvgPool2d,
     Conv2d,
     Dense,
     DepthwiseConv2d,
     GlobalAvgPool,
     Layer,
+    MaxPool2d,
     Network,
     PointwiseConv2d,
     Sigmoid,
@@ -22,6 +26,9 @@ from kernels.ops.batch_norm import fold_batchnorm
 from kernels.runtime import Backend, Engine, NumpyEngine, create_engine, resolve_backend
 
 __all__ = [
+    "IDENTITY",
+    "RELU",
+    "Activation",
     "AvgPool2d",
     "Backend",
     "Conv2d",
@@ -30,6 +37,7 @@ __all__ = [
     "Engine",
     "GlobalAvgPool",
     "Layer",
+    "MaxPool2d",
     "Network",
     "NumpyEngine",
     "PointwiseConv2d",

@@ -32,6 +32,7 @@ from kernels.network import (
     DepthwiseConv2d,
     GlobalAvgPool,
     Layer,
+    MaxPool2d,
     Network,
     PointwiseConv2d,
     Shape,
@@ -43,7 +44,7 @@ from kernels.ops.conv2d import conv2d_launches
 from kernels.ops.depthwise_conv2d import depthwise_conv2d_launches
 from kernels.ops.layout import ConvShape, padded_size
 from kernels.ops.linear import dense_launches, dense_weight_layout, pointwise_conv2d_launches
-from kernels.ops.pooling import avg_pool2d_launch, global_avg_pool
+from kernels.ops.pooling import avg_pool2d_launch, global_avg_pool, max_pool2d_launch
 from kernels.ops.softmax import softmax_launch
 
 _LOGGER = logging.getLogger(__name__)
@@ -59,8 +60,14 @@ ACTIVATIONS = ("act0", "act1")
 def _conv_shape(layer: Conv2d | DepthwiseConv2d, shape: Shape, out: Shape, batch: int) -> ConvShape:
     kernel = (layer.weight.shape[0], layer.weight.shape[1])
     return ConvShape(
-        batch, shape[0], shape[1], shape[2], out[2], kernel, layer.stride, layer.padding
-    )
+        batch, shape[0], shape[1], shape[2], out[2], kernel, layer.stride, layer.pads,
+        layer.dilation,
+    )  # fmt: skip
+
+
+def _is_depthwise(layer: Conv2d) -> bool:
+    """Whether a grouped convolution is a depthwise one (a group per channel, one output each)."""
+    return layer.groups > 1 and layer.weight.shape[2] == 1 and layer.weight.shape[3] == layer.groups
 
 
 def plan_layer(
@@ -94,25 +101,38 @@ def plan_layer(
     """
     x = x or whole("x", batch * padded_size(shape))
     y = y or whole("y", batch * padded_size(out))
-    if isinstance(layer, Conv2d | DepthwiseConv2d):
-        build = conv2d_launches if isinstance(layer, Conv2d) else depthwise_conv2d_launches
+    if isinstance(layer, Conv2d) and _is_depthwise(layer):
         conv = _conv_shape(layer, shape, out, batch)
-        return build(layer.weight, layer.bias, conv, x, y, name=name, relu=layer.relu,
-                     uniform_limit=uniform_limit)  # fmt: skip
+        return depthwise_conv2d_launches(
+            layer.weight[:, :, 0, :], layer.bias, conv, x, y, name=name,
+            activation=layer.activation, uniform_limit=uniform_limit,
+        )  # fmt: skip
+    if isinstance(layer, Conv2d):
+        return conv2d_launches(
+            layer.weight, layer.bias, _conv_shape(layer, shape, out, batch), x, y, name=name,
+            activation=layer.activation, uniform_limit=uniform_limit, groups=layer.groups,
+        )  # fmt: skip
+    if isinstance(layer, DepthwiseConv2d):
+        return depthwise_conv2d_launches(
+            layer.weight, layer.bias, _conv_shape(layer, shape, out, batch), x, y, name=name,
+            activation=layer.activation, uniform_limit=uniform_limit,
+        )  # fmt: skip
     if isinstance(layer, PointwiseConv2d):
         return pointwise_conv2d_launches(
             layer.weight, layer.bias, x, y, positions=batch * shape[0] * shape[1], name=name,
-            relu=layer.relu, uniform_limit=uniform_limit,
+            activation=layer.activation, uniform_limit=uniform_limit,
         )  # fmt: skip
     if isinstance(layer, Dense):
         return dense_launches(
             dense_weight_layout(layer.weight, shape), layer.bias, x, y, rows=batch,
-            pix=ROWS_PER_DENSE_INVOCATION, name=name, relu=layer.relu,
+            pix=ROWS_PER_DENSE_INVOCATION, name=name, activation=layer.activation,
             uniform_limit=uniform_limit,
         )  # fmt: skip
-    if isinstance(layer, AvgPool2d):
+    if isinstance(layer, AvgPool2d | MaxPool2d):
         pool = ConvShape(batch, shape[0], shape[1], shape[2], shape[2], layer.kernel, layer.step)
-        return Launches([avg_pool2d_launch(pool, x, y, relu=layer.relu)])
+        if isinstance(layer, MaxPool2d):
+            return Launches([max_pool2d_launch(pool, x, y)])
+        return Launches([avg_pool2d_launch(pool, x, y, activation=layer.activation)])
     if isinstance(layer, GlobalAvgPool):
         positions = shape[0] * shape[1]
         return Launches([global_avg_pool(x, y, batch=batch, positions=positions, c=pad4(out[0]))])

@@ -4,19 +4,20 @@ A `Network` is the per-window input shape plus a tuple of layer specs. Layer spe
 dataclasses holding float32 weights in this package's layouts (see `kernels.ops.layout`):
 activations are NHWC, weights put output channels last. Batch norm is not a layer: fold it into
 the preceding convolution or dense layer with `kernels.ops.batch_norm.fold_batchnorm` when the
-network is built (``Conv2d.with_batchnorm`` and friends do that). ReLU is a flag on the layer
-that produces the activation, so the kernel applies it before writing.
+network is built (``Conv2d.with_batchnorm`` and friends do that). An activation (`Activation`:
+identity, ReLU, leaky ReLU, each optionally clamped) is a field of the layer that produces the
+values, so the kernel applies it before writing.
 
 Example
 -------
 >>> import numpy as np
->>> from kernels.network import Conv2d, Dense, GlobalAvgPool, Network, Softmax, run_numpy
+>>> from kernels.network import RELU, Conv2d, Dense, GlobalAvgPool, Network, Softmax, run_numpy
 >>> rng = np.random.default_rng(0)
 >>> net = Network(
 ...     input_shape=(98, 40, 1),
 ...     layers=(
 ...         Conv2d(rng.normal(size=(10, 4, 1, 8)), np.zeros(8), stride=(2, 2), padding=(4, 1),
-...                relu=True),
+...                activation=RELU),
 ...         GlobalAvgPool(),
 ...         Dense(rng.normal(size=(8, 12)), np.zeros(12)),
 ...         Softmax(),
@@ -32,19 +33,38 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 
 from kernels.errors import ModelError
-from kernels.ops.activation import sigmoid_ref
+from kernels.ops.activation import IDENTITY, RELU, Activation, activation_ref, sigmoid_ref
 from kernels.ops.batch_norm import fold_batchnorm
 from kernels.ops.conv2d import conv2d_ref
 from kernels.ops.depthwise_conv2d import depthwise_conv2d_ref
-from kernels.ops.layout import Pair, Shape, conv_output_hw
+from kernels.ops.layout import PADDING_FORMS, Padding, Pads, Pair, Shape, conv_output_hw, pads4
 from kernels.ops.linear import dense_ref, pointwise_conv2d_ref
-from kernels.ops.pooling import avg_pool2d_ref, global_avg_pool_ref
+from kernels.ops.pooling import avg_pool2d_ref, global_avg_pool_ref, max_pool2d_ref
 from kernels.ops.softmax import softmax_ref
+
+__all__ = [
+    "IDENTITY",
+    "RELU",
+    "Activation",
+    "AvgPool2d",
+    "Conv2d",
+    "Dense",
+    "DepthwiseConv2d",
+    "GlobalAvgPool",
+    "Layer",
+    "MaxPool2d",
+    "Network",
+    "PointwiseConv2d",
+    "Shape",
+    "Sigmoid",
+    "Softmax",
+    "run_numpy",
+]
 
 FLOPS_PER_ACTIVATION = 4
 """Operations per value counted for softmax and sigmoid."""
@@ -75,15 +95,61 @@ def _check_channels(channels: int, expected: int, layer: str) -> None:
         raise ModelError(f"{layer}: got {channels} input channels, weight expects {expected}")
 
 
-def _relu(out: np.ndarray, relu: bool) -> np.ndarray:
-    return np.maximum(out, 0, out=out) if relu else out
+def _integers(value: Any, minimum: int) -> tuple[int, ...] | None:
+    """``value`` as a tuple of ints, or None unless it is a sequence of integers >= minimum."""
+    try:
+        values = tuple(value)
+        if all(int(v) == v and v >= minimum for v in values):
+            return tuple(int(v) for v in values)
+    except (TypeError, ValueError, OverflowError):
+        pass
+    return None
+
+
+def _pair(value: Any, name: str, minimum: int) -> Pair:
+    values = _integers(value, minimum)
+    if values is None or len(values) != 2:
+        raise ModelError(f"{name}: got {value!r}, expected two integers >= {minimum}")
+    return values[0], values[1]
+
+
+def _padding(value: Any, name: str) -> Padding:
+    values = _integers(value, 0)
+    if values is None or len(values) not in PADDING_FORMS:
+        raise ModelError(
+            f"{name}: got {value!r}, expected (rows, columns) or (top, left, bottom, right), "
+            "integers >= 0"
+        )
+    if len(values) == PADDING_FORMS[0]:
+        return values[0], values[1]
+    return values[0], values[1], values[2], values[3]
+
+
+def _check_activation(activation: Any, layer: str) -> None:
+    if not isinstance(activation, Activation):
+        raise ModelError(
+            f"{layer}.activation: got {activation!r}, expected a kernels.network.Activation "
+            "such as IDENTITY, RELU or Activation(slope=0.2, low=0.0)"
+        )
+
+
+def _output_hw(
+    layer: str, shape: Shape, kernel: Pair, stride: Pair, padding: Padding, dilation: Pair
+) -> Pair:
+    """(out_h, out_w) of a window over (height, width), or ModelError naming ``layer``."""
+    height, width, _ = _require_hwc(shape, layer)
+    try:
+        return conv_output_hw((height, width), kernel, stride, padding, dilation)
+    except ValueError as exc:
+        raise ModelError(f"{layer}: input shape {shape}: {exc}") from None
 
 
 class _Weighted:
-    """What the layers with weights share: the array checks, batch-norm folding."""
+    """What the layers with weights share: the array checks, the activation, batch-norm folding."""
 
     weight: np.ndarray
     bias: np.ndarray
+    activation: Activation
     WEIGHT_NDIM = 2
     """Axes of the weight (its last is the output channels)."""
 
@@ -91,6 +157,7 @@ class _Weighted:
         name = type(self).__name__
         object.__setattr__(self, "weight", _array(self.weight, self.WEIGHT_NDIM, f"{name}.weight"))
         object.__setattr__(self, "bias", _check_bias(self.bias, self.weight.shape[-1], name))
+        _check_activation(self.activation, name)
 
     def with_batchnorm(self, **batchnorm: np.ndarray | float) -> Self:
         """Return this layer with a following batch norm folded in (see `fold_batchnorm`)."""
@@ -98,51 +165,105 @@ class _Weighted:
         return replace(self, weight=weight, bias=bias)  # type: ignore[type-var]
 
 
+class _Convolution(_Weighted):
+    """What Conv2d and DepthwiseConv2d share: stride, padding and dilation, checked."""
+
+    stride: Pair
+    padding: Padding
+    dilation: Pair
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        name = type(self).__name__
+        object.__setattr__(self, "stride", _pair(self.stride, f"{name}.stride", 1))
+        object.__setattr__(self, "padding", _padding(self.padding, f"{name}.padding"))
+        object.__setattr__(self, "dilation", _pair(self.dilation, f"{name}.dilation", 1))
+
+    @property
+    def pads(self) -> Pads:
+        """The padding as (top, left, bottom, right)."""
+        return pads4(self.padding)
+
+    def _out_hw(self, shape: Shape) -> Pair:
+        kernel = (self.weight.shape[0], self.weight.shape[1])
+        name = type(self).__name__
+        return _output_hw(name, shape, kernel, self.stride, self.padding, self.dilation)
+
+
 @dataclass(frozen=True, eq=False)
-class Conv2d(_Weighted):
-    """2-D convolution: weight [kh, kw, in_c, out_c] (HWIO), bias [out_c], optional ReLU."""
+class Conv2d(_Convolution):
+    """2-D convolution: weight [kh, kw, in_c // groups, out_c] (HWIO), bias [out_c].
+
+    ``padding`` is (rows, columns) on both sides or (top, left, bottom, right); ``dilation``
+    spaces the taps; with ``groups`` > 1, output channel o reads only the input channels of its
+    group ``o // (out_c // groups)``. ``activation`` is applied to every output value.
+    """
 
     weight: np.ndarray
     bias: np.ndarray
     stride: Pair = (1, 1)
-    padding: Pair = (0, 0)
-    relu: bool = False
+    padding: Padding = (0, 0)
+    activation: Activation = IDENTITY
+    dilation: Pair = (1, 1)
+    groups: int = 1
     WEIGHT_NDIM = 4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        out_c = self.weight.shape[3]
+        groups = _integers((self.groups,), 1)
+        if groups is None or out_c % groups[0]:
+            raise ModelError(
+                f"Conv2d.groups: got {self.groups!r}, expected an integer >= 1 that divides the "
+                f"{out_c} output channels"
+            )
+        object.__setattr__(self, "groups", groups[0])
 
     def output_shape(self, shape: Shape) -> Shape:
         """Per-window output shape for per-window input shape (height, width, in_c)."""
-        height, width, channels = _require_hwc(shape, "Conv2d")
-        kh, kw, in_c, out_c = self.weight.shape
-        _check_channels(channels, in_c, "Conv2d")
-        return (*conv_output_hw((height, width), (kh, kw), self.stride, self.padding), out_c)
+        _, _, channels = _require_hwc(shape, "Conv2d")
+        group_in, out_c = self.weight.shape[2], self.weight.shape[3]
+        if channels != group_in * self.groups:
+            raise ModelError(
+                f"Conv2d: got {channels} input channels, weight expects {group_in * self.groups} "
+                f"({self.groups} groups of {group_in})"
+            )
+        return (*self._out_hw(shape), out_c)
 
     def flops(self, shape: Shape) -> int:
         """Multiply-adds x 2 per window."""
-        kh, kw, in_c, _ = self.weight.shape
-        return 2 * math.prod(self.output_shape(shape)) * kh * kw * in_c
+        kh, kw, group_in, _ = self.weight.shape
+        return 2 * math.prod(self.output_shape(shape)) * kh * kw * group_in
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Numpy path: [batch, *input] -> [batch, *output]."""
-        return _relu(conv2d_ref(x, self.weight, self.bias, self.stride, self.padding), self.relu)
+        out = conv2d_ref(
+            x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
+        return activation_ref(out, self.activation, inplace=True)
 
 
 @dataclass(frozen=True, eq=False)
-class DepthwiseConv2d(_Weighted):
-    """Depthwise 2-D convolution: weight [kh, kw, c], bias [c], optional ReLU."""
+class DepthwiseConv2d(_Convolution):
+    """Depthwise 2-D convolution: weight [kh, kw, c], bias [c], an activation.
+
+    ``padding`` and ``dilation`` as in `Conv2d`.
+    """
 
     weight: np.ndarray
     bias: np.ndarray
     stride: Pair = (1, 1)
-    padding: Pair = (0, 0)
-    relu: bool = False
+    padding: Padding = (0, 0)
+    activation: Activation = IDENTITY
+    dilation: Pair = (1, 1)
     WEIGHT_NDIM = 3
 
     def output_shape(self, shape: Shape) -> Shape:
         """Per-window output shape for per-window input shape (height, width, c)."""
-        height, width, channels = _require_hwc(shape, "DepthwiseConv2d")
-        kh, kw, c = self.weight.shape
+        _, _, channels = _require_hwc(shape, "DepthwiseConv2d")
+        c = self.weight.shape[2]
         _check_channels(channels, c, "DepthwiseConv2d")
-        return (*conv_output_hw((height, width), (kh, kw), self.stride, self.padding), c)
+        return (*self._out_hw(shape), c)
 
     def flops(self, shape: Shape) -> int:
         """Multiply-adds x 2 per window."""
@@ -151,17 +272,19 @@ class DepthwiseConv2d(_Weighted):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Numpy path: [batch, *input] -> [batch, *output]."""
-        out = depthwise_conv2d_ref(x, self.weight, self.bias, self.stride, self.padding)
-        return _relu(out, self.relu)
+        out = depthwise_conv2d_ref(
+            x, self.weight, self.bias, self.stride, self.padding, self.dilation
+        )
+        return activation_ref(out, self.activation, inplace=True)
 
 
 @dataclass(frozen=True, eq=False)
 class PointwiseConv2d(_Weighted):
-    """Pointwise (1x1) convolution: weight [in_c, out_c], bias [out_c], optional ReLU."""
+    """Pointwise (1x1) convolution: weight [in_c, out_c], bias [out_c], an activation."""
 
     weight: np.ndarray
     bias: np.ndarray
-    relu: bool = False
+    activation: Activation = IDENTITY
 
     def output_shape(self, shape: Shape) -> Shape:
         """Per-window output shape for per-window input shape (height, width, in_c)."""
@@ -175,7 +298,8 @@ class PointwiseConv2d(_Weighted):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Numpy path: [batch, *input] -> [batch, *output]."""
-        return _relu(pointwise_conv2d_ref(x, self.weight, self.bias), self.relu)
+        out = pointwise_conv2d_ref(x, self.weight, self.bias)
+        return activation_ref(out, self.activation, inplace=True)
 
 
 @dataclass(frozen=True, eq=False)
@@ -184,7 +308,7 @@ class Dense(_Weighted):
 
     weight: np.ndarray
     bias: np.ndarray
-    relu: bool = False
+    activation: Activation = IDENTITY
 
     def output_shape(self, shape: Shape) -> Shape:
         """Per-window output shape (out,) for any per-window input shape of in_features values."""
@@ -200,16 +324,22 @@ class Dense(_Weighted):
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Numpy path: [batch, *input] -> [batch, out]."""
         rows = x.reshape(x.shape[0], self.weight.shape[0])
-        return _relu(dense_ref(rows, self.weight, self.bias), self.relu)
+        return activation_ref(
+            dense_ref(rows, self.weight, self.bias), self.activation, inplace=True
+        )
 
 
-@dataclass(frozen=True)
-class AvgPool2d:
-    """Average pooling over ``kernel`` windows, no padding; stride None means ``kernel``."""
+class _Pool:
+    """What the pooling layers share: ``kernel`` windows with no padding, stride None = kernel."""
 
     kernel: Pair
-    stride: Pair | None = None
-    relu: bool = False
+    stride: Pair | None
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        object.__setattr__(self, "kernel", _pair(self.kernel, f"{name}.kernel", 1))
+        if self.stride is not None:
+            object.__setattr__(self, "stride", _pair(self.stride, f"{name}.stride", 1))
 
     @property
     def step(self) -> Pair:
@@ -218,16 +348,46 @@ class AvgPool2d:
 
     def output_shape(self, shape: Shape) -> Shape:
         """Per-window output shape for per-window input shape (height, width, c)."""
-        height, width, channels = _require_hwc(shape, "AvgPool2d")
-        return (*conv_output_hw((height, width), self.kernel, self.step, (0, 0)), channels)
+        name = type(self).__name__
+        out_hw = _output_hw(name, shape, self.kernel, self.step, (0, 0), (1, 1))
+        return (*out_hw, shape[2])
 
     def flops(self, shape: Shape) -> int:
-        """One add per input read, per window."""
+        """One operation per input read, per window."""
         return math.prod(self.output_shape(shape)) * self.kernel[0] * self.kernel[1]
+
+
+@dataclass(frozen=True)
+class AvgPool2d(_Pool):
+    """Average pooling over ``kernel`` windows, no padding; stride None means ``kernel``."""
+
+    kernel: Pair
+    stride: Pair | None = None
+    activation: Activation = IDENTITY
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_activation(self.activation, "AvgPool2d")
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Numpy path: [batch, *input] -> [batch, *output]."""
-        return _relu(avg_pool2d_ref(x, self.kernel, self.step), self.relu)
+        out = avg_pool2d_ref(x, self.kernel, self.step)
+        return activation_ref(out, self.activation, inplace=True)
+
+
+@dataclass(frozen=True)
+class MaxPool2d(_Pool):
+    """Max pooling over ``kernel`` windows, no padding; stride None means ``kernel``.
+
+    Input rows and columns past the last whole window are dropped (ONNX's ``ceil_mode=0``).
+    """
+
+    kernel: Pair
+    stride: Pair | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Numpy path: [batch, *input] -> [batch, *output]."""
+        return max_pool2d_ref(x, self.kernel, self.step)
 
 
 @dataclass(frozen=True)
@@ -283,6 +443,7 @@ Layer = (
     | PointwiseConv2d
     | Dense
     | AvgPool2d
+    | MaxPool2d
     | GlobalAvgPool
     | Softmax
     | Sigmoid

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels.network import (
+    RELU,
     Conv2d,
     Dense,
     DepthwiseConv2d,
@@ -84,7 +85,7 @@ def ds_cnn_test_network(seed: int = 0, *, softmax: bool = False) -> Network:
         rng.normal(0.0, 0.1, CHANNELS),
         stride=FIRST_STRIDE,
         padding=FIRST_PADDING,
-        relu=True,
+        activation=RELU,
     )
     layers: list[Layer] = [first.with_batchnorm(**random_batchnorm(rng, CHANNELS))]
     dh, dw = DEPTHWISE_KERNEL
@@ -93,10 +94,12 @@ def ds_cnn_test_network(seed: int = 0, *, softmax: bool = False) -> Network:
             _he(rng, (dh, dw, CHANNELS), dh * dw),
             rng.normal(0.0, 0.1, CHANNELS),
             padding=DEPTHWISE_PADDING,
-            relu=True,
+            activation=RELU,
         )
         pointwise = PointwiseConv2d(
-            _he(rng, (CHANNELS, CHANNELS), CHANNELS), rng.normal(0.0, 0.1, CHANNELS), relu=True
+            _he(rng, (CHANNELS, CHANNELS), CHANNELS),
+            rng.normal(0.0, 0.1, CHANNELS),
+            activation=RELU,
         )
         layers.append(depthwise.with_batchnorm(**random_batchnorm(rng, CHANNELS)))
         layers.append(pointwise.with_batchnorm(**random_batchnorm(rng, CHANNELS)))

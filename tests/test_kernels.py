@@ -18,6 +18,8 @@ import pytest
 from kernels.device import GpuDevice
 from kernels.gpu_network import WgpuNetwork
 from kernels.network import (
+    IDENTITY,
+    RELU,
     AvgPool2d,
     Conv2d,
     Dense,
@@ -84,7 +86,9 @@ def test_conv2d(gpu: GpuDevice, x_shape, kernel, out_c, stride, padding) -> None
     weight = rng.standard_normal((*kernel, x_shape[3], out_c), dtype=np.float32) / np.sqrt(fan_in)
     bias = rng.standard_normal(out_c, dtype=np.float32)
     for relu in (False, True):
-        layer = Conv2d(weight, bias, stride=stride, padding=padding, relu=relu)
+        layer = Conv2d(
+            weight, bias, stride=stride, padding=padding, activation=RELU if relu else IDENTITY
+        )
         expected = conv2d_ref(x, weight, bias, stride, padding)
         _check(_run_gpu(gpu, layer, x), relu_ref(expected) if relu else expected, TOL_CONV2D)
 
@@ -102,7 +106,7 @@ def test_depthwise_conv2d(gpu: GpuDevice, x_shape, kernel, stride, padding) -> N
     x = rng.standard_normal(x_shape, dtype=np.float32)
     weight = rng.standard_normal((*kernel, x_shape[3]), dtype=np.float32)
     bias = rng.standard_normal(x_shape[3], dtype=np.float32)
-    layer = DepthwiseConv2d(weight, bias, stride=stride, padding=padding, relu=True)
+    layer = DepthwiseConv2d(weight, bias, stride=stride, padding=padding, activation=RELU)
     expected = relu_ref(depthwise_conv2d_ref(x, weight, bias, stride, padding))
     _check(_run_gpu(gpu, layer, x), expected, TOL_DEPTHWISE)
 
@@ -130,7 +134,7 @@ def test_dense(gpu: GpuDevice) -> None:
     weight = rng.standard_normal((37, 13), dtype=np.float32)
     bias = rng.standard_normal(13, dtype=np.float32)
     expected = relu_ref(dense_ref(x, weight, bias))
-    _check(_run_gpu(gpu, Dense(weight, bias, relu=True), x), expected, TOL_DENSE)
+    _check(_run_gpu(gpu, Dense(weight, bias, activation=RELU), x), expected, TOL_DENSE)
 
 
 def test_dense_flattens_a_spatial_input(gpu: GpuDevice) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from kernels.errors import ModelError
-from kernels.network import Sigmoid, Softmax, run_numpy
+from kernels.network import RELU, Sigmoid, Softmax, run_numpy
 from kernels.ops.conv2d import conv2d_ref
 from kernels.ops.depthwise_conv2d import depthwise_conv2d_ref
 from models.nn.layers import (
@@ -329,7 +329,8 @@ def test_to_inference_matches_the_model_in_inference_mode() -> None:
     x = _rng(2).standard_normal((5, 9, 6, 1)).astype(np.float32)
     network = to_inference(model, (9, 6, 1))
     assert len(network.layers) == 6  # conv, depthwise, pointwise, pool, dense, dense
-    assert [getattr(spec, "relu", False) for spec in network.layers] == [1, 1, 1, 0, 1, 0]
+    relu = [getattr(spec, "activation", None) == RELU for spec in network.layers]
+    assert relu == [True, True, True, False, True, False]
     out = run_numpy(network, x)
     expected = model.forward(x, training=False)
     assert out.shape == expected.shape

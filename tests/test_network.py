@@ -19,6 +19,7 @@ from kernels.device import GpuDevice, list_adapters, open_device
 from kernels.errors import DeviceError, ModelError
 from kernels.gpu_network import WgpuNetwork, max_chunk, plan_layer
 from kernels.network import (
+    RELU,
     AvgPool2d,
     Conv2d,
     Dense,
@@ -284,10 +285,10 @@ def test_every_layer_type_composes(gpu: GpuDevice) -> None:
     network = Network(
         input_shape=(17, 11, 3),
         layers=(
-            Conv2d(normal(3, 3, 3, 6), normal(1, 6)[0], padding=(1, 1), relu=True),
+            Conv2d(normal(3, 3, 3, 6), normal(1, 6)[0], padding=(1, 1), activation=RELU),
             AvgPool2d((2, 2)),
-            DepthwiseConv2d(normal(3, 3, 6), normal(1, 6)[0], stride=(2, 1), relu=True),
-            PointwiseConv2d(normal(6, 5), normal(1, 5)[0], relu=True),
+            DepthwiseConv2d(normal(3, 3, 6), normal(1, 6)[0], stride=(2, 1), activation=RELU),
+            PointwiseConv2d(normal(6, 5), normal(1, 5)[0], activation=RELU),
             Dense(normal(3 * 3 * 5, 7), normal(1, 7)[0]),
             Sigmoid(),
         ),

@@ -25,6 +25,7 @@ from agent.bench.common import MS_PER_S
 from kernels.device import list_adapters, open_device
 from kernels.gpu_network import WgpuNetwork
 from kernels.network import (
+    RELU,
     Conv2d,
     Dense,
     DepthwiseConv2d,
@@ -181,7 +182,7 @@ def to_onnx(network: Network) -> bytes:
             node, new_inits, x = _conv_node(helper, layer, index, x)
             nodes.append(node)
             inits += new_inits
-            if layer.relu:
+            if layer.activation == RELU:
                 nodes.append(helper.make_node("Relu", [x], [f"relu{index}"]))
                 x = f"relu{index}"
         elif isinstance(layer, GlobalAvgPool):

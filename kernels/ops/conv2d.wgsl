@@ -1,12 +1,13 @@
 // conv2d: 2-D convolution (cross-correlation, as in every deep learning framework) of NHWC
-// activations with HWIO weights, any kernel size, stride and zero padding; reference
+// activations with HWIO weights, any kernel size, stride, dilation and zero padding; reference
 // kernels.ops.conv2d.conv2d_ref (forward), conv2d_input_grad_ref and conv2d_weight_grad_ref.
 // Reads outside the image are masked or skipped: no padded copy of x is made.
 //
 // Inference kernels (conv2d_patch, conv2d_tiled) read and write the padded vec4 layout (see
-// quad_params in shared.wgsl) with bias and an optional fused ReLU. w [KH, KW, WCIN, COUT4] f32
-// (WCIN is CIN4, or CIN itself when CIN < 4) and b [COUT4] f32, zero-padded; KN (components used
-// per input quad) is min(CIN, 4). Their tile loops are unrolled, so every accumulator is a
+// quad_params in shared.wgsl) with bias and the fused activation (`activate`). w [KH, KW, WCIN,
+// COUT4] f32 (WCIN is CIN4, or CIN itself when CIN < 4) and b [COUT4] f32, zero-padded; KN
+// (components used per input quad) is min(CIN, 4). A grouped convolution arrives with its weight
+// expanded to a block-diagonal dense one (conv2d_group_weight). Their tile loops are unrolled, so every accumulator is a
 // register and every weight offset is uniform across invocations.
 // Training kernels (conv2d_forward, conv2d_input_grad, conv2d_weight_grad) read and write
 // unpadded f32 arrays bound at offsets that are multiples of 256 bytes: x [BATCH, H, W, CI],
@@ -40,7 +41,7 @@ const Q_OUT: u32 = ${COUT4} / 4u;
         //! unroll kx ${KW}
         //! unroll ci4 ${CIN_QUADS}
         {
-            let v = tap(img, iy0 + i32({ky}), ix0 + i32({kx}), {ci4});
+            let v = tap(img, iy0 + i32({ky}) * DH, ix0 + i32({kx}) * DW, {ci4});
             //! unroll k ${KN}
             xs[{p} * TAPS + ({ky} * KW + {kx}) * WCIN + 4u * {ci4} + {k}] = v[{k}];
             //! end
@@ -104,7 +105,7 @@ override OC_0: u32 = 0u;
     {
         var v: array<vec4<f32>, ${PIX}>;
         //! unroll p ${PIX}
-        v[{p}] = tap(img[{p}], iy0[{p}] + i32({ky}), ix0[{p}] + i32({kx}), {ci4});
+        v[{p}] = tap(img[{p}], iy0[{p}] + i32({ky}) * DH, ix0[{p}] + i32({kx}) * DW, {ci4});
         //! end
         let k0 = (({ky} * KW + {kx}) * WCIN + 4u * {ci4}) * COUT4 + OC_0;
         //! include tile_fma
@@ -209,7 +210,7 @@ override OC_0: u32 = 0u;
 // conv2d_weight_grad: first pass of the weight gradient, partial sums over chunks of CHUNK output
 // positions (column_sum adds the partials, so the result is correct and deterministic for any
 // batch size): partial[s, ky, kx, ci, co] = sum over m in chunk s of
-// x[n, oy * SH + ky - PH, ox * SW + kx - PW, ci] * g[m, co].
+// x[n, oy * SH + ky * DH - PH, ox * SW + kx * DW - PW, ci] * g[m, co].
 // Workgroup size: ${WORKGROUP} invocations along x; the grid's x covers the taps (ky, kx, ci) and
 //   its y the (chunk, channel tile) pairs (see row_main).
 // Work per invocation: one tap x a tile of TN consecutive output channels over one chunk: each x

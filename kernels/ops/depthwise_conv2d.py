@@ -1,8 +1,9 @@
 """Depthwise 2-D convolution: numpy references (forward, gradients) and kernel launches.
 
 Kernels (``depthwise_conv2d.wgsl``): ``depthwise_conv2d`` for inference (padded vec4 layout,
-output tiles, bias and fused ReLU), ``depthwise_forward``, ``depthwise_input_grad`` and
-``depthwise_weight_grad`` for training (unpadded, four channels per invocation when they allow).
+output tiles, bias and the fused activation, any dilation), ``depthwise_forward``,
+``depthwise_input_grad`` and ``depthwise_weight_grad`` for training (unpadded, four channels per
+invocation when they allow, no dilation).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import math
 import numpy as np
 
 from kernels.launch import QUAD, Launch, Launches, Slice, channel_vectors, pad4, read, write
+from kernels.ops.activation import Activation, activation_overrides
 from kernels.ops.column_sum import REDUCE_CHUNK, splits, sum_partials
 from kernels.ops.layout import (
     ConvShape,
+    Padding,
     Pair,
     QuadParams,
     Shape,
@@ -33,7 +36,8 @@ def depthwise_conv2d_ref(
     weight: np.ndarray,
     bias: np.ndarray | None = None,
     stride: Pair = (1, 1),
-    padding: Pair = (0, 0),
+    padding: Padding = (0, 0),
+    dilation: Pair = (1, 1),
 ) -> np.ndarray:
     """Depthwise 2-D convolution: each channel convolved with its own kernel, plus bias.
 
@@ -47,8 +51,10 @@ def depthwise_conv2d_ref(
         Added to every output position; None adds nothing.
     stride : tuple[int, int]
         Step between windows along (height, width), each at least 1.
-    padding : tuple[int, int]
-        Zeros added on both sides of (height, width).
+    padding : tuple[int, int] or tuple[int, int, int, int]
+        Zeros added on both sides of (height, width), or (top, left, bottom, right).
+    dilation : tuple[int, int]
+        Distance between taps along (height, width), each at least 1.
 
     Returns
     -------
@@ -56,7 +62,7 @@ def depthwise_conv2d_ref(
         Output sizes as in `kernels.ops.conv2d.conv2d_ref`.
     """
     kh, kw, _ = weight.shape
-    view = windows(f32(x), (kh, kw), stride, padding)  # [b, oh, ow, c, kh, kw]
+    view = windows(f32(x), (kh, kw), stride, padding, dilation)  # [b, oh, ow, c, kh, kw]
     out = np.einsum("bhwckl,klc->bhwc", view, f32(weight))
     if bias is not None:
         out += f32(bias)
@@ -68,7 +74,7 @@ def depthwise_input_grad_ref(
     weight: np.ndarray,
     input_shape: Shape,
     stride: Pair = (1, 1),
-    padding: Pair = (0, 0),
+    padding: Padding = (0, 0),
 ) -> np.ndarray:
     """Gradient of a depthwise convolution with respect to its input.
 
@@ -96,7 +102,7 @@ def depthwise_weight_grad_ref(
     grad_out: np.ndarray,
     kernel: Pair,
     stride: Pair = (1, 1),
-    padding: Pair = (0, 0),
+    padding: Padding = (0, 0),
 ) -> np.ndarray:
     """Gradient of a depthwise convolution with respect to its weight.
 
@@ -121,7 +127,7 @@ def depthwise_weight_grad_ref(
 
 def depthwise_conv2d_launches(
     weight: np.ndarray, bias: np.ndarray, shape: ConvShape, x: Slice, y: Slice, *, name: str,
-    relu: bool, uniform_limit: int,
+    activation: Activation, uniform_limit: int,
 ) -> Launches:  # fmt: skip
     """Inference forward on the padded layout: one invocation per tile of outputs.
 
@@ -132,13 +138,13 @@ def depthwise_conv2d_launches(
     bias : np.ndarray [shape=(c,)]
         Bias.
     shape : ConvShape
-        Geometry for the batch of one launch.
+        Geometry (padding, dilation) for the batch of one launch.
     x, y : Slice
         Input and output activations, channels padded to a multiple of 4.
     name : str
         Prefix of the parameter buffers (``<name>.weight``, ``<name>.bias``).
-    relu : bool
-        Apply ReLU to the output.
+    activation : Activation
+        Applied to every output value (see `kernels.ops.activation.activation_ref`).
     uniform_limit : int
         Largest uniform buffer binding in bytes; larger parameters go to storage buffers.
 
@@ -153,8 +159,8 @@ def depthwise_conv2d_launches(
     out_h, out_w = shape.out_hw
     rows, cols = min(DEPTHWISE_TILE[0], out_h), min(DEPTHWISE_TILE[1], out_w)
     tiles_y, tiles_x = math.ceil(out_h / rows), math.ceil(out_w / cols)
-    patch_rows = (rows - 1) * shape.stride[0] + kh
-    patch_cols = (cols - 1) * shape.stride[1] + kw
+    patch_rows = (rows - 1) * shape.stride[0] + (kh - 1) * shape.dilation[0] + 1
+    patch_cols = (cols - 1) * shape.stride[1] + (kw - 1) * shape.dilation[1] + 1
     constants = dict(
         shape.constants(), **params.constants, TILES_X=tiles_x, TILES_Y=tiles_y,
         CIN_QUADS=c4 // QUAD, TR=rows, TC=cols, PR=patch_rows, PC=patch_cols,
@@ -163,7 +169,7 @@ def depthwise_conv2d_launches(
     launch = Launch(
         "depthwise_conv2d", constants, (read(x), *params.bindings, write(y)),
         shape.batch * tiles_y * tiles_x, rolled=frozenset({"c4"}),
-        overrides={"RELU": float(relu)},
+        overrides=activation_overrides(activation),
     )  # fmt: skip
     return Launches([launch], params.uploads)
 

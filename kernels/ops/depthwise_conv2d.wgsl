@@ -1,10 +1,10 @@
 // depthwise_conv2d: per-channel 2-D convolution (each channel with its own kernel; any kernel
-// size, stride and zero padding) of NHWC activations; reference
+// size, stride, dilation and zero padding) of NHWC activations; reference
 // kernels.ops.depthwise_conv2d.depthwise_conv2d_ref (forward), depthwise_input_grad_ref and
 // depthwise_weight_grad_ref. Reads outside the image are masked or skipped.
 //
 // The inference kernel (depthwise_conv2d) reads and writes the padded vec4 layout (see
-// quad_params in shared.wgsl) with bias and an optional fused ReLU; w [KH, KW, C4] and b [C4]
+// quad_params in shared.wgsl) with bias and the fused activation; w [KH, KW, C4] and b [C4]
 // f32, zero-padded. The training kernels (depthwise_forward, depthwise_input_grad,
 // depthwise_weight_grad) read and write unpadded arrays bound at offsets that are multiples of 256
 // bytes: x [BATCH, H, W, C], y and g [BATCH, OH, OW, C], w [KH, KW, C]; neighbouring invocations
@@ -18,8 +18,9 @@
 //   channels, four at a time (the c4 loop, a WGSL loop). For each channel quad the invocation
 //   reads the input patch the tile needs, PR x PC positions, once into registers (xs), so
 //   neighbouring outputs share the taps they overlap on: (TR + 2) x (TC + 2) reads for TR x TC
-//   outputs of a 3x3 kernel instead of 9 per output. The tile and kernel loops are unrolled, so
-//   every xs index is a constant and every weight offset is uniform across invocations.
+//   outputs of a 3x3 kernel instead of 9 per output (PR = (TR - 1) * SH + (KH - 1) * DH + 1,
+//   likewise PC). The tile and kernel loops are unrolled, so every xs index is a constant and
+//   every weight offset is uniform across invocations.
 //! const u32 TILES_X TILES_Y TC PC CIN_QUADS
 //! include quad_params
 //! include tap
@@ -46,7 +47,7 @@
             var acc = b[q];
             //! unroll ky ${KH}
             //! unroll kx ${KW}
-            acc = fma(xs[({ty} * u32(SH) + {ky}) * PC + {tx} * u32(SW) + {kx}], w[({ky} * KW + {kx}) * CIN_QUADS + q], acc);
+            acc = fma(xs[({ty} * u32(SH) + {ky} * u32(DH)) * PC + {tx} * u32(SW) + {kx} * u32(DW)], w[({ky} * KW + {kx}) * CIN_QUADS + q], acc);
             //! end
             //! end
             if (oy0 + {ty} < OH && ox0 + {tx} < OW) {
@@ -130,7 +131,7 @@
 //! kernel depthwise_weight_grad
 // depthwise_weight_grad: first pass of the weight gradient, partial sums over chunks of CHUNK
 // output positions (column_sum adds the partials): partial[s, ky, kx, c] = sum over m in chunk s
-// of x[n, oy * SH + ky - PH, ox * SW + kx - PW, c] * g[m, c].
+// of x[n, oy * SH + ky * DH - PH, ox * SW + kx * DW - PW, c] * g[m, c].
 // Workgroup size: ${WORKGROUP} invocations; 2-D grid of workgroups, flattened (see flat_main).
 // Work per invocation: every tap (ky, kx) of one channel (or quad) over one chunk, so each g
 //   value read feeds KH x KW multiply-adds. The tap loops are unrolled; m is a WGSL loop.

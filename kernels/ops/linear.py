@@ -1,9 +1,9 @@
 """Matrix products over channels (pointwise and dense layers): references and kernel launches.
 
 Kernels (``linear.wgsl``): ``pointwise_conv2d`` and ``dense`` for inference (padded vec4 layout,
-bias and fused ReLU; dense also serves pointwise layers too wide to hold a row in registers),
-``matmul`` for training (each layer's forward, input gradient and weight gradient, through
-strides, on unpadded arrays).
+bias and the fused activation; dense also serves pointwise layers too wide to hold a row in
+registers), ``matmul`` for training (each layer's forward, input gradient and weight gradient,
+through strides, on unpadded arrays).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kernels.launch import QUAD, Constant, Launch, Launches, Slice, pad4, read, write
+from kernels.ops.activation import Activation, activation_overrides
 from kernels.ops.column_sum import REDUCE_CHUNK, splits, sum_partials
 from kernels.ops.layout import (
     PIXELS_PER_INVOCATION,
@@ -119,7 +120,7 @@ def dense_weight_layout(weight: np.ndarray, shape: Shape) -> np.ndarray:
 
 def dense_launches(
     weight: np.ndarray, bias: np.ndarray, x: Slice, y: Slice, *, rows: int, pix: int, name: str,
-    relu: bool, uniform_limit: int,
+    activation: Activation, uniform_limit: int,
 ) -> Launches:  # fmt: skip
     """Inference ``y = x @ weight + bias`` for ``rows`` rows, once per tile of output channels.
 
@@ -137,8 +138,8 @@ def dense_launches(
         Rows per invocation.
     name : str
         Prefix of the parameter buffers.
-    relu : bool
-        Apply ReLU to the output.
+    activation : Activation
+        Applied to every output value (see `kernels.ops.activation.activation_ref`).
     uniform_limit : int
         Largest uniform buffer binding in bytes; larger parameters go to storage buffers.
 
@@ -156,7 +157,7 @@ def dense_launches(
             (read(x), *params.bindings, write(y)),
             math.ceil(rows / pix),
             rolled=frozenset({"i4"}),
-            overrides={"RELU": float(relu), "OC_0": float(c0)},
+            overrides={**activation_overrides(activation), "OC_0": float(c0)},
         )  # fmt: skip
         for c0, cn in channel_groups(cout4)
     ]
@@ -165,7 +166,7 @@ def dense_launches(
 
 def pointwise_conv2d_launches(
     weight: np.ndarray, bias: np.ndarray, x: Slice, y: Slice, *, positions: int, name: str,
-    relu: bool, uniform_limit: int,
+    activation: Activation, uniform_limit: int,
 ) -> Launches:  # fmt: skip
     """Inference pointwise convolution: pointwise_conv2d, or dense when rows are too wide.
 
@@ -181,8 +182,8 @@ def pointwise_conv2d_launches(
         Positions of the launch (batch * height * width).
     name : str
         Prefix of the parameter buffers.
-    relu : bool
-        Apply ReLU to the output.
+    activation : Activation
+        Applied to every output value (see `kernels.ops.activation.activation_ref`).
     uniform_limit : int
         Largest uniform buffer binding in bytes; larger parameters go to storage buffers.
 
@@ -196,7 +197,7 @@ def pointwise_conv2d_launches(
     if in_quads > PRELOAD_QUADS:
         return dense_launches(
             padded, bias, x, y, rows=positions, pix=PIXELS_PER_INVOCATION, name=name,
-            relu=relu, uniform_limit=uniform_limit,
+            activation=activation, uniform_limit=uniform_limit,
         )  # fmt: skip
     pix = max(1, min(PIXELS_PER_INVOCATION, PRELOAD_QUADS // in_quads))
     params = QuadParams.of(name, padded, pad_axes(bias, {0: cout4}), uniform_limit)
@@ -206,7 +207,8 @@ def pointwise_conv2d_launches(
     )  # fmt: skip
     launch = Launch(
         "pointwise_conv2d", constants, (read(x), *params.bindings, write(y)),
-        math.ceil(positions / pix), rolled=frozenset({"ob"}), overrides={"RELU": float(relu)},
+        math.ceil(positions / pix), rolled=frozenset({"ob"}),
+        overrides=activation_overrides(activation),
     )  # fmt: skip
     return Launches([launch], params.uploads)
 

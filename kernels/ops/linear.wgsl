@@ -3,9 +3,9 @@
 // dense_ref are the same product).
 //
 // Inference kernels (pointwise_conv2d, dense) read and write the padded vec4 layout (see
-// quad_params in shared.wgsl) with an optional fused ReLU: x [N_POS, CIN4 / 4], y [N_POS,
-// COUT4 / 4], w [CIN4, COUT4] f32 row-major and b [COUT4] f32, zero-padded (a spatial input of a
-// dense layer is flattened with its channels padded, and w's rows laid out to match).
+// quad_params in shared.wgsl) and apply the fused activation (`activate`): x [N_POS, CIN4 / 4],
+// y [N_POS, COUT4 / 4], w [CIN4, COUT4] f32 row-major and b [COUT4] f32, zero-padded (a spatial
+// input of a dense layer is flattened with its channels padded, and w's rows laid out to match).
 // The training kernel (matmul) serves the pointwise and dense layers each way, forward x @ w +
 // bias, input gradient g @ w^T and weight gradient x^T @ g, on unpadded f32 arrays.
 

@@ -1,7 +1,8 @@
-"""Average pooling over windows and global average pooling: references and kernel launches.
+"""Average and max pooling over windows, global average pooling: references and launches.
 
-Kernels (``pooling.wgsl``): ``avg_pool2d`` (inference, padded vec4 layout, fused ReLU),
-``global_avg_pool`` (inference and training alike) and ``global_avg_pool_grad`` (training).
+Kernels (``pooling.wgsl``): ``avg_pool2d`` (inference, padded vec4 layout, fused activation),
+``max_pool2d`` (inference, padded vec4 layout), ``global_avg_pool`` (inference and training
+alike) and ``global_avg_pool_grad`` (training).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels.launch import QUAD, Launch, Slice, channel_vectors, f32_literal, pad4, read, write
+from kernels.ops.activation import Activation, activation_overrides
 from kernels.ops.layout import ConvShape, Pair, Shape, f32, windows
 
 
@@ -32,6 +34,29 @@ def avg_pool2d_ref(x: np.ndarray, kernel: Pair, stride: Pair | None = None) -> n
     stride = kernel if stride is None else stride
     view = windows(f32(x), kernel, stride, (0, 0))  # [b, oh, ow, c, kh, kw]
     return view.mean(axis=(4, 5), dtype=np.float32)
+
+
+def max_pool2d_ref(x: np.ndarray, kernel: Pair, stride: Pair | None = None) -> np.ndarray:
+    """Maximum over ``kernel`` windows with no padding (every window lies inside the input).
+
+    Parameters
+    ----------
+    x : np.ndarray [shape=(batch, height, width, c)]
+        Input activations, NHWC.
+    kernel : tuple[int, int]
+        Window size along (height, width).
+    stride : tuple[int, int] or None
+        Step between windows; None means ``kernel`` (non-overlapping windows).
+
+    Returns
+    -------
+    np.ndarray [shape=(batch, out_h, out_w, c)], float32
+        ``out_h = (height - kernel[0]) // stride[0] + 1``, likewise ``out_w``; input rows and
+        columns past the last whole window are not read.
+    """
+    stride = kernel if stride is None else stride
+    view = windows(f32(x), kernel, stride, (0, 0))  # [b, oh, ow, c, kh, kw]
+    return view.max(axis=(4, 5))
 
 
 def global_avg_pool_ref(x: np.ndarray) -> np.ndarray:
@@ -68,12 +93,34 @@ def global_avg_pool_grad_ref(grad_out: np.ndarray, input_shape: Shape) -> np.nda
     return np.broadcast_to(scaled[:, None, None, :], input_shape).astype(np.float32)
 
 
-def avg_pool2d_launch(shape: ConvShape, x: Slice, y: Slice, *, relu: bool) -> Launch:
+def avg_pool2d_launch(shape: ConvShape, x: Slice, y: Slice, *, activation: Activation) -> Launch:
     """Inference average pooling on the padded layout (``shape.padding`` must be zero)."""
     constants = dict(shape.constants(), CIN_QUADS=pad4(shape.in_c) // QUAD)
     return Launch(
         "avg_pool2d", constants, (read(x), write(y)), shape.positions,
-        rolled=frozenset({"ky", "kx"}), overrides={"RELU": float(relu)},
+        rolled=frozenset({"ky", "kx"}), overrides=activation_overrides(activation),
+    )  # fmt: skip
+
+
+def max_pool2d_launch(shape: ConvShape, x: Slice, y: Slice) -> Launch:
+    """Inference max pooling on the padded layout (``shape.padding`` must be zero).
+
+    Parameters
+    ----------
+    shape : ConvShape
+        Window geometry for the batch of one launch (in_c == out_c, no padding or dilation).
+    x, y : Slice
+        Input and output activations, channels padded to a multiple of 4.
+
+    Returns
+    -------
+    Launch
+        One max_pool2d launch, an invocation per output position.
+    """
+    constants = dict(shape.constants(), CIN_QUADS=pad4(shape.in_c) // QUAD)
+    return Launch(
+        "max_pool2d", constants, (read(x), write(y)), shape.positions,
+        rolled=frozenset({"ky", "kx"}),
     )  # fmt: skip
 
 

@@ -1,10 +1,10 @@
-// pooling: average pooling over windows (inference) and global average pooling (inference and
-// training) with its gradient; references kernels.ops.pooling.avg_pool2d_ref,
-// global_avg_pool_ref and global_avg_pool_grad_ref.
+// pooling: average and max pooling over windows (inference) and global average pooling
+// (inference and training) with its gradient; references kernels.ops.pooling.avg_pool2d_ref,
+// max_pool2d_ref, global_avg_pool_ref and global_avg_pool_grad_ref.
 
 //! kernel avg_pool2d
 // avg_pool2d: average over KH x KW windows with stride (SH, SW), no padding (every window lies
-// inside the image), optional fused ReLU, on the padded vec4 layout: x [BATCH, H, W, CIN_QUADS]
+// inside the image), fused activation, on the padded vec4 layout: x [BATCH, H, W, CIN_QUADS]
 // and y [BATCH, OH, OW, CIN_QUADS] vec4<f32> (see quad_params in shared.wgsl).
 // Workgroup size: ${WORKGROUP} invocations, 1-D.
 // Work per invocation: one output position x all channels, four at a time (the unrolled inner
@@ -32,6 +32,42 @@ const SCALE: f32 = 1.0 / f32(${KH} * ${KW});
     //! end
     //! unroll q ${CIN_QUADS}
     y[i * CIN_QUADS + {q}] = activate(acc[{q}] * SCALE);
+    //! end
+}
+
+//! kernel max_pool2d
+// max_pool2d: maximum over KH x KW windows with stride (SH, SW), no padding (every window lies
+// inside the image), on the padded vec4 layout: x [BATCH, H, W, CIN_QUADS] and
+// y [BATCH, OH, OW, CIN_QUADS] vec4<f32> (see quad_params in shared.wgsl); padding lanes stay 0.
+// Workgroup size: ${WORKGROUP} invocations, 1-D.
+// Work per invocation: one output position x all channels, four at a time (the unrolled inner
+//   loop, so each input pixel's reads are contiguous). The accumulators start at the window's
+//   first tap, so no sentinel value is needed. The window loops (ky, kx) are WGSL loops.
+//! include window
+//! const u32 CIN_QUADS
+
+@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> y: array<vec4<f32>>;
+
+//! include flat_main
+    let at = out_position(i);
+    let first = pixel(at.x, i32(at.y) * SH, i32(at.z) * SW) * CIN_QUADS;
+    var acc: array<vec4<f32>, ${CIN_QUADS}>;
+    //! unroll q ${CIN_QUADS}
+    acc[{q}] = x[first + {q}];
+    //! end
+    //! unroll ky ${KH}
+    //! unroll kx ${KW}
+    {
+        let base = pixel(at.x, i32(at.y) * SH + i32({ky}), i32(at.z) * SW + i32({kx})) * CIN_QUADS;
+        //! unroll q ${CIN_QUADS}
+        acc[{q}] = max(acc[{q}], x[base + {q}]);
+        //! end
+    }
+    //! end
+    //! end
+    //! unroll q ${CIN_QUADS}
+    y[i * CIN_QUADS + {q}] = acc[{q}];
     //! end
 }
 

@@ -29,8 +29,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 
 //! fragment window
 // A sliding window over x [BATCH, H, W, channels] giving [BATCH, OH, OW, channels]: kernel
-// KH x KW, stride (SH, SW), symmetric zero padding (PH, PW); signed where offsets can be negative.
-//! const i32 H W SH SW PH PW
+// KH x KW taps spaced (DH, DW) apart, stride (SH, SW), PH rows and PW columns of zeros before the
+// image (those after it only shorten or lengthen OH and OW); signed where offsets can be negative.
+//! const i32 H W SH SW PH PW DH DW
 //! const u32 OH OW KH KW
 
 // Output position m (flattened batch, row, column) as (n, oy, ox).
@@ -65,24 +66,24 @@ fn out_pixel(n: u32, oy: i32, ox: i32) -> u32 {
 
 // Input row (column) that output row oy (column ox) reads at tap ky (kx); -1 in the padding.
 fn in_row(oy: u32, ky: u32) -> i32 {
-    let r = i32(oy) * SH + i32(ky) - PH;
+    let r = i32(oy) * SH + i32(ky) * DH - PH;
     return select(-1, r, r >= 0 && r < H);
 }
 
 fn in_col(ox: u32, kx: u32) -> i32 {
-    let c = i32(ox) * SW + i32(kx) - PW;
+    let c = i32(ox) * SW + i32(kx) * DW - PW;
     return select(-1, c, c >= 0 && c < W);
 }
 
 // Output row (column) whose window reads input row iy (column ix) at tap ky (kx); -1 when no
 // window does (the stride skips it, or it lies past the output).
 fn out_row(iy: i32, ky: u32) -> i32 {
-    let t = iy + PH - i32(ky);
+    let t = iy + PH - i32(ky) * DH;
     return select(-1, t / SH, t >= 0 && t % SH == 0 && t / SH < i32(OH));
 }
 
 fn out_col(ix: i32, kx: u32) -> i32 {
-    let t = ix + PW - i32(kx);
+    let t = ix + PW - i32(kx) * DW;
     return select(-1, t / SW, t >= 0 && t % SW == 0 && t / SW < i32(OW));
 }
 
@@ -92,14 +93,26 @@ fn out_col(ix: i32, kx: u32) -> i32 {
 alias V = ${VEC};
 
 //! fragment activate
-// Fused ReLU, chosen per pipeline.
-override RELU: bool = false;
+// The fused epilogue of an inference layer (kernels.ops.activation.activation_ref), chosen per
+// pipeline: y = v where v >= 0, else SLOPE * v (SLOPE 1: identity, 0: ReLU), then clamped to
+// [LOW, HIGH] when CLAMP. WGSL has no infinity, so the plan passes an open bound as the largest
+// float32 and sets CLAMP only when a bound is finite.
+override SLOPE: f32 = 1.0;
+override CLAMP: bool = false;
+override LOW: f32 = 0.0;
+override HIGH: f32 = 0.0;
 
 fn activate(v: vec4<f32>) -> vec4<f32> {
-    if (RELU) {
-        return max(v, vec4<f32>(0.0));
+    var y = v;
+    if (SLOPE == 0.0) {
+        y = max(v, vec4<f32>(0.0));
+    } else if (SLOPE != 1.0) {
+        y = select(v * SLOPE, v, v >= vec4<f32>(0.0));
     }
-    return v;
+    if (CLAMP) {
+        y = clamp(y, vec4<f32>(LOW), vec4<f32>(HIGH));
+    }
+    return y;
 }
 
 //! fragment quad_params

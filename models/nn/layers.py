@@ -288,7 +288,7 @@ def to_inference(
             spec = _fold(spec, kept[position][1])  # type: ignore[arg-type]
             position += 1
         if position < len(kept) and isinstance(kept[position][1], ReLU):
-            spec = dataclasses.replace(spec, relu=True)
+            spec = dataclasses.replace(spec, activation=kn.RELU)
             position += 1
         specs.append(spec)
     if output in _HEADS:
