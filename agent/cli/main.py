@@ -26,6 +26,7 @@ from agent.cli import data as data_command
 from agent.cli import endpoint as endpoint_commands
 from agent.cli import enroll as enroll_commands
 from agent.cli import enroll_eval, output
+from agent.cli import model as import_commands
 from agent.cli import record as record_command
 from agent.cli import run as run_command
 from agent.cli import wake as wake_commands
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     wake_commands.add_parsers(commands, eval_what)
     enroll_commands.add_parsers(commands)
     endpoint_commands.add_parsers(commands)
+    import_commands.add_parsers(commands)
     control_commands.add_parsers(commands)
     enroll_eval.add_eval_parser(eval_what)
 
@@ -100,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "suite", nargs="?", default="all", choices=list(_bench().SUITES),
         help="all (the default): every suite below summed up in one table, the peers included; "
-        "frontend: feature cost; engine: inference; train: a training step, numpy vs wgpu; "
+        "frontend: feature cost; engine: inference; embedding: the speech embedding per hop, "
+        "streamed and whole; train: a training step, numpy vs wgpu; "
         "wake: ten wake words vs one, detection latency, training a wake word; "
         "daemon: the running agent's CPU, memory, start-up and wake-to-upload latency; "
         "peers: openWakeWord's and Porcupine's CPU; soak: hours of audio through the detector "
@@ -156,6 +159,7 @@ COMMANDS = {
     "enroll": enroll_commands.run_enroll,
     "forget": enroll_commands.run_forget,
     "receiver": endpoint_commands.run_receiver,
+    "model": import_commands.run_model,
     "audit": endpoint_commands.run_audit,
     "status": control_commands.run_status,
     "events": control_commands.run_events,

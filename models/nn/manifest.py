@@ -11,7 +11,8 @@ field, the value received and what is allowed::
 
 A schema is made of specs: `Number` (an integer or a finite number, in bounds), `Text`,
 `Exactly` (one value), `ListOf`, `MapOf` (a mapping of names to values of one spec), `Record` (a
-mapping of named fields, each with its own spec) and `ANY`. This module knows nothing
+mapping of named fields, each with its own spec), `Tagged` (one of several records, named by a
+field), `Nullable` and `ANY`. This module knows nothing
 of earshot's models: `models.nn.checkpoint` holds the schema every manifest meets, and the model
 modules (`models.base.model`, `models.wake.model`) the schema of their kind.
 """
@@ -227,6 +228,42 @@ class Record(Spec):
                 spec.check(value[key], _join(where, key))
             elif key not in self.optional:
                 raise _Invalid(_join(where, key), "required key is missing")
+
+
+@dataclass(frozen=True)
+class Nullable(Spec):
+    """``null``, or a value meeting ``spec``."""
+
+    spec: Spec
+
+    def describe(self) -> str:  # noqa: D102
+        return f"null or {self.spec.describe()}"
+
+    def check(self, value: object, where: str) -> None:  # noqa: D102
+        if value is not None:
+            self.spec.check(value, where)
+
+
+@dataclass(frozen=True)
+class Tagged(Spec):
+    """A mapping whose ``tag`` field names its variant, and which meets that variant's `Record`."""
+
+    tag: str
+    variants: Mapping[str, Record]
+
+    def describe(self) -> str:  # noqa: D102
+        return f"a mapping whose {self.tag!r} is one of {sorted(self.variants)}"
+
+    def check(self, value: object, where: str) -> None:  # noqa: D102
+        if not isinstance(value, dict):
+            raise self._refuse(value, where)
+        name = value.get(self.tag)
+        if not isinstance(name, str) or name not in self.variants:
+            raise _Invalid(
+                _join(where, self.tag), f"got {show(name)}, expected one of {sorted(self.variants)}"
+            )
+        fields = {self.tag: Exactly(name), **self.variants[name].fields}
+        Record(fields, self.variants[name].optional).check(value, where)
 
 
 def validate_manifest(path: str | os.PathLike[str], manifest: object, schema: Spec) -> None:
