@@ -22,12 +22,14 @@ with the window).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from kernels.errors import ModelError
 from kernels.network import (
+    Activation,
     AvgPool2d,
     Conv2d,
     DepthwiseConv2d,
@@ -36,6 +38,7 @@ from kernels.network import (
     Network,
     PointwiseConv2d,
 )
+from kernels.ops.activation import activation_ref
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,102 @@ def _time_geometry(layer: Layer) -> _TimeGeometry | None:
     if isinstance(layer, PointwiseConv2d):
         return _TimeGeometry(1, 1)
     return None
+
+
+class _ConvColumns:
+    """A convolution (groups 1) on a few columns: one gather of its taps and one matrix product.
+
+    The kept columns are stored padded along width, so a hop pads only its new columns. This is
+    `kernels.ops.conv2d.conv2d_ref` with the per-call set-up done once, because a hop runs every
+    layer on one to eight columns and the set-up, not the arithmetic, would dominate.
+    """
+
+    def __init__(self, layer: Conv2d, new: int, width: int) -> None:
+        kh, kw, in_c, out_c = layer.weight.shape
+        _, self.left, _, self.right = layer.pads
+        self.matrix = np.ascontiguousarray(layer.weight.reshape(kh * kw * in_c, out_c))
+        self.bias, self.activation = layer.bias, layer.activation
+        (s_h, s_w), (d_h, d_w) = layer.stride, layer.dilation
+        out_w = (width + self.left + self.right - (kw - 1) * d_w - 1) // s_w + 1
+        self.taps = [
+            (slice(a * d_h, a * d_h + (new - 1) * s_h + 1, s_h),
+             slice(b * d_w, b * d_w + (out_w - 1) * s_w + 1, s_w))
+            for a in range(kh) for b in range(kw)
+        ]  # fmt: skip
+        self.rows = new * out_w
+        self.out_shape = (new, out_w, out_c)
+
+    def pad(self, x: np.ndarray) -> np.ndarray:
+        """Columns [n, width, c] as the layer reads them: zero-padded along width."""
+        if not (self.left or self.right):
+            return x
+        padded = np.zeros((x.shape[0], x.shape[1] + self.left + self.right, x.shape[2]), x.dtype)
+        padded[:, self.left : self.left + x.shape[1]] = x
+        return padded
+
+    def __call__(self, cache: np.ndarray) -> np.ndarray:
+        taps = [cache[rows, cols] for rows, cols in self.taps]
+        columns = taps[0] if len(taps) == 1 else np.concatenate(taps, axis=2)
+        out = columns.reshape(self.rows, -1) @ self.matrix
+        out += self.bias
+        return _activate(out, self.activation).reshape(self.out_shape)
+
+
+def _activate(out: np.ndarray, activation: Activation) -> np.ndarray:
+    """`kernels.ops.activation.activation_ref` in place, in as few passes as it takes."""
+    slope = activation.slope
+    if 0.0 <= slope < 1.0:  # leaky or plain ReLU: max(x, slope * x)
+        np.maximum(out, out * np.float32(slope), out=out)
+    elif slope != 1.0:
+        return activation_ref(out, activation, inplace=True)
+    if activation.low > -math.inf:
+        np.maximum(out, np.float32(activation.low), out=out)
+    if activation.high < math.inf:
+        np.minimum(out, np.float32(activation.high), out=out)
+    return out
+
+
+class _MaxColumns:
+    """Max pooling on a few columns: the maximum of its strided taps."""
+
+    def __init__(self, layer: MaxPool2d, new: int, width: int) -> None:
+        (kh, kw), (s_h, s_w) = layer.kernel, layer.step
+        out_w = (width - kw) // s_w + 1
+        self.taps = [
+            (slice(a, a + (new - 1) * s_h + 1, s_h), slice(b, b + (out_w - 1) * s_w + 1, s_w))
+            for a in range(kh) for b in range(kw)
+        ]  # fmt: skip
+
+    def pad(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def __call__(self, cache: np.ndarray) -> np.ndarray:
+        rows, cols = self.taps[0]
+        out = cache[rows, cols].copy()
+        for rows, cols in self.taps[1:]:
+            np.maximum(out, cache[rows, cols], out=out)
+        return out
+
+
+class _Forward:
+    """Any other time layer: its numpy reference on the kept columns."""
+
+    def __init__(self, layer: Layer) -> None:
+        self.layer = layer
+
+    def pad(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def __call__(self, cache: np.ndarray) -> np.ndarray:
+        return self.layer.forward(cache[None])[0]
+
+
+def _columns(layer: Layer, new: int, width: int) -> _ConvColumns | _MaxColumns | _Forward:
+    if isinstance(layer, Conv2d) and layer.groups == 1:
+        return _ConvColumns(layer, new, width)
+    if isinstance(layer, MaxPool2d):
+        return _MaxColumns(layer, new, width)
+    return _Forward(layer)
 
 
 class StreamingNetwork:
@@ -113,6 +212,10 @@ class StreamingNetwork:
             self._skip.append(skip)
             self._keep.append((new - 1) * g.stride + g.span + skip)
         self._tail_columns = network.shapes[len(geometry)][0]
+        self._steps = [
+            _columns(layer, new, network.shapes[i][1])
+            for i, (layer, new) in enumerate(zip(self._time_layers, self._new, strict=True))
+        ]
         self.reset()
 
     def __repr__(self) -> str:
@@ -150,8 +253,8 @@ class StreamingNetwork:
         """Run the whole first window, keeping each time layer's input tail."""
         x = window[None]
         caches = []
-        for layer, keep in zip(self._time_layers, self._keep, strict=True):
-            caches.append(x[0, -keep:])
+        for layer, keep, step in zip(self._time_layers, self._keep, self._steps, strict=True):
+            caches.append(step.pad(x[0, -keep:]))
             x = layer.forward(x)
         self._caches, self._last = caches, x[0]
         return self._finish()
@@ -160,13 +263,12 @@ class StreamingNetwork:
         """One hop: each time layer on its kept columns plus the new ones."""
         assert self._caches is not None and self._last is not None
         x = frames
-        for i, layer in enumerate(self._time_layers):
-            cache = np.concatenate((self._caches[i], x))[-self._keep[i] :]
+        for i, step in enumerate(self._steps):
+            x = step.pad(x)
+            keep = self._keep[i]
+            cache = x if x.shape[0] >= keep else np.concatenate((self._caches[i], x))[-keep:]
             self._caches[i] = cache
-            end = cache.shape[0] - self._skip[i]
-            x = layer.forward(cache[None, :end])[0]
-            if x.shape[0] != self._new[i]:  # the geometry above guarantees it
-                raise ModelError(f"streaming: layer {i} gave {x.shape[0]} columns")
+            x = step(cache[: cache.shape[0] - self._skip[i]])
         self._last = np.concatenate((self._last, x))[-self._tail_columns :]
         return self._finish()
 

@@ -8,6 +8,7 @@ The suites, in `SUITES` (``earshot bench`` loads this package by name and calls 
 - all (`agent.bench.summary`, the default): every suite below summed up in one table;
 - frontend: CPU cost of the streaming log-mel front end;
 - engine: batch-1 latency and throughput of the speech network on every backend;
+- embedding: the imported speech embedding's cost per 80 ms hop, streamed and whole-window;
 - train: a training step of the base network, numpy against wgpu;
 - wake: ten wake words against one, detection latency, training a wake word from text;
 - daemon: the running agent's CPU, memory, start-up and wake-to-upload latency;
@@ -28,6 +29,7 @@ SUITES: dict[str, str] = {
     "all": "summary",
     "frontend": "frontend",
     "engine": "engine",
+    "embedding": "embedding",
     "train": "train",
     "wake": "wake",
     "daemon": "daemon",
