@@ -207,6 +207,17 @@ def test_an_unsupported_op_names_the_node_op_and_attributes_and_writes_nothing(
     assert not out.exists() and not list(tmp_path.glob(".out.npz*"))
 
 
+def test_an_output_that_cannot_be_written_is_one_line_naming_it(tmp_path: Path, agent_env) -> None:
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["y"], kernel_shape=[1, 1])]
+    path = save(tmp_path, nodes, (1, 4, 4), (1, 4, 4), [("w1", w(1, 1, 1, 1))])
+    out = tmp_path / "missing-folder" / "sub"
+    out.parent.write_text("a file where a folder should be")
+    result = run_earshot("model", "import", str(path), "--out", str(out / "x.npz"), "--licence",
+                         "MIT", env=agent_env)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "--out" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_branching_graph_is_refused(tmp_path: Path) -> None:
     nodes = [
         helper.make_node("Conv", ["x", "w1"], ["a"], kernel_shape=[1, 1]),

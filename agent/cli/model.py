@@ -78,7 +78,12 @@ def run_model(args: argparse.Namespace) -> int:
                "input_shape": list(network.input_shape),
                "output_shape": list(network.output_shape)},
     )  # fmt: skip
-    written = save_model(args.out, arrays, manifest)
+    try:
+        written = save_model(args.out, arrays, manifest)
+    except OSError as err:
+        raise ConfigError(
+            f"--out: cannot write {args.out} ({err.strerror or type(err).__name__})"
+        ) from None
     if args.json:
         print(written.to_json())
         return 0
