@@ -224,8 +224,8 @@ class MicrophoneSource(_ContextSource):
         else the device's default rate.
     on_block : callable, optional
         Push mode: called on PortAudio's thread with every block, already at 16 kHz, instead of
-        queueing it for `chunks`; it must return at once (e.g. hand the block to an event loop
-        with ``call_soon_threadsafe``).
+        queueing it for `chunks`; it must return at once (the daemon's capture stage puts the
+        block on a queue that never waits, `agent.capture.stage.AudioQueue.offer`).
     """
 
     def __init__(

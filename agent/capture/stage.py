@@ -1,24 +1,27 @@
-"""The daemon's capture stage: audio from a source onto the event loop, and a lost microphone back.
+"""The daemon's capture stage: audio from a source to the detect stage, and a lost microphone back.
 
-A live microphone pushes blocks from PortAudio's thread; each is handed to the loop with
-``call_soon_threadsafe`` and put on a bounded queue that drops its oldest block when the daemon
-falls behind, so capture never waits. A file or standard input is read on a daemon thread that
-waits for room in the queue instead (nothing of a recording is dropped), and ends the stream with
-``None``; a stop makes it give up, and never waits for it, so whatever the input does (a pipe
-kept open and silent), the process exits.
+Blocks go into an `AudioQueue`, which the detect stage (`agent.daemon.analysis.DetectStage`)
+empties on its inference worker: the event loop is not woken for a block, only for what the
+detect stage finds in it. A live microphone offers each block from PortAudio's thread; when the
+daemon falls behind, the queue drops its oldest block, so capture never waits. A file or standard
+input is read on a daemon thread that waits for room in the queue instead (nothing of a recording
+is dropped), and ends the stream with ``None``; a stop closes the queue, which ends that wait at
+once, and never waits for the thread, so whatever the input does (a pipe kept open and silent),
+the process exits.
 
 When a microphone delivers nothing for `LOST_AFTER_S` (unplugged, sound server restarted), the
 stage reports it lost, closes it, and reopens it with backoff (`RETRY_DELAYS_S`, then every
-`RETRY_MAX_S`) until it returns; the daemon never exits for it.
+`RETRY_MAX_S`) until it returns; the daemon never exits for it. While blocks arrive, the watch
+wakes once per `LOST_AFTER_S`, not once per block.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -37,26 +40,76 @@ servers take about 2 s to start a stream)."""
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
 RETRY_MAX_S = 8.0
 """Reopening a lost microphone waits these delays, then this long between tries."""
-STOP_POLL_S = 0.1
-"""How often a recording's reader, waiting for room in the queue, checks for a stop, in seconds."""
 
 Block = np.ndarray | None
 """A block of 16 kHz mono float32 audio, or None at the end of a recording."""
 
 
-class AudioQueue(asyncio.Queue[Block]):
-    """A bounded queue of audio blocks that drops its oldest block rather than block a producer."""
+def _nobody() -> None:
+    """The listener of a queue nobody consumes yet."""
+
+
+class AudioQueue:
+    """A bounded, thread-safe queue of audio blocks from the capture to the detect stage.
+
+    A live source `offer`s blocks, dropping the oldest one when the queue is full; a recording's
+    reader `put`s them, waiting for room. After each block goes in, ``on_block`` is called on
+    the producer's thread (outside the queue's lock): that is how the consumer learns of it, and
+    it must return at once. The consumer `take`s the blocks. `close` ends every wait and refuses
+    any later block.
+
+    Parameters
+    ----------
+    maxsize : int
+        Blocks held at most.
+    """
 
     def __init__(self, maxsize: int):
-        super().__init__(maxsize)
+        self.maxsize = maxsize
         self.dropped = 0
+        """Blocks `offer` dropped because the queue was full."""
+        self.on_block: Callable[[], None] = _nobody
+        self._blocks: deque[Block] = deque()
+        self._changed = threading.Condition()
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._blocks)
 
     def offer(self, block: Block) -> None:
-        """Put ``block`` now, dropping the oldest one when full (call on the loop thread)."""
-        while self.full():
-            self.get_nowait()
-            self.dropped += 1
-        self.put_nowait(block)
+        """Add ``block`` now, dropping the oldest one when full; any thread, never waits."""
+        with self._changed:
+            if self._closed:
+                return
+            if len(self._blocks) >= self.maxsize:
+                self._blocks.popleft()
+                self.dropped += 1
+            self._blocks.append(block)
+        self.on_block()
+
+    def put(self, block: Block) -> bool:
+        """Add ``block``, waiting for room; False (and nothing added) once the queue is closed."""
+        with self._changed:
+            while len(self._blocks) >= self.maxsize and not self._closed:
+                self._changed.wait()
+            if self._closed:
+                return False
+            self._blocks.append(block)
+        self.on_block()
+        return True
+
+    def take(self) -> Block:
+        """The oldest block; raises IndexError when there is none."""
+        with self._changed:
+            block = self._blocks.popleft()
+            self._changed.notify()
+        return block
+
+    def close(self) -> None:
+        """Refuse blocks from now on and end a `put` that waits for room."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
 
 
 class LiveSource(Protocol):
@@ -117,8 +170,9 @@ class Capture:
             await self._supervise_live()
 
     def stop(self) -> None:
-        """Ask a recording's reader thread to stop (the task is cancelled separately)."""
+        """Close the queue and stop a recording's reader thread (the task is cancelled apart)."""
         self._stop.set()
+        self.queue.close()
         if self.recording is not None:
             self.recording.close()
 
@@ -126,8 +180,8 @@ class Capture:
         """Read ``source`` on a daemon thread into the queue; return when it ends, raise its error.
 
         The thread is a daemon thread, not the loop's executor (which the loop joins on exit), so a
-        source stuck in a read can never hold the process after a stop: `stop` makes the thread
-        give up its current hand-over and close the source.
+        source stuck in a read can never hold the process after a stop: `stop` closes the queue,
+        which ends the thread's wait for room, and closes the source.
         """
         loop = asyncio.get_running_loop()
         finished: asyncio.Future[None] = loop.create_future()
@@ -144,9 +198,9 @@ class Capture:
             error: BaseException | None = None
             try:
                 for chunk in source.chunks():
-                    if not self._hand_over(chunk, loop):
+                    if not self.queue.put(chunk):
                         return
-                self._hand_over(None, loop)
+                self.queue.put(None)
             except Exception as err:  # raised in the capture task by ``settle``
                 error = err
             if self._stop.is_set():
@@ -159,36 +213,12 @@ class Capture:
         threading.Thread(target=read, name="capture-reader", daemon=True).start()
         await finished
 
-    def _hand_over(self, block: Block, loop: asyncio.AbstractEventLoop) -> bool:
-        """Queue ``block`` from the reader thread, waiting for room; False once stopped."""
-        if self._stop.is_set():
-            return False
-        coroutine = self.queue.put(block)
-        try:
-            put = asyncio.run_coroutine_threadsafe(coroutine, loop)
-        except RuntimeError:  # the loop has closed
-            coroutine.close()
-            return False
-        while True:
-            try:
-                put.result(timeout=STOP_POLL_S)
-                return True
-            except concurrent.futures.TimeoutError:
-                if self._stop.is_set():
-                    put.cancel()
-                    return False
-
     async def _supervise_live(self) -> None:
         assert self.open_live is not None
-        loop = asyncio.get_running_loop()
-
-        def on_block(block: np.ndarray) -> None:  # PortAudio's thread
-            loop.call_soon_threadsafe(self._arrived, block)
-
         attempt = 0
         while True:
             try:
-                source = self.open_live(on_block)
+                source = self.open_live(self._arrived)
             except AudioError as err:
                 self._lose(str(err))
                 delay = RETRY_DELAYS_S[attempt] if attempt < len(RETRY_DELAYS_S) else RETRY_MAX_S
@@ -209,13 +239,18 @@ class Capture:
             self._lose(f"{source.name}: no audio for {LOST_AFTER_S:g} s or more")
 
     def _arrived(self, block: np.ndarray) -> None:
+        """A live block, on the source's thread (PortAudio's): straight into the queue."""
         self._last_block = time.monotonic()
         self.queue.offer(block)
 
     async def _watch(self) -> None:
-        """Return once the source has been silent for `LOST_AFTER_S`."""
-        while time.monotonic() - self._last_block < LOST_AFTER_S:
-            await asyncio.sleep(LOST_AFTER_S / 4)
+        """Return once the source has been silent for `LOST_AFTER_S`.
+
+        It sleeps until the moment the source would have been silent that long, so while blocks
+        arrive it wakes once per `LOST_AFTER_S`.
+        """
+        while (silent_s := time.monotonic() - self._last_block) < LOST_AFTER_S:
+            await asyncio.sleep(LOST_AFTER_S - silent_s)
 
     def _lose(self, why: str) -> None:
         if self.lost:

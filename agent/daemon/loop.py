@@ -4,11 +4,13 @@ One asyncio loop, one named task per stage, joined by bounded queues::
 
     capture --[audio]--> detect --[analyses]--> decide --[outbox]--> forward
     (PortAudio thread      (inference on one      (the state        (the privacy gate's
-     hands blocks over)     worker thread)          machine)          upload threads)
+     queues blocks)         worker thread)          machine)          upload threads)
 
 *capture* (`agent.capture.stage`) never waits: when the daemon falls behind, the oldest audio block
 is dropped. *detect* runs the wake-word detector and the voice-activity detector on a worker thread
-(`agent.daemon.analysis`), so the loop stays responsive. *decide* owns the state
+(`agent.daemon.analysis`), so the loop stays responsive; the capture hands it the blocks directly,
+and while the daemon only listens their analyses reach the loop a few at a time, so the loop wakes
+a few times a second, not once per block. *decide* owns the state
 (`agent.daemon.session.State`): a wake word opens a `CommandSession`, whose end is judged from voice
 activity; the command is then matched against the local commands (their shell actions:
 `agent.daemon.actions`) or sent on. *forward* (`agent.daemon.outbox`) is the only stage that talks
@@ -39,7 +41,7 @@ from agent.control.events import EventBus, withheld_variables
 from agent.control.procstat import proc_status
 from agent.control.server import ControlServer
 from agent.daemon.actions import ShellActions, save_debug_audio
-from agent.daemon.analysis import Analyser, Analysis
+from agent.daemon.analysis import Analysis, DetectStage
 from agent.daemon.command_capture import Cut, Outcome
 from agent.daemon.detectors import Models, load_models
 from agent.daemon.local_commands import Match
@@ -48,7 +50,6 @@ from agent.daemon.session import CommandSession, RecentAudio, State
 from agent.egress.audit import AuditLog
 from agent.egress.gate import PrivacyGate, UploadRequest
 from agent.settings import Settings, load_settings
-from dsp.constants import SAMPLE_RATE_HZ
 from kernels.errors import EarshotError
 from models.wake.detector import Detection
 
@@ -58,7 +59,6 @@ STOP_WITHIN_S = 1.5
 """Budget for shutting down after SIGTERM (the promise is 2 s)."""
 RECENT_AUDIO_S = 3.0
 """Audio kept for the start of a command: the detector's decision delay plus the pre-roll."""
-ANALYSIS_QUEUE = 8
 
 
 class Daemon:
@@ -103,14 +103,13 @@ class Daemon:
         self.session: CommandSession | None = None
         self.counts: Counter[str] = Counter()
         self.level = -120.0
-        self.stream_s = 0.0
-        self._analyser = Analyser()
         self._vad_history: deque[tuple[int, np.ndarray]] = deque(maxlen=400)
         self._recent = RecentAudio(RECENT_AUDIO_S + settings.command.pre_roll_s)
-        self._detector_origin_s = 0.0  # stream time at which the current detector started
-        self._analyses: asyncio.Queue[Analysis | None] = asyncio.Queue(ANALYSIS_QUEUE)
         self._outbox = Outbox()
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="earshot-infer")
+        self._detect = DetectStage(
+            self.audio, self._worker, models.detector, max_audio_s=max_audio_s
+        )
         self._actions = ShellActions()
         self._started = time.monotonic()
         self._cpu = (time.monotonic(), time.process_time())
@@ -118,6 +117,11 @@ class Daemon:
         self._reloads: set[asyncio.Task[dict[str, object]]] = set()  # SIGHUP's, until done
         self.interrupted = False  # SIGINT stopped it: ``earshot run`` exits 130
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def stream_s(self) -> float:
+        """Seconds of audio the detect stage has taken so far: the stream's clock."""
+        return self._detect.stream_s
 
     # ---- life cycle ----------------------------------------------------------------------------
 
@@ -135,7 +139,7 @@ class Daemon:
         await control.start()
         stages = {
             "capture": self._capture_stage(),
-            "detect": self._detect_stage(),
+            "detect": self._detect.run(),
             "decide": self._decide_stage(),
             "forward": self._outbox.forward(lambda: self.gate),
             "status": self._status_stage(),
@@ -222,7 +226,8 @@ class Daemon:
             _LOGGER.exception("reload failed")
             return self._refuse_reload(f"{type(err).__name__}: {err}")
         old_gate, self.gate = self.gate, gate
-        self.models, self._detector_origin_s = models, self.stream_s
+        self.models = models
+        self._detect.use(models.detector)
         self.bus.settings = settings.events
         self.bus.withhold(withheld_variables(settings.endpoint))
         await asyncio.to_thread(old_gate.close, STOP_WITHIN_S)
@@ -242,26 +247,9 @@ class Daemon:
     async def _capture_stage(self) -> None:
         await self.capture.run()
 
-    async def _detect_stage(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            block = await self.audio.get()
-            if self.max_audio_s is not None and self.stream_s >= self.max_audio_s:
-                block = None
-            if block is None:
-                await self._analyses.put(None)
-                return
-            start_s, self.stream_s = self.stream_s, self.stream_s + block.size / SAMPLE_RATE_HZ
-            # The detector and its clock's origin are taken together: a reload swaps both.
-            detector, origin = self.models.detector, self._detector_origin_s
-            analysis = await loop.run_in_executor(
-                self._worker, self._analyser.analyse, detector, origin, start_s, block
-            )
-            await self._analyses.put(analysis)
-
     async def _decide_stage(self) -> None:
         while True:
-            analysis = await self._analyses.get()
+            analysis = await self._detect.get(busy=self.session is not None)
             if analysis is None:
                 if self.session is not None:  # the recording ended mid-command
                     await self._finish(self.session, self.state is State.CAPTURING, ended=True)
