@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--json", action="store_true", help="print one JSON document instead of a table"
     )
+    bench.add_argument(
+        "options", nargs=argparse.REMAINDER, metavar="...",
+        help="the suite's own options, e.g. `earshot bench daemon --realtime-seconds 60`; "
+        "`earshot bench SUITE --help` lists them",
+    )  # fmt: skip
     return parser
 
 
@@ -143,7 +148,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run a benchmark and print its figures."""
-    return int(_bench().run(args.suite, ["--json"] if args.json else []))
+    return int(_bench().run(args.suite, [*(["--json"] if args.json else []), *args.options]))
 
 
 COMMANDS = {
