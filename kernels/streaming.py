@@ -22,14 +22,12 @@ with the window).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from kernels.errors import ModelError
 from kernels.network import (
-    Activation,
     AvgPool2d,
     Conv2d,
     DepthwiseConv2d,
@@ -103,21 +101,7 @@ class _ConvColumns:
         columns = taps[0] if len(taps) == 1 else np.concatenate(taps, axis=2)
         out = columns.reshape(self.rows, -1) @ self.matrix
         out += self.bias
-        return _activate(out, self.activation).reshape(self.out_shape)
-
-
-def _activate(out: np.ndarray, activation: Activation) -> np.ndarray:
-    """`kernels.ops.activation.activation_ref` in place, in as few passes as it takes."""
-    slope = activation.slope
-    if 0.0 <= slope < 1.0:  # leaky or plain ReLU: max(x, slope * x)
-        np.maximum(out, out * np.float32(slope), out=out)
-    elif slope != 1.0:
-        return activation_ref(out, activation, inplace=True)
-    if activation.low > -math.inf:
-        np.maximum(out, np.float32(activation.low), out=out)
-    if activation.high < math.inf:
-        np.minimum(out, np.float32(activation.high), out=out)
-    return out
+        return activation_ref(out, self.activation, inplace=True).reshape(self.out_shape)
 
 
 class _MaxColumns:

@@ -100,12 +100,17 @@ def activation_ref(x: np.ndarray, activation: Activation, *, inplace: bool = Fal
     out = f32(x)
     if not inplace and (activation.slope != 1.0 or activation.clamps):
         out = out.copy()
-    if activation.slope == 0.0:
+    slope = activation.slope
+    if slope == 0.0:
         np.maximum(out, np.float32(0.0), out=out)
-    elif activation.slope != 1.0:
-        np.multiply(out, np.float32(activation.slope), out=out, where=out < 0)
-    if activation.clamps:
-        np.clip(out, np.float32(activation.low), np.float32(activation.high), out=out)
+    elif 0.0 < slope < 1.0:  # x >= slope * x exactly when x >= 0: one pass, no mask
+        np.maximum(out, out * np.float32(slope), out=out)
+    elif slope != 1.0:
+        np.multiply(out, np.float32(slope), out=out, where=out < 0)
+    if activation.low > -math.inf:
+        np.maximum(out, np.float32(activation.low), out=out)
+    if activation.high < math.inf:
+        np.minimum(out, np.float32(activation.high), out=out)
     return out
 
 
