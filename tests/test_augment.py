@@ -118,3 +118,53 @@ def test_augmenter_is_reproducible_and_varied():
         np.testing.assert_array_equal(one, two)
     assert len({round(rms(y), 6) for y in a}) == 6
     assert all(np.abs(y).max() <= 1.0 for y in a)
+
+
+def vowel(f0=125.0, formant=1000.0, seconds=1.0):
+    """A pulse train at ``f0`` through one resonance at ``formant``, a little breath noise: a
+    crude sustained vowel."""
+    from scipy import signal
+
+    pulses = np.zeros(int(seconds * SR))
+    pulses[:: int(round(SR / f0))] = 1.0
+    r, theta = 0.9, 2 * np.pi * formant / SR  # a 540 Hz wide formant
+    voiced = signal.lfilter([1.0], [1.0, -2 * r * np.cos(theta), r * r], pulses)
+    breath = np.random.default_rng(0).standard_normal(voiced.size) * 0.02 * voiced.std()
+    return (voiced + breath).astype(np.float32)
+
+
+def strongest_harmonic_hz(x, f0=125.0):
+    """The harmonic of ``f0`` with the most energy: where the envelope peaks."""
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+    freqs = np.fft.rfftfreq(x.size, 1 / SR)
+    harmonics = f0 * np.arange(1, 30)
+    power = [spectrum[np.argmin(np.abs(freqs - h))] for h in harmonics]
+    return float(harmonics[int(np.argmax(power))])
+
+
+def period_hz(x):
+    """Fundamental from the autocorrelation's highest peak between 60 and 400 Hz."""
+    ac = np.correlate(x, x, mode="full")[x.size - 1 :]
+    lags = np.arange(SR // 400, SR // 60)
+    return SR / float(lags[np.argmax(ac[lags])])
+
+
+@pytest.mark.parametrize("factor", [0.85, 1.2])
+def test_shift_formants_moves_the_envelope_and_keeps_pitch_and_length(factor):
+    x = vowel()
+    out = aug.shift_formants(x, factor)
+    assert out.size == x.size
+    middle = slice(2000, -2000)
+    before, after = strongest_harmonic_hz(x[middle]), strongest_harmonic_hz(out[middle])
+    assert after == pytest.approx(before * factor, abs=125)  # within one harmonic
+    assert after != before
+    assert period_hz(out[middle]) == pytest.approx(period_hz(x[middle]), rel=0.03)
+
+
+def test_formant_shift_is_off_by_default_so_old_data_sets_stay_the_same():
+    x = vowel()
+    config = aug.AugmentConfig()
+    assert config.formant_prob == 0.0
+    a = aug.Augmenter(config)(x, np.random.default_rng(3))
+    b = aug.Augmenter(config)(x, np.random.default_rng(3))
+    np.testing.assert_array_equal(a, b)
