@@ -91,23 +91,25 @@ def test_contexts_join_or_pool_the_hops_of_each_position():
 
 
 def test_dscnn_context_is_the_wake_detectors_context():
-    from models.wake import context
-
-    base = ee.dscnn_base(BaseModel.load(SHIPPED_BASE_MODEL))
-    assert ee.DSCNN_HOP_FRAMES == context.HOP_FRAMES
-    assert base.joined_hops == tuple(
-        k * context.CONTEXT_STRIDE_HOPS for k in range(context.CONTEXT_WINDOWS)
-    )
-    assert base.context_hops == context.CONTEXT_HOPS + 1
+    model = BaseModel.load(SHIPPED_BASE_MODEL)
+    g = model.geometry
+    base = ee.dscnn_base(model)
+    assert ee.DSCNN_HOP_FRAMES == g.hop_frames
+    assert base.joined_hops == tuple(k * g.context_stride_hops for k in range(g.context_windows))
+    assert base.context_hops == g.context_hops + 1
 
 
-def test_imported_context_is_sixteen_hops():
+def test_imported_context_is_the_wake_detectors_sixteen_hops():
     if not SHIPPED_EMBEDDING.is_file():
         pytest.skip(f"{SHIPPED_EMBEDDING} is not there")
     from models.base.speech_embedding import SpeechEmbedding
 
-    base = ee.imported_base(SpeechEmbedding.load())
+    embedding = SpeechEmbedding.load()
+    g = embedding.geometry
+    base = ee.imported_base(embedding)
     assert base.context_hops == 16 and base.joined_hops == tuple(range(16))
+    assert base.joined_hops == tuple(k * g.context_stride_hops for k in range(g.context_windows))
+    assert base.context_hops == g.context_hops + 1
 
 
 def test_recordings_are_centred_in_two_seconds_above_a_faint_floor():

@@ -33,8 +33,7 @@ from agent.settings import load_settings
 from dsp.audio import load_audio
 from dsp.constants import SAMPLE_RATE_HZ
 from kernels.errors import ModelError
-from models.base.model import BaseModel
-from models.paths import SHIPPED_BASE_MODEL
+from models.base.geometry import Embedder
 from models.speech.augment import apply_gain
 from models.speech.dataset import trim_silence
 from models.speech.synth import Rendition, SpeechCache, Voice
@@ -44,7 +43,7 @@ from models.wake.metrics import rate_at_threshold
 from models.wake.model import WakeWordModel, model_path, recordings_digest
 from tests.conftest import EARSHOT, REPO, run_earshot
 from tests.test_enroll_capture import best_correlation, session_audio
-from tests.test_wake_cli import place, require_synthesizer, trained_seven
+from tests.test_wake_cli import default_base, place, require_synthesizer, trained_seven
 
 SR = SAMPLE_RATE_HZ
 USER = Voice("espeak-ng", "en-gb-scotland+caleb")
@@ -126,7 +125,7 @@ def detect_scores(audio_file: Path, config: Path, env: dict[str, str], out: Path
     return np.array([float(r[1]) for r in rows])
 
 
-def offline(base: BaseModel, model: WakeWordModel, audio: np.ndarray) -> np.ndarray:
+def offline(base: Embedder, model: WakeWordModel, audio: np.ndarray) -> np.ndarray:
     """The scores `earshot detect` gives with ``model`` (it appends `TRAILING_S` of silence)."""
     trailing = np.zeros(int(TRAILING_S * SR), np.float32)
     return stream_scores(base, [model.head], np.concatenate([audio, trailing]))[:, 0]
@@ -143,8 +142,9 @@ def assert_nothing_stored(root: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def base() -> BaseModel:
-    return BaseModel.load(SHIPPED_BASE_MODEL)
+def base() -> Embedder:
+    """The base ``seven`` is trained on (the configs name none: the default)."""
+    return default_base()
 
 
 @pytest.fixture(scope="module")
@@ -162,10 +162,9 @@ def configs(tmp_path_factory) -> dict[bool, Path]:
 
 @pytest.fixture(scope="module")
 def text_model(configs, base) -> WakeWordModel:
-    assert base.manifest is not None
     settings = load_settings(configs[False])
     return WakeWordModel.load(
-        model_path(settings.models.resolved_directory(), "seven"), base_sha256=base.manifest.sha256
+        model_path(settings.models.resolved_directory(), "seven"), base_sha256=base.sha256
     )
 
 
@@ -194,11 +193,8 @@ def enrolled(tmp_path_factory, configs, takes):
 
 @pytest.fixture(scope="module")
 def enrolled_model(enrolled, base) -> WakeWordModel:
-    assert base.manifest is not None
     _, root = enrolled
-    return WakeWordModel.load(
-        enrollment_root(root) / "seven" / MODEL_FILE, base_sha256=base.manifest.sha256
-    )
+    return WakeWordModel.load(enrollment_root(root) / "seven" / MODEL_FILE, base_sha256=base.sha256)
 
 
 # ---- enroll --from, list, detect, forget ---------------------------------------------------------
@@ -284,9 +280,9 @@ def test_detect_uses_the_enrollment_until_it_is_forgotten(
     scores = detect_scores(wav, configs[False], env, tmp_path / "enrolled.csv")
     np.testing.assert_allclose(scores, with_enrolled, atol=1e-4)
     wake = load_settings(configs[False]).wake_word("seven")
-    assert base.manifest is not None and enrolled_model.manifest is not None
+    assert enrolled_model.manifest is not None
     monkeypatch.setenv("XDG_DATA_HOME", env["XDG_DATA_HOME"])
-    loaded = load_detector_model(wake, base.manifest.sha256, Path("unused"))
+    loaded = load_detector_model(wake, base.sha256, Path("unused"))
     assert loaded.manifest is not None and loaded.speaker is not None
     assert loaded.manifest.sha256 == enrolled_model.manifest.sha256
 
@@ -301,7 +297,7 @@ def test_detect_uses_the_enrollment_until_it_is_forgotten(
     scores = detect_scores(wav, configs[False], env, tmp_path / "text.csv")
     np.testing.assert_allclose(scores, with_text, atol=1e-4)
     fallback = load_detector_model(
-        wake, base.manifest.sha256, load_settings(configs[False]).models.resolved_directory()
+        wake, base.sha256, load_settings(configs[False]).models.resolved_directory()
     )
     assert text_model.manifest is not None and fallback.manifest is not None
     assert fallback.speaker is None and fallback.manifest.sha256 == text_model.manifest.sha256
@@ -383,8 +379,7 @@ def test_enroll_again_fine_tunes_from_the_stored_takes(enrolled, configs, base, 
     assert model_after.st_mode & 0o777 == 0o600
     assert json.loads((folder / INFO_FILE).read_text())["created"] > created_before
     # Trained on the stored takes, as they were read back from the folder.
-    assert base.manifest is not None
-    model = WakeWordModel.load(folder / MODEL_FILE, base_sha256=base.manifest.sha256)
+    model = WakeWordModel.load(folder / MODEL_FILE, base_sha256=base.sha256)
     stored = enrollment(enrollment_root(root), "seven")
     assert stored is not None
     assert model.extra["takes_sha256"] == recordings_digest(stored.takes())
@@ -456,8 +451,8 @@ def test_enroll_from_the_microphone(pulse_server, configs, tmp_path):
 # ---- the speaker check ---------------------------------------------------------------------------
 
 
-def detections(network, wake: WakeWord, audio: np.ndarray):
-    detector = Detector(network, [wake], backend="numpy")
+def detections(base: Embedder, wake: WakeWord, audio: np.ndarray):
+    detector = Detector(base, [wake], backend="numpy")
     found = []
     for i in range(0, audio.size, 1280):
         found += detector.push(audio[i : i + 1280])
@@ -473,7 +468,6 @@ def test_verify_speaker_accepts_the_enrolled_voice_more_than_others(enrolled_mod
     peaks = [peak_score(base, enrolled_model.head, c, smoothing_hops=2) for c in user + others]
     threshold = 0.5 * min(peaks)
     assert threshold > 0.1, f"peaks {peaks}"
-    network = base.inference_network()
     plain = WakeWord(enrolled_model, threshold)
     checked = WakeWord(enrolled_model, threshold, verify_speaker=True)
 
@@ -482,8 +476,8 @@ def test_verify_speaker_accepts_the_enrolled_voice_more_than_others(enrolled_mod
         hits = 0
         for seed, clip in enumerate(clips):
             audio = place([(1.0, clip)], 3.0, seed=seed)
-            assert detections(network, plain, audio), f"{label} {seed}: the head did not fire"
-            found = detections(network, checked, audio)
+            assert detections(base, plain, audio), f"{label} {seed}: the head did not fire"
+            found = detections(base, checked, audio)
             for d in found:
                 assert d.speaker_score is not None and d.speaker_score >= speaker.threshold
                 assert d.score >= threshold

@@ -1,12 +1,19 @@
-"""Local commands: the built-in speech-commands words, recognised in whole utterances."""
+"""Local commands: the built-in speech-commands words, recognised in whole utterances.
+
+The words are scored by the DS-CNN base's own speech-commands head (`load_words_head`).
+"""
 
 import numpy as np
 import pytest
 
-from agent.daemon.detectors import load_base
+from agent.daemon.detectors import load_words_head
 from agent.daemon.local_commands import MIN_SCORED_S, CommandMatcher, padded
-from agent.settings import BUILTIN_COMMAND_WORDS, LocalCommandSettings, load_settings
+from agent.settings import BUILTIN_COMMAND_WORDS, LocalCommandSettings
 from dsp.constants import SAMPLE_RATE_HZ
+from kernels.errors import ModelError
+from models.base.architecture import BaseConfig, build_base
+from models.base.loading import load_base
+from models.base.model import BaseModel
 from models.speech.synth import Rendition, SpeechCache, Voice
 from tests.conftest import require
 
@@ -15,9 +22,20 @@ VOICE = Voice("espeak-ng", "en-us")
 
 @pytest.fixture(scope="module")
 def matcher():
-    base = load_base(load_settings())
+    base = load_base("dscnn")
+    words = load_words_head(base)
+    assert set(BUILTIN_COMMAND_WORDS) <= set(words.labels)
+    assert words.base_sha256 == base.sha256
     commands = [(LocalCommandSettings(name=w, builtin=w), None) for w in BUILTIN_COMMAND_WORDS]
-    return CommandMatcher(base, commands)
+    return CommandMatcher(base, commands, words)
+
+
+def test_a_ds_cnn_without_a_commands_head_has_no_words_for_built_in_commands():
+    small = BaseConfig(first_channels=8, channels=16, blocks=1, embedding_dim=12)
+    headless = BaseModel(small, build_base(small, np.random.default_rng(0)))
+    assert headless.commands_head() is None
+    with pytest.raises(ModelError, match="no speech-commands head"):
+        load_words_head(headless)
 
 
 def said(text: str) -> np.ndarray:
@@ -41,3 +59,9 @@ def test_each_built_in_word_is_matched_to_its_own_command(matcher, word):
     match = matcher.match(said(word))
     assert match is not None and match.command.name == word
     assert match.score >= match.command.min_score
+
+
+def test_a_word_too_short_for_a_window_scores_nothing(matcher):
+    # Below one window of the base, the head has nothing to score: every probability is 0.
+    probabilities = matcher.words.probabilities(matcher.base, np.zeros(8000, np.float32))
+    assert probabilities.shape == (len(matcher.words.labels),) and not probabilities.any()

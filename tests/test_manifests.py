@@ -17,13 +17,20 @@ import numpy as np
 import pytest
 
 from kernels.errors import ModelError
+from models.base.loading import load_base
 from models.base.model import BaseModel
+from models.base.speech_embedding import SpeechEmbedding
 from models.nn.checkpoint import MANIFEST_KEY
-from models.paths import SHIPPED_BASE_MODEL
-from models.wake.context import CONTEXT_WINDOWS
-from models.wake.model import WakeWordModel, shipped_detector
+from models.paths import SHIPPED_BASE_MODEL, SHIPPED_EMBEDDING
+from models.wake.model import (
+    WAKE_FORMAT_VERSION,
+    WakeWordModel,
+    context_record,
+    shipped_detector,
+)
 from tests.conftest import agent_home, run_earshot
 from tests.daemon_harness import write_config
+from tests.test_detector import random_model
 
 Edit = Callable[[dict[str, Any]], object]
 
@@ -42,6 +49,40 @@ def set_extra(**values: object) -> Edit:
     return lambda manifest: manifest["extra"].update(values)
 
 
+def set_context(**values: object) -> Edit:
+    return lambda manifest: manifest["architecture"]["context"].update(values)
+
+
+def one_more_episode_hop(manifest: dict[str, Any]) -> None:
+    episodes = manifest["extra"]["calibration_episodes"]
+    manifest["extra"]["calibration_episodes"] = [*episodes[:-1], episodes[-1] + 1]
+
+
+def one_more_hidden_unit(manifest: dict[str, Any]) -> None:
+    manifest["architecture"]["args"]["hidden"] += 1
+
+
+@pytest.fixture(scope="module", params=["shipped", "fresh"])
+def wake_file(request, tmp_path_factory) -> Path:
+    """The shipped "computer" detector, or one saved just now on the default base (random head,
+    a few calibration episodes): the manifest checks must not depend on one file's numbers."""
+    if request.param == "shipped":
+        return shipped_detector("computer")
+    path = tmp_path_factory.mktemp("wake") / "computer.npz"
+    model = random_model(load_base(), "computer", hidden=32, episodes=(300, 200, 100))
+    model.save(path, recipe={}, metrics={}, curve={})
+    return path
+
+
+def file_numbers(path: Path) -> dict[str, int]:
+    """Numbers of a wake-word file the refusals quote: head sizes, calibration scores."""
+    with np.load(path, allow_pickle=False) as data:
+        inputs, hidden = data["head/0.weight"].shape
+        scores = data["calibration/scores"].size
+    return {"inputs": inputs, "hidden": hidden, "hidden1": hidden + 1, "scores": scores,
+            "scores1": scores + 1}  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -57,32 +98,68 @@ def set_extra(**values: object) -> Edit:
             r"manifest extra.calibration_episodes: required key is missing",
         ),
         (
-            set_extra(calibration_episodes=[2981] * 11),
-            r"manifest extra.calibration_episodes: lengths add up to 32791, expected 35772",
+            one_more_episode_hop,
+            r"manifest extra.calibration_episodes: lengths add up to {scores1}, expected {scores}",
         ),
         (
-            lambda m: m["architecture"]["args"].update(hidden=33),
-            r"head/0.weight has shape \(288, 32\) \(float32\), expected floats of shape "
-            r"\(288, 33\)",
+            one_more_hidden_unit,
+            r"head/0.weight has shape \({inputs}, {hidden}\) \(float32\), expected floats of "
+            r"shape \({inputs}, {hidden1}\)",
         ),
         (
-            lambda m: m["architecture"]["context"].update(windows=4),
-            r"manifest architecture.context.windows: got int 4, expected 3",
+            set_context(window_frames=0),
+            r"manifest architecture.context.window_frames: got int 0, expected an integer in "
+            r"\[1, 10000\]",
+        ),
+        (
+            set_context(windows=1000),
+            r"manifest architecture.context.windows: got int 1000, expected an integer in "
+            r"\[1, 256\]",
+        ),
+        (
+            set_context(hop_s=-0.08),
+            r"manifest architecture.context.hop_s: got float -0.08, expected a number in "
+            r"\(0, 10\]",
+        ),
+        (
+            lambda m: m["architecture"]["context"].pop("bands", None),
+            r"manifest architecture.context.bands: required key is missing",
+        ),
+        (
+            lambda m: m["extra"].pop("base", None),
+            r"manifest extra.base: required key is missing",
         ),
         (lambda m: m.update(labels=["_other_"]), r"manifest labels: got list of 1 items"),
     ],
     ids=["zero-hours", "negative-hours", "no-duration", "name-not-text", "no-episodes",
-         "episodes-disagree", "hidden-disagrees", "other-context", "one-label"],
+         "episodes-disagree", "hidden-disagrees", "no-window", "too-many-windows",
+         "negative-hop", "no-bands", "no-base", "one-label"],
 )  # fmt: skip
-def test_an_edited_wake_word_manifest_is_refused_naming_the_file_and_field(tmp_path, edit, message):
-    path = edited_copy(shipped_detector("computer"), tmp_path / "computer.npz", edit)
-    with pytest.raises(ModelError, match=f"^{re.escape(str(path))}: {message}"):
+def test_an_edited_wake_word_manifest_is_refused_naming_the_file_and_field(
+    tmp_path, wake_file, edit, message
+):
+    path = edited_copy(wake_file, tmp_path / "computer.npz", edit)
+    expected = message.format(**file_numbers(wake_file))
+    with pytest.raises(ModelError, match=f"^{re.escape(str(path))}: {expected}"):
         WakeWordModel.load(path)
 
 
-def test_a_wake_word_model_of_another_format_still_says_how_to_remake_it(tmp_path):
-    path = edited_copy(shipped_detector("computer"), tmp_path / "c.npz", set_extra(wake_format=2))
-    with pytest.raises(ModelError, match=r"wake-word format 2, .*run `earshot train computer`"):
+def test_the_unedited_copy_loads(tmp_path, wake_file):
+    path = edited_copy(wake_file, tmp_path / "computer.npz", lambda m: None)
+    model = WakeWordModel.load(path)
+    assert model.name == "computer" and model.head.inputs == file_numbers(wake_file)["inputs"]
+
+
+@pytest.mark.parametrize("version", [1, WAKE_FORMAT_VERSION + 1], ids=["older", "newer"])
+def test_a_wake_word_model_of_another_format_still_says_how_to_remake_it(
+    tmp_path, wake_file, version
+):
+    path = edited_copy(wake_file, tmp_path / "c.npz", set_extra(wake_format=version))
+    with pytest.raises(
+        ModelError,
+        match=rf"wake-word format {version}, this earshot reads {WAKE_FORMAT_VERSION}; "
+        r"run `earshot train computer`",
+    ):
         WakeWordModel.load(path)
 
 
@@ -133,8 +210,13 @@ def test_run_refuses_a_wake_word_model_calibrated_on_no_audio_with_exit_5(tmp_pa
 
 
 def test_the_shipped_models_meet_their_schemas():
-    base = BaseModel.load(SHIPPED_BASE_MODEL)
-    assert base.manifest is not None
-    wake = WakeWordModel.load(shipped_detector("computer"), base_sha256=base.manifest.sha256)
+    dscnn = BaseModel.load(SHIPPED_BASE_MODEL)
+    assert dscnn.manifest is not None and dscnn.commands_head() is not None
+    imported = SpeechEmbedding.load(SHIPPED_EMBEDDING)
+    assert imported.manifest is not None
+    base = load_base()  # the default: the shipped wake word is trained on it
+    assert base.sha256 == imported.sha256
+    wake = WakeWordModel.load(shipped_detector("computer"), base_sha256=base.sha256)
     assert wake.calibration_hours > 0
-    assert wake.head.inputs == CONTEXT_WINDOWS * base.config.embedding_dim
+    assert wake.base == base.name and wake.context == context_record(base.geometry)
+    assert wake.head.inputs == base.geometry.context_windows * base.dim

@@ -15,15 +15,21 @@ import soundfile
 
 from agent.cli.wake import TRAILING_S
 from dsp.constants import SAMPLE_RATE_HZ
+from dsp.embedding_features import embedding_frame_count
 from dsp.features import frame_count
-from models.base.model import BaseModel
-from models.paths import SHIPPED_BASE_MODEL
+from models.base.geometry import Embedder
+from models.base.loading import load_base
 from models.speech.dataset import trim_silence
 from models.speech.synth import Rendition, SpeechCache, Voice
-from models.wake.context import HOP_FRAMES, WINDOW_FRAMES, hop_end_s
 from models.wake.detector import stream_scores
 from models.wake.metrics import THRESHOLD_GRID, event_hops, smooth
-from models.wake.model import WakeWordModel, model_path, refractory_hops, stale_reason
+from models.wake.model import (
+    WakeWordModel,
+    context_record,
+    model_path,
+    refractory_hops,
+    stale_reason,
+)
 from tests.conftest import require, run_earshot
 
 VOICES = [Voice("espeak-ng", v) for v in ("en-us", "en-us+f3", "en-gb-x-rp+m7", "en-029+m3")]
@@ -40,11 +46,15 @@ models:
 
 
 def write_config(
-    path: Path, directory: Path | str, *, phrase="seven", operating_point="threshold: 0.5"
+    path: Path,
+    directory: Path | str,
+    *,
+    phrase="seven",
+    operating_point="threshold: 0.5",
+    base: str | None = None,
 ) -> Path:
-    path.write_text(
-        CONFIG.format(phrase=phrase, operating_point=operating_point, directory=directory)
-    )
+    text = CONFIG.format(phrase=phrase, operating_point=operating_point, directory=directory)
+    path.write_text(text + (f"  base: {base}\n" if base is not None else ""))
     return path
 
 
@@ -54,6 +64,8 @@ def require_synthesizer() -> None:
 
 def trained_seven(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The config of the wake word ``seven``, trained with ``earshot train --small``.
+
+    The config names no base, so ``seven`` is trained on the default one (`default_base`).
 
     The first caller in a session trains it under the session's temporary folder; later callers
     (other test modules) find it there. The config keeps its models in ``models/`` beside it.
@@ -98,10 +110,15 @@ TRAILING = int(TRAILING_S * SAMPLE_RATE_HZ)
 """Silence `earshot detect` appends to each file."""
 
 
-def hop_count(samples: int) -> int:
-    """Hops the detector scores in a stream of ``samples``."""
-    frames = frame_count(samples)
-    return 0 if frames < WINDOW_FRAMES else (frames - WINDOW_FRAMES) // HOP_FRAMES + 1
+def default_base() -> Embedder:
+    """The base a config without ``models.base`` uses (the one ``seven`` is trained on)."""
+    return load_base()
+
+
+def hop_count(base: Embedder, samples: int) -> int:
+    """Hops the detector on ``base`` scores in a stream of ``samples``."""
+    count = embedding_frame_count if base.name == "speech_embedding" else frame_count
+    return base.geometry.hop_count(count(samples))
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +127,17 @@ def seven(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def base() -> BaseModel:
-    return BaseModel.load(SHIPPED_BASE_MODEL)
+def base() -> Embedder:
+    return default_base()
+
+
+def test_the_trained_model_records_the_default_base_and_its_geometry(seven, base):
+    model = WakeWordModel.load(model_path(seven.parent / "models", "seven"))
+    assert base.name == "speech_embedding"
+    assert model.base_sha256 == base.sha256 and model.base == base.name
+    assert model.context == context_record(base.geometry)
+    assert model.hop_s == pytest.approx(base.geometry.hop_s)
+    assert model.head.inputs == base.geometry.context_windows * base.dim
 
 
 def test_train_again_is_up_to_date_and_keeps_the_file(seven):
@@ -126,7 +152,7 @@ def test_train_again_is_up_to_date_and_keeps_the_file(seven):
 
 def test_changed_phrase_or_base_makes_the_model_stale(seven, base, tmp_path):
     model = model_path(seven.parent / "models", "seven")
-    sha = base.manifest.sha256
+    sha = base.sha256
     assert stale_reason(model, "seven", sha) is None
     assert stale_reason(model, "seventy", sha) == "phrase changed from 'seven'"
     assert stale_reason(model, "seven", "0" * 64) == "base model changed"
@@ -139,6 +165,16 @@ def test_changed_phrase_or_base_makes_the_model_stale(seven, base, tmp_path):
     result = run_earshot("detect", str(wav), "--config", str(config))
     assert result.returncode == 5
     assert "phrase changed from 'seven'; run `earshot train seven`" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_config_naming_another_base_says_to_retrain(seven, tmp_path):
+    # ``seven`` is trained on the default base; ``models.base: dscnn`` names the other one.
+    config = write_config(tmp_path / "d.yaml", seven.parent / "models", base="dscnn")
+    wav = write_wav(tmp_path / "quiet.wav", place([], 1.5))
+    result = run_earshot("detect", str(wav), "--config", str(config))
+    assert result.returncode == 5, result.stderr
+    assert "base model changed; run `earshot train seven`" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -161,21 +197,23 @@ def test_detect_prints_detections_and_writes_scores_and_plot(seven, base, tmp_pa
     with scores_csv.open() as f:
         header, *rows = list(csv.reader(f))
     assert header == ["time_s", "seven"]
-    hops = hop_count(audio.size + TRAILING)
+    hops = hop_count(base, audio.size + TRAILING)
     assert len(rows) == hops
     table = np.array(rows, dtype=np.float64)
-    np.testing.assert_allclose(table[:, 0], hop_end_s(np.arange(hops)), atol=6e-4)
+    np.testing.assert_allclose(table[:, 0], base.geometry.hop_end_s(np.arange(hops)), atol=6e-4)
     model = WakeWordModel.load(model_path(seven.parent / "models", "seven"))
     trailing = np.zeros(int(TRAILING_S * SAMPLE_RATE_HZ), np.float32)
     offline = stream_scores(base, [model.head], np.concatenate([audio, trailing]))[:, 0]
     np.testing.assert_allclose(table[:, 1], offline, atol=1e-4)
     # Detections are where the offline scores, smoothed, cross the configured threshold.
-    fired = event_hops(smooth(offline, 2), 0.5, refractory_hops(2.0))
-    assert [d["time_s"] for d in detections] == pytest.approx(hop_end_s(fired), abs=1e-3)
+    fired = event_hops(smooth(offline, 2), 0.5, refractory_hops(2.0, base.geometry.hop_s))
+    assert [d["time_s"] for d in detections] == pytest.approx(
+        base.geometry.hop_end_s(fired), abs=1e-3
+    )
     assert plot.stat().st_size > 1000
 
 
-def test_detect_several_files_names_them(seven, tmp_path):
+def test_detect_several_files_names_them(seven, base, tmp_path):
     short, long = place([], 1.3), place([], 2.05, seed=1)
     files = [write_wav(tmp_path / "a.wav", short), write_wav(tmp_path / "b.wav", long)]
     out = tmp_path / "scores.csv"
@@ -187,9 +225,9 @@ def test_detect_several_files_names_them(seven, tmp_path):
     with out.open() as f:
         header, *rows = list(csv.reader(f))
     assert header == ["file", "time_s", "seven"]
-    assert [r[0] for r in rows] == [str(files[0])] * hop_count(short.size + TRAILING) + [
+    assert [r[0] for r in rows] == [str(files[0])] * hop_count(base, short.size + TRAILING) + [
         str(files[1])
-    ] * hop_count(long.size + TRAILING)
+    ] * hop_count(base, long.size + TRAILING)
     for n in (1, 2):
         assert (tmp_path / f"plot.{n}.png").stat().st_size > 1000
 

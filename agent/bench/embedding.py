@@ -151,10 +151,17 @@ def format_table(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``earshot bench embedding``."""
-    parser = argparse.ArgumentParser(prog="earshot bench embedding", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=SECONDS,
-                        help=f"speech streamed, in seconds (default {SECONDS:g})")
+    parser = argparse.ArgumentParser(
+        prog="earshot bench embedding",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=SECONDS,
+        help=f"speech streamed, in seconds (default {SECONDS:g})",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args(argv)
     if args.seconds < 2:

@@ -66,7 +66,7 @@ def load_detector() -> Detector:
 
     settings = load_settings()
     base = load_base(settings)
-    return Detector(base.inference_network(), load_wake_words(settings, base), backend="numpy")
+    return Detector(base, load_wake_words(settings, base), backend="numpy")
 
 
 def soak_detector(

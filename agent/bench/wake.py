@@ -57,9 +57,8 @@ from agent.bench.wake_measurement import (
     train,
 )
 from agent.bench.wake_report import print_table
-from kernels.runtime import BACKENDS, Backend, create_engine
-from models.base.model import BaseModel
-from models.paths import SHIPPED_BASE_MODEL
+from kernels.runtime import BACKENDS, Backend
+from models.base.loading import load_base
 from models.speech.dataset import split_voices
 from models.speech.synth import SpeechCache, available_voices
 from models.wake.model import WakeWordModel
@@ -78,7 +77,7 @@ def run(
     placements: int = PLACEMENTS,
     threshold: float = LATENCY_THRESHOLD,
     model_path: Path | None = None,
-    base_path: Path = SHIPPED_BASE_MODEL,
+    base_spec: str | None = None,
     small: bool = False,
     skip_training: bool = False,
     backend: Backend = "auto",
@@ -93,7 +92,7 @@ def run(
 
     recipe = SMALL_RECIPE if small else WakeRecipe()
     recipe_name = "small" if small else "default"
-    base = BaseModel.load(base_path)
+    base = load_base(base_spec)
     cache = SpeechCache()
     voices = available_voices()
     held_out = split_voices(voices, seed=SEED).test
@@ -106,8 +105,7 @@ def run(
         "recipe": recipe_name,
     }
     if model_path is not None:
-        assert base.manifest is not None
-        model = WakeWordModel.load(model_path, base_sha256=base.manifest.sha256)
+        model = WakeWordModel.load(model_path, base_sha256=base.sha256)
         result["model"] = {"source": str(model_path), "name": model.name, "phrase": model.phrase}
     else:
         progress(f"training {PHRASE!r} ({recipe_name} recipe)")
@@ -120,15 +118,14 @@ def run(
     audio = running_audio(seconds, held_out, cache)
     placed = phrase_stream(model.phrase, held_out, cache, placements)
     with threadpool_limits(1):
-        engine = create_engine(base.inference_network(), backend=backend)
-        result["engine"] = engine.description
+        result["engine"] = f"{base.name} base, detector backend {backend}"
         progress(f"streaming {seconds:g} s with 1 and {MANY_WAKE_WORDS} wake words")
         result["wake_words"] = measure_wake_words(
-            engine, model, calibrated, audio, repetitions=repetitions
+            base, model, calibrated, audio, repetitions=repetitions, backend=backend
         )
         progress(f"streaming {placements} placed phrases")
         result["latency"] = measure_latency(
-            engine, model, threshold, placed, calibrated_threshold=calibrated
+            base, model, threshold, placed, calibrated_threshold=calibrated, backend=backend
         )
     if skip_training:
         result["training"] = None
@@ -169,8 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"a wake-word model file instead of training {PHRASE!r} first",
     )  # fmt: skip
     parser.add_argument(
-        "--base", type=Path, default=SHIPPED_BASE_MODEL, metavar="PATH",
-        help="base model (default: the shipped one)",
+        "--base", default=None, metavar="NAME|PATH",
+        help="base: speech_embedding (default), dscnn, or a base file",
     )  # fmt: skip
     parser.add_argument(
         "--small", action="store_true",
@@ -187,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--seconds must be >= 10, --repetitions and --placements >= 1")
     result = run(
         seconds=args.seconds, repetitions=args.repetitions, placements=args.placements,
-        threshold=args.threshold, model_path=args.model, base_path=args.base, small=args.small,
+        threshold=args.threshold, model_path=args.model, base_spec=args.base, small=args.small,
         skip_training=args.skip_training, backend=args.backend,
     )  # fmt: skip
     if args.json:

@@ -19,8 +19,8 @@ import numpy as np
 from agent.bench.common import CHUNK_SAMPLES, MS_PER_S, PHRASE, Stopwatch, chunks, say
 from agent.bench.wake_audio import PhraseStream
 from dsp.constants import SAMPLE_RATE_HZ
-from kernels.runtime import Engine
-from models.base.model import BaseModel
+from kernels.runtime import Backend
+from models.base.geometry import Embedder
 from models.speech.dataset import load_vocabulary
 from models.speech.synth import SpeechCache
 from models.wake.detector import Detector, WakeWord
@@ -66,18 +66,23 @@ def stream_cpu_s(detector: Detector, audio: np.ndarray) -> tuple[float, float]:
 
 
 def measure_wake_words(
-    engine: Engine,
+    base: Embedder,
     model: WakeWordModel,
     threshold: float,
     audio: np.ndarray,
     *,
     repetitions: int = REPETITIONS,
     many: int = MANY_WAKE_WORDS,
+    backend: Backend = "auto",
 ) -> dict[str, Any]:
     """CPU time per hour of audio with one wake word and with ``many``, measured alternately."""
     copies = [dataclasses.replace(model, name=f"{model.name}-{i}") for i in range(many)]
     detectors = {
-        n: Detector(engine, [WakeWord(m, threshold, SMOOTHING_HOPS, REFRACTORY_S) for m in models])
+        n: Detector(
+            base,
+            [WakeWord(m, threshold, SMOOTHING_HOPS, REFRACTORY_S) for m in models],
+            backend=backend,
+        )
         for n, models in ((1, [model]), (many, copies))
     }
     warm_up = audio[: WARM_UP_S * SAMPLE_RATE_HZ]
@@ -114,18 +119,19 @@ def measure_wake_words(
 
 
 def measure_latency(
-    engine: Engine,
+    base: Embedder,
     model: WakeWordModel,
     threshold: float,
     stream: PhraseStream,
     *,
     calibrated_threshold: float | None = None,
+    backend: Backend = "auto",
 ) -> dict[str, Any]:
     """Stream the placed phrases; latency of each detected one and the compute per hop."""
     hops: list[tuple[float, float]] = []
     detector = Detector(
-        engine, [WakeWord(model, threshold, SMOOTHING_HOPS, REFRACTORY_S)],
-        on_hop=lambda t, s: hops.append((t, float(s[0]))),
+        base, [WakeWord(model, threshold, SMOOTHING_HOPS, REFRACTORY_S)],
+        on_hop=lambda t, s: hops.append((t, float(s[0]))), backend=backend,
     )  # fmt: skip
     step = CHUNK_SAMPLES
     compute_s, false_alarms = 0.0, 0
@@ -199,7 +205,7 @@ def _count_files(directory: Path) -> int:
 def train(
     name: str,
     phrase: str,
-    base: BaseModel,
+    base: Embedder,
     recipe: WakeRecipe,
     cache: SpeechCache,
     *,

@@ -21,7 +21,7 @@ from kernels.errors import ConfigError
 
 if TYPE_CHECKING:
     from agent.settings import Settings, WakeWordSettings
-    from models.base.model import BaseModel
+    from models.base.geometry import Embedder
     from models.wake.model import WakeWordModel
 
 _LOGGER = logging.getLogger(__name__)
@@ -156,14 +156,14 @@ def _check_recording_options(args: argparse.Namespace) -> None:
         )
 
 
-def _base(settings: Settings) -> BaseModel:
+def _base(settings: Settings) -> Embedder:
     from agent.daemon.detectors import load_base
 
     return load_base(settings)
 
 
 def _ready_text_model(
-    settings: Settings, wake: WakeWordSettings, base: BaseModel
+    settings: Settings, wake: WakeWordSettings, base: Embedder
 ) -> WakeWordModel | None:
     """The wake word's detector from text when one is ready: trained, else shipped; or None.
 
@@ -178,8 +178,7 @@ def _ready_text_model(
         stale_reason,
     )
 
-    assert base.manifest is not None
-    sha256 = base.manifest.sha256
+    sha256 = base.sha256
     path = model_path(settings.models.resolved_directory(), wake.name)
     reason = stale_reason(path, wake.phrase, sha256)
     if reason is None:
@@ -191,7 +190,7 @@ def _ready_text_model(
     return None
 
 
-def _text_model(settings: Settings, wake: WakeWordSettings, base: BaseModel) -> WakeWordModel:
+def _text_model(settings: Settings, wake: WakeWordSettings, base: Embedder) -> WakeWordModel:
     """The wake word's detector from text (`_ready_text_model`), trained first when none is."""
     from agent.cli.wake import train_one
     from models.wake.model import WakeWordModel
@@ -199,14 +198,13 @@ def _text_model(settings: Settings, wake: WakeWordSettings, base: BaseModel) -> 
     ready = _ready_text_model(settings, wake, base)
     if ready is not None:
         return ready
-    assert base.manifest is not None
     print(f"{wake.name}: first, its detector from text", file=sys.stderr)
     path = train_one(settings, wake, base, force=True)
-    return WakeWordModel.load(path, base_sha256=base.manifest.sha256)
+    return WakeWordModel.load(path, base_sha256=base.sha256)
 
 
 def _takes_from_files(
-    files: list[Path], settings: Settings, wake: WakeWordSettings, base: BaseModel
+    files: list[Path], settings: Settings, wake: WakeWordSettings, base: Embedder
 ) -> tuple[WakeWordModel, Any]:
     """The detector to fine-tune and the checked takes of ``files``, read and checked first.
 
@@ -226,7 +224,7 @@ def _takes_from_files(
 
 
 def _record_takes(
-    args: argparse.Namespace, phrase: str, base: BaseModel, text_model: WakeWordModel
+    args: argparse.Namespace, phrase: str, base: Embedder, text_model: WakeWordModel
 ) -> Any:
     from agent.enroll.capture import record_enrollment
     from models.enroll.takes import TakeChecker
@@ -239,7 +237,7 @@ def _record_takes(
 
 def _fine_tune(
     text_model: WakeWordModel,
-    base: BaseModel,
+    base: Embedder,
     takes: list[Any],
     room: Any,
     wake: WakeWordSettings,

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger("earshot")
 
 
-
 BENCH_PACKAGE = "agent.bench"
 """`earshot bench SUITE`: the package whose ``SUITES`` and ``run(suite, argv)`` it uses.
 

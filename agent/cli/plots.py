@@ -90,3 +90,25 @@ def plot_det(path: Path, curves: dict[str, Any]) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_det_panels(path: Path, panels: dict[str, dict[str, Any]]) -> None:
+    """DET curves of several sets side by side (e.g. one panel per base), shared axes."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 5), sharey=True,
+                             squeeze=False)  # fmt: skip
+    for ax, (title, curves) in zip(axes[0], panels.items(), strict=True):
+        for name, curve in curves.items():
+            keep = curve.per_hour > 0
+            ax.plot(curve.per_hour[keep], np.maximum(curve.miss_rate[keep], 1e-4), label=name)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.axvline(1.0, ls=":", color="0.5")
+        ax.axhline(0.1, ls=":", color="0.5")
+        ax.set_title(title)
+        ax.set_xlabel("false alarms per hour")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("miss rate")
+    fig.tight_layout()
+    _save(fig, path)

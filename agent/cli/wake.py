@@ -24,7 +24,7 @@ from kernels.errors import ConfigError
 
 if TYPE_CHECKING:
     from agent.settings import Settings, WakeWordSettings
-    from models.base.model import BaseModel
+    from models.base.geometry import Embedder
     from models.wake.model import WakeWordModel
     from models.wake.recipe import WakeRecipe
 
@@ -105,6 +105,11 @@ def add_parsers(
         "--out", type=Path, default=Path("det"),
         help="prefix of the DET outputs: PREFIX.csv and PREFIX.png (default det)",
     )  # fmt: skip
+    wake.add_argument(
+        "--plot", action="store_true",
+        help="with --fsdd: run the protocol on both shipped bases (speech_embedding, dscnn) and "
+        "draw their DET curves side by side in PREFIX.png",
+    )  # fmt: skip
     wake.add_argument("--json", action="store_true", help="print one JSON document")
 
 
@@ -143,7 +148,7 @@ def trainable_phrases(settings: Settings) -> dict[str, WakeWordSettings]:
 def train_one(
     settings: Settings,
     wake: WakeWordSettings,
-    base: BaseModel,
+    base: Embedder,
     *,
     force: bool = False,
     recipe: WakeRecipe | None = None,
@@ -157,11 +162,10 @@ def train_one(
     from models.wake.model import model_path, recordings_digest, stale_reason
     from models.wake.training import train_wake_word
 
-    assert base.manifest is not None
     path = model_path(settings.models.resolved_directory(), wake.name)
     recordings = [load_audio(Path(r)) for r in wake.recordings]
     digest = recordings_digest(recordings)
-    reason = stale_reason(path, wake.phrase, base.manifest.sha256, digest)
+    reason = stale_reason(path, wake.phrase, base.sha256, digest)
     if reason is None and not force:
         print(f"{wake.name}: up to date ({path})")
         return path
@@ -212,7 +216,7 @@ def run_detect(args: argparse.Namespace) -> int:
         audio = load_audio(file)
         hops: list[tuple[float, np.ndarray]] = []
         detector = Detector(
-            base.inference_network(), wake_words, backend=settings.detection.backend,
+            base, wake_words, backend=settings.detection.backend,
             on_hop=lambda t, s, hops=hops: hops.append((t, s.copy())),  # type: ignore[misc]
         )  # fmt: skip
         found: list[Detection] = []
@@ -293,9 +297,13 @@ def run_eval_wake(args: argparse.Namespace) -> int:
     from agent.settings import load_settings
 
     settings = load_settings(args.config)
+    if args.plot and args.fsdd is None:
+        raise ConfigError("eval wake: --plot compares the bases on FSDD; give --fsdd too")
     with threadpool_limits(os.cpu_count() or 1):
+        if args.fsdd is not None and args.plot:
+            return _fsdd_both_bases(args, settings)
         if args.fsdd is not None:
-            results, curves = _fsdd(args, settings)
+            results, curves = _fsdd(args, settings, load_base(settings))
         else:
             results, curves = _eval_files(args, settings)
     _write_det(args.out, curves)
@@ -310,6 +318,28 @@ def run_eval_wake(args: argparse.Namespace) -> int:
                 "false alarm at all on them)"
             )
         print(f"DET curve: {args.out.with_suffix('.csv')}, {args.out.with_suffix('.png')}")
+    return 0
+
+
+def _fsdd_both_bases(args: argparse.Namespace, settings: Settings) -> int:
+    """The FSDD protocol on both shipped bases, their DET curves side by side."""
+    from agent.cli.plots import plot_det_panels
+    from models.base.loading import BASES
+    from models.base.loading import load_base as load_named_base
+
+    results, panels = {}, {}
+    for name in BASES:
+        results[name], panels[name] = _fsdd(args, settings, load_named_base(name))
+        _write_det(args.out.with_name(f"{args.out.name}-{name}"), panels[name])
+    plot_det_panels(args.out.with_suffix(".png"), panels)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for name, table in results.items():
+            print(f"base {name}:")
+            _print_table(table)
+        print(f"DET curves: {args.out.with_suffix('.png')} (side by side), "
+              f"{args.out.name}-BASE.csv per base")  # fmt: skip
     return 0
 
 
@@ -333,28 +363,31 @@ def _eval_files(
         raise ConfigError("--negatives: the files hold no audio")
     curve = det_curve(
         peaks, episodes, hours=hours, smoothing_hops=wake.smoothing_hops,
-        refractory_hops=refractory_hops(wake.refractory_s),
+        refractory_hops=refractory_hops(wake.refractory_s, wake.model.hop_s),
     )  # fmt: skip
     return {wake.name: _summary(curve)}, {wake.name: curve}
 
 
+FSDD_TARGET_PER_HOUR = 1.0
+"""The false-alarm target whose calibrated threshold the FSDD protocol checks on other audio."""
+
+
 def _fsdd(
-    args: argparse.Namespace, settings: Settings
+    args: argparse.Namespace, settings: Settings, base: Embedder
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     from agent.cli.progress import StageProgress
     from agent.paths import DEFAULT_FSDD
     from models.speech.dataset import DIGIT_WORDS
-    from models.wake.evaluation import fsdd_stream, stream_det
+    from models.wake.evaluation import false_alarm_rate, fsdd_stream, stream_det
     from models.wake.recipe import WakeRecipe
     from models.wake.streams import StreamRecipe, load_or_build_stream
 
     directory = DEFAULT_FSDD if args.fsdd == Path() else args.fsdd
     if not directory.is_dir():
         raise ConfigError(f"--fsdd: {directory} is not a folder of FSDD recordings")
-    base = load_base(settings)
-    assert base.manifest is not None
     results: dict[str, dict[str, Any]] = {}
     curves: dict[str, Any] = {}
+    options = {"smoothing_hops": 2, "refractory_s": 2.0}
     with StageProgress(unit="step") as progress:
         labelled = fsdd_stream(base, directory)
         synthetic = load_or_build_stream(
@@ -362,31 +395,49 @@ def _fsdd(
         )
         models = fsdd_text_models(base, DIGIT_WORDS, progress)
         for digit, model in models.items():
-            curve = stream_det(model, labelled, [synthetic], smoothing_hops=2, refractory_s=2.0)
-            results[digit], curves[digit] = _summary(curve), curve
-    means = {
-        key: round(float(np.mean([r[key] for r in results.values()])), 4)
-        for key in ("miss_rate_at_1_per_hour", "miss_rate_at_1_per_10_hours")
-    }
+            curve = stream_det(base.geometry, model, labelled, [synthetic], **options)
+            threshold, _ = model.threshold_for(FSDD_TARGET_PER_HOUR, **options)
+            measured = {
+                f"false_alarms_per_hour_{name}": round(
+                    false_alarm_rate(base.geometry, model, stream, threshold, **options), 3
+                )
+                for name, stream in (("fsdd", labelled), ("synthetic", synthetic))
+            }
+            missed = curve.miss_rate_at_threshold(threshold)
+            results[digit], curves[digit] = (
+                {
+                    **_summary(curve),
+                    "calibrated_threshold": round(threshold, 6),
+                    "target_false_alarms_per_hour": FSDD_TARGET_PER_HOUR,
+                    **measured,
+                    "miss_rate_at_calibrated_threshold": round(missed, 4),
+                },
+                curve,
+            )
+    keys = (
+        "miss_rate_at_1_per_hour", "miss_rate_at_1_per_10_hours", "false_alarms_per_hour_fsdd",
+        "false_alarms_per_hour_synthetic", "miss_rate_at_calibrated_threshold",
+    )  # fmt: skip
+    means = {k: round(float(np.mean([r[k] for r in results.values()])), 4) for k in keys}
     results["mean"] = {**results[DIGIT_WORDS[0]], **means, "positives": 0}
     results["mean"]["positives"] = sum(results[d]["positives"] for d in DIGIT_WORDS)
+    del results["mean"]["calibrated_threshold"]
     return results, curves
 
 
 def fsdd_text_models(
-    base: BaseModel, digits: Sequence[str], progress: Any
+    base: Embedder, digits: Sequence[str], progress: Any
 ) -> dict[str, WakeWordModel]:
     """Each digit word's detector trained from text only (cached; trained when missing)."""
     from models.speech.cache import cache_dir
     from models.wake.model import WakeWordModel, model_path, stale_reason
     from models.wake.training import train_wake_word
 
-    assert base.manifest is not None
     models = {}
     for digit in digits:
-        path = model_path(cache_dir("fsdd-wake"), digit)
-        if stale_reason(path, digit, base.manifest.sha256) is not None:
+        path = model_path(cache_dir("fsdd-wake") / base.name, digit)
+        if stale_reason(path, digit, base.sha256) is not None:
             model, report = train_wake_word(digit, digit, base, progress=progress)
             model.save(path, **report)
-        models[digit] = WakeWordModel.load(path, base_sha256=base.manifest.sha256)
+        models[digit] = WakeWordModel.load(path, base_sha256=base.sha256)
     return models

@@ -18,8 +18,9 @@ from agent.daemon.local_commands import CommandMatcher, as_wake_word
 from agent.enroll.store import enrollment
 from agent.settings import LocalCommandSettings, Settings, WakeWordSettings, enrollment_dir
 from kernels.errors import ModelError
+from models.base.geometry import Embedder, WordsHead
+from models.base.loading import load_base as load_base_file
 from models.base.model import BaseModel
-from models.paths import SHIPPED_BASE_MODEL
 from models.wake.detector import Detector, WakeWord
 from models.wake.model import (
     NO_MODEL,
@@ -51,15 +52,13 @@ def load_models(settings: Settings) -> Models:
     """
     base = load_base(settings)
     wake_words = load_wake_words(settings, base)
-    detector = Detector(base.inference_network(), wake_words, backend=settings.detection.backend)
+    detector = Detector(base, wake_words, backend=settings.detection.backend)
     return Models(settings, detector, load_matcher(settings, base))
 
 
-def load_base(settings: Settings) -> BaseModel:
-    """The base model the config names (the shipped one by default)."""
-    return BaseModel.load(
-        Path(settings.models.base) if settings.models.base else SHIPPED_BASE_MODEL
-    )
+def load_base(settings: Settings) -> Embedder:
+    """The base the config names (`models.base.loading`; the imported embedding by default)."""
+    return load_base_file(settings.models.base)
 
 
 def threshold_of(wake: WakeWordSettings, model: WakeWordModel) -> tuple[float, str]:
@@ -78,7 +77,7 @@ def threshold_of(wake: WakeWordSettings, model: WakeWordModel) -> tuple[float, s
 
 
 def load_wake_words(
-    settings: Settings, base: BaseModel, names: list[str] | None = None
+    settings: Settings, base: Embedder, names: list[str] | None = None
 ) -> list[WakeWord]:
     """The configured wake words (or ``names``) as runnable `WakeWord`s.
 
@@ -87,12 +86,11 @@ def load_wake_words(
     ModelError
         A model is missing or stale; the message says which command makes it.
     """
-    assert base.manifest is not None
     directory = settings.models.resolved_directory()
     chosen = [settings.wake_word(n) for n in names] if names else list(settings.wake_words)
     loaded = []
     for wake in chosen:
-        model = load_detector_model(wake, base.manifest.sha256, directory)
+        model = load_detector_model(wake, base.sha256, directory)
         threshold, _ = threshold_of(wake, model)
         loaded.append(
             WakeWord(model, threshold, wake.smoothing_hops, wake.refractory_s, wake.verify_speaker)
@@ -100,7 +98,7 @@ def load_wake_words(
     return loaded
 
 
-def load_matcher(settings: Settings, base: BaseModel) -> CommandMatcher:
+def load_matcher(settings: Settings, base: Embedder) -> CommandMatcher:
     """The configured local commands with their detectors.
 
     Raises
@@ -108,15 +106,36 @@ def load_matcher(settings: Settings, base: BaseModel) -> CommandMatcher:
     ModelError
         A phrase command's detector is missing or stale; the message names `earshot train`.
     """
-    assert base.manifest is not None
     directory: Path = settings.models.resolved_directory()
     loaded: list[tuple[LocalCommandSettings, WakeWordModel | None]] = []
     for command in settings.commands:
         model = None
         if command.phrase is not None:
-            model = load_detector_model(as_wake_word(command), base.manifest.sha256, directory)
+            model = load_detector_model(as_wake_word(command), base.sha256, directory)
         loaded.append((command, model))
-    return CommandMatcher(base, loaded)
+    words = load_words_head(base) if any(c.builtin for c in settings.commands) else None
+    return CommandMatcher(base, loaded, words)
+
+
+def load_words_head(base: Embedder) -> WordsHead:
+    """The speech-commands head for built-in command words on ``base``.
+
+    The DS-CNN carries its own; other bases read the head shipped for them
+    (`models.base.commands`).
+
+    Raises
+    ------
+    ModelError
+        No head for this base; the message says which command trains one.
+    """
+    if isinstance(base, BaseModel):
+        head = base.commands_head()
+        if head is None:
+            raise ModelError(f"base {base.name}: it has no speech-commands head for built-in words")
+        return head
+    from models.base.commands import SHIPPED_COMMANDS, CommandsHead
+
+    return CommandsHead.load(SHIPPED_COMMANDS, base_sha256=base.sha256)
 
 
 def load_detector_model(wake: WakeWordSettings, base_sha256: str, model_dir: Path) -> WakeWordModel:

@@ -17,9 +17,8 @@ import numpy as np
 
 from agent.settings import LocalCommandSettings, WakeWordSettings
 from dsp.constants import SAMPLE_RATE_HZ
-from dsp.features import log_mel
-from models.base.model import COMMANDS_HEAD, BaseModel
-from models.wake.context import hop_windows
+from kernels.errors import ModelError
+from models.base.geometry import Embedder, WordsHead
 from models.wake.detector import stream_scores
 from models.wake.model import WakeWordModel
 
@@ -58,20 +57,31 @@ class CommandMatcher:
 
     Parameters
     ----------
-    base : BaseModel
-        The base model whose embedding the detectors read (and whose commands head built-in
-        words use).
+    base : Embedder
+        The base whose embedding the detectors and the built-in words' head read.
     commands : sequence of (LocalCommandSettings, WakeWordModel or None)
         Each command with its trained detector (None for built-in words).
+    words : WordsHead, optional
+        The speech-commands head built-in words are scored with; needed when any is configured.
     """
 
     def __init__(
-        self, base: BaseModel, commands: list[tuple[LocalCommandSettings, WakeWordModel | None]]
+        self,
+        base: Embedder,
+        commands: list[tuple[LocalCommandSettings, WakeWordModel | None]],
+        words: WordsHead | None = None,
     ):
         self.base = base
         self.commands = commands
-        labels = base.head_labels.get(COMMANDS_HEAD, [])
+        self.words = words
+        labels = words.labels if words is not None else []
         self._label_index = {label: i for i, label in enumerate(labels)}
+        missing = [c.builtin for c, _ in commands if c.builtin and c.builtin not in labels]
+        if missing:
+            raise ModelError(
+                f"commands: built-in words {missing} need a speech-commands head that knows them "
+                f"(the head in use knows {labels or 'none'})"
+            )
 
     def __bool__(self) -> bool:
         return bool(self.commands)
@@ -111,15 +121,7 @@ class CommandMatcher:
         return Match(command, scores[best])
 
     def _builtin_probabilities(self, audio: np.ndarray) -> np.ndarray:
-        """Highest probability of every built-in class over the audio's 1 s windows."""
-        if not any(model is None for _, model in self.commands):
+        """Highest probability of every built-in class over the audio (`WordsHead`)."""
+        if self.words is None or not any(model is None for _, model in self.commands):
             return np.zeros(0, np.float32)
-        windows = hop_windows(log_mel(audio))
-        if windows.shape[0] == 0:
-            return np.zeros(len(self._label_index), np.float32)
-        logits = self.base.heads[COMMANDS_HEAD].forward(self.base.embed(windows), training=False)
-        logits = logits - logits.max(axis=1, keepdims=True)
-        probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-        return probabilities.max(axis=0)
-
-
+        return self.words.probabilities(self.base, audio)

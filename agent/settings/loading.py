@@ -21,7 +21,7 @@ import yaml
 
 from agent.settings.locations import default_config_path, user_config_path
 from agent.settings.schema import build, show
-from agent.settings.sections import Settings
+from agent.settings.sections import BASE_NAMES, Settings
 from kernels.errors import ConfigError
 
 _LOGGER = logging.getLogger(__name__)
@@ -171,7 +171,11 @@ def _resolve_paths(settings: Settings, base_dir: Path | None) -> Settings:
     models = replace(
         settings.models,
         directory=resolve_optional(settings.models.directory),
-        base=resolve_optional(settings.models.base),
+        base=(
+            settings.models.base
+            if settings.models.base in BASE_NAMES
+            else resolve_optional(settings.models.base)
+        ),
     )
     endpoint = replace(
         settings.endpoint,

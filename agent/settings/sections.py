@@ -52,6 +52,11 @@ class DetectionSettings:
     otherwise); see `kernels.runtime.resolve_backend`."""
 
 
+BASE_NAMES = ("speech_embedding", "dscnn")
+"""The shipped bases ``models.base`` may name (`models.base.loading.BASES`); anything else is a
+path."""
+
+
 @dataclass(frozen=True)
 class ModelSettings:
     """Where models are read from and written to."""
@@ -59,7 +64,10 @@ class ModelSettings:
     directory: str | None = None
     """Where trained wake-word detectors are stored; None for `default_model_dir`."""
     base: str | None = None
-    """Base model file; None for the one shipped with earshot."""
+    """The base every wake word, command and enrollment is trained on: ``speech_embedding`` (the
+    imported embedding, trained on real speech; the default when None), ``dscnn`` (earshot's own,
+    trained on synthetic speech), or the path of a base file (``earshot train base`` or ``earshot
+    model import``). Changing it means retraining: ``earshot train`` says so."""
 
     def resolved_directory(self) -> Path:
         """The detector directory, ``~`` expanded; `default_model_dir` when unset."""

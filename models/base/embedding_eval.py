@@ -4,7 +4,7 @@ Either base is wrapped as a `ContextBase`: audio in, one embedding per hop out, 
 *context* (`CLIP_SAMPLES`) read through some of those hops:
 
 - the DS-CNN (`models.base.model.BaseModel`): 1 s windows every 100 ms; a context joins the
-  3 windows 0.5 s apart that span 2 s, as its wake-word heads read them (`models.wake.context`);
+  3 windows 0.5 s apart that span 2 s, as its wake-word heads read them (`models.base.geometry`);
 - the imported speech embedding (`models.base.speech_embedding.SpeechEmbedding`): 0.775 s
   windows every 80 ms; a context joins the 16 hop embeddings of 2 s (1,536 values), as
   openWakeWord's heads read them.
@@ -73,7 +73,7 @@ Representation = Literal["joined", "pooled"]
 CLIP_SAMPLES = 2 * SAMPLE_RATE_HZ
 """Samples of one context (2 s): training clips are this long, recordings padded to it."""
 DSCNN_HOP_FRAMES = 10
-"""Frames between the DS-CNN's windows (100 ms), as `models.wake.context.HOP_FRAMES`."""
+"""Frames between the DS-CNN's windows (100 ms), as `models.base.model.DSCNN_GEOMETRY`."""
 DSCNN_JOINED_HOPS = (0, 5, 10)
 """The DS-CNN windows a context joins: its wake-word context (3 windows, 5 hops apart)."""
 OTHER = -1

@@ -12,14 +12,23 @@ from typing import Any
 
 import numpy as np
 
+from dsp.constants import LIVE_FRONT_END, LOG_FLOOR
+from dsp.features import LogMelStream, log_mel
 from kernels.errors import ModelError
 from kernels.network import Network, Softmax
-from models.base.architecture import BaseConfig, build_base, build_head
+from kernels.runtime import Backend, create_engine
+from models.base.architecture import WINDOW_FRAMES, BaseConfig, build_base, build_head
+from models.base.geometry import Geometry, WindowEmbedder
 from models.nn.checkpoint import Manifest, load_model, save_model
 from models.nn.layers import Sequential, to_inference
 from models.nn.manifest import ListOf, MapOf, Number, Record, Text, validate_manifest
 
 ARCHITECTURE_NAME = "dscnn"
+DSCNN_GEOMETRY = Geometry(
+    LIVE_FRONT_END, window_frames=WINDOW_FRAMES, hop_frames=10, context_windows=3,
+    context_stride_hops=5, db_per_unit=10 / np.log(10),
+)  # fmt: skip
+"""1 s windows every 100 ms; a head joins 3 of them 0.5 s apart (about 2 s)."""
 EMBED_BATCH = 512
 COMMANDS_HEAD = "commands"
 MAX_HEADS = 8
@@ -62,6 +71,53 @@ class BaseModel:
     heads: dict[str, Sequential] = field(default_factory=dict)
     head_labels: dict[str, list[str]] = field(default_factory=dict)
     manifest: Manifest | None = None
+    name = ARCHITECTURE_NAME
+    geometry = DSCNN_GEOMETRY
+
+    @property
+    def sha256(self) -> str:
+        """The model file's checksum ("unsaved" before it is saved or loaded)."""
+        return self.manifest.sha256 if self.manifest is not None else "unsaved"
+
+    @property
+    def dim(self) -> int:
+        """Values of one embedding."""
+        return self.config.embedding_dim
+
+    def features(self, audio: np.ndarray) -> np.ndarray:
+        """40-band log-mel frames (`dsp.features.log_mel`)."""
+        return log_mel(audio)
+
+    def frame_stream(self) -> LogMelStream:
+        """The streaming 40-band front end."""
+        return LogMelStream()
+
+    def silence_frames(self, n: int) -> np.ndarray:
+        """Frames of digital silence."""
+        return np.full((n, LIVE_FRONT_END.n_mels), np.log(LOG_FLOOR), np.float32)
+
+    def hop_embedder(self, backend: Backend = "auto") -> WindowEmbedder:
+        """The whole 1 s window through the network (numpy or wgpu) on every hop."""
+        engine = create_engine(self.inference_network(), backend=backend)
+        return WindowEmbedder(engine, self.geometry)
+
+    def embed_frames(self, features: np.ndarray) -> np.ndarray:
+        """Every hop's embedding of a stream's frames [frames, 40] -> [hops, dim]."""
+        return self.embed(self.geometry.hop_windows(features))
+
+    def embed_examples(self, features: np.ndarray) -> np.ndarray:
+        """Head inputs of examples [n, context_frames, 40] -> [n, 3 * dim]."""
+        if features.shape[0] == 0:
+            return np.zeros((0, self.geometry.context_windows * self.dim), np.float32)
+        windows = self.geometry.example_windows(features)
+        return self.embed(windows).reshape(features.shape[0], -1)
+
+    def commands_head(self) -> DscnnCommands | None:
+        """The built-in speech-commands head, None when this model has none."""
+        if COMMANDS_HEAD not in self.heads:
+            return None
+        return DscnnCommands(self.head_labels[COMMANDS_HEAD], self.heads[COMMANDS_HEAD],
+                             self.sha256)  # fmt: skip
 
     def embed(self, features: np.ndarray) -> np.ndarray:
         """Embeddings of log-mel windows [n, frames, mels] (float16 or 32) -> float32 [n, dim]."""
@@ -138,6 +194,25 @@ class BaseModel:
                 f"{path}: weights do not fit the manifest's architecture: {err}"
             ) from err
         return model
+
+
+@dataclass(frozen=True)
+class DscnnCommands:
+    """The DS-CNN's speech-commands head, as the daemon's built-in command words use it."""
+
+    labels: list[str]
+    head: Sequential
+    base_sha256: str
+
+    def probabilities(self, base: BaseModel, audio: np.ndarray) -> np.ndarray:
+        """Highest probability of every class over the audio's 1 s windows [labels]."""
+        windows = base.geometry.hop_windows(base.features(audio))
+        if windows.shape[0] == 0:
+            return np.zeros(len(self.labels), np.float32)
+        logits = self.head.forward(base.embed(windows), training=False)
+        logits = logits - logits.max(axis=1, keepdims=True)
+        probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        return probabilities.max(axis=0)
 
 
 def _part(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:

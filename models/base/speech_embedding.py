@@ -23,7 +23,9 @@ import numpy as np
 
 from dsp.constants import FrontEndSettings
 from dsp.embedding_features import (
+    EMBEDDING_DB_DIVISOR,
     EMBEDDING_FRONT_END,
+    EMBEDDING_OUTPUT_FLOOR,
     EmbeddingMelStream,
     embedding_log_mel,
 )
@@ -31,6 +33,7 @@ from kernels.errors import ModelError
 from kernels.network import Network
 from kernels.runtime import Backend, Engine, create_engine
 from kernels.streaming import StreamingNetwork
+from models.base.geometry import Geometry
 from models.nn.checkpoint import Manifest, load_model
 from models.nn.network_file import network_from
 from models.paths import SHIPPED_EMBEDDING
@@ -39,6 +42,14 @@ HOP_FRAMES = 8
 """Frames between embeddings (80 ms): the network's time stride."""
 EMBED_BATCH = 256
 """Windows per engine call when embedding many at once."""
+WINDOW_FRAMES = 76
+"""Frames one embedding reads (0.775 s)."""
+EMBEDDING_GEOMETRY = Geometry(
+    EMBEDDING_FRONT_END, window_frames=WINDOW_FRAMES, hop_frames=HOP_FRAMES, context_windows=16,
+    context_stride_hops=1, db_per_unit=EMBEDDING_DB_DIVISOR,
+)  # fmt: skip
+"""A head joins the 16 embeddings of the last 1.98 s, every hop, as openWakeWord's heads do."""
+BASE_NAME = "speech_embedding"
 
 
 @dataclass
@@ -60,6 +71,8 @@ class SpeechEmbedding:
     manifest: Manifest | None = None
     backend: Backend = "numpy"
     _engine: Engine | None = field(default=None, init=False, repr=False)
+    name = BASE_NAME
+    geometry = EMBEDDING_GEOMETRY
 
     @classmethod
     def load(cls, path: Path = SHIPPED_EMBEDDING, *, backend: Backend = "numpy") -> SpeechEmbedding:
@@ -80,7 +93,48 @@ class SpeechEmbedding:
                 f"{path}: input shape {network.input_shape}; expected (frames, "
                 f"{EMBEDDING_FRONT_END.n_mels}, 1)"
             )
+        if network.input_shape[0] != WINDOW_FRAMES:
+            raise ModelError(
+                f"{path}: input shape {network.input_shape}; expected ({WINDOW_FRAMES}, "
+                f"{EMBEDDING_FRONT_END.n_mels}, 1), the geometry wake words are trained for"
+            )
         return cls(network, manifest=manifest, backend=backend)
+
+    @property
+    def sha256(self) -> str:
+        """The model file's checksum ("unsaved" for a network not read from a file)."""
+        return self.manifest.sha256 if self.manifest is not None else "unsaved"
+
+    def features(self, audio: np.ndarray) -> np.ndarray:
+        """32-band log-mel frames (`dsp.embedding_features.embedding_log_mel`)."""
+        return embedding_log_mel(audio)
+
+    def frame_stream(self) -> EmbeddingMelStream:
+        """The streaming 32-band front end."""
+        return EmbeddingMelStream()
+
+    def silence_frames(self, n: int) -> np.ndarray:
+        """Frames of digital silence (the front end's floor)."""
+        return np.full((n, self.front_end.n_mels), EMBEDDING_OUTPUT_FLOOR, np.float32)
+
+    def hop_embedder(self, backend: Backend = "auto") -> HopStream:
+        """New columns only, on numpy: a hop costs about a ninth of a window on any engine."""
+        return HopStream(self)
+
+    def embed_frames(self, features: np.ndarray) -> np.ndarray:
+        """Every hop's embedding of a stream's frames [frames, 32] -> [hops, 96], streamed."""
+        stream = HopStream(self)
+        out = stream.push(features)
+        return np.stack(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def embed_examples(self, features: np.ndarray) -> np.ndarray:
+        """Head inputs of examples [n, context_frames, 32] -> [n, 16 * 96], each streamed.
+
+        Streaming an example computes its 16 windows for about twice the cost of one.
+        """
+        rows = [self.embed_frames(f).reshape(-1) for f in features]
+        return np.stack(rows) if rows else np.zeros((0, self.geometry.context_windows * self.dim),
+                                                    np.float32)  # fmt: skip
 
     @property
     def window_frames(self) -> int:
@@ -107,8 +161,9 @@ class SpeechEmbedding:
     def embed(self, windows: np.ndarray) -> np.ndarray:
         """Embeddings of log-mel windows [n, frames, bands] -> float32 [n, dim]."""
         out = [
-            self.engine.run(np.ascontiguousarray(windows[i : i + EMBED_BATCH, ..., None],
-                                                 np.float32)).reshape(-1, self.dim)  # fmt: skip
+            self.engine.run(
+                np.ascontiguousarray(windows[i : i + EMBED_BATCH, ..., None], np.float32)
+            ).reshape(-1, self.dim)  # fmt: skip
             for i in range(0, windows.shape[0], EMBED_BATCH)
         ]
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
@@ -132,12 +187,30 @@ class SpeechEmbedding:
         return EmbeddingStream(self)
 
 
+class HopStream:
+    """Frames in, one embedding per hop out: the network's new columns only (numpy)."""
+
+    def __init__(self, base: SpeechEmbedding) -> None:
+        self._network = StreamingNetwork(base.network, base.hop_frames)
+
+    def reset(self) -> None:
+        """Start a new stream."""
+        self._network.reset()
+
+    def push(self, frames: np.ndarray) -> list[np.ndarray]:
+        """Feed frames [k, 32]; return the embeddings of the hops they complete."""
+        if frames.shape[0] == 0:
+            return []
+        frames = np.asarray(frames, np.float32)[..., None]
+        return [out.reshape(-1) for out in self._network.push(frames)]
+
+
 class EmbeddingStream:
     """Audio chunks in, one embedding per hop out, computing only each layer's new columns."""
 
     def __init__(self, base: SpeechEmbedding) -> None:
         self.base = base
-        self._network = StreamingNetwork(base.network, base.hop_frames)
+        self._network = HopStream(base)
         self._features = EmbeddingMelStream()
 
     def reset(self) -> None:
@@ -147,7 +220,4 @@ class EmbeddingStream:
 
     def push(self, chunk: np.ndarray) -> list[np.ndarray]:
         """Feed audio (16 kHz mono float, any length); return the embeddings it completes."""
-        frames = self._features.push(chunk)
-        if frames.shape[0] == 0:
-            return []
-        return [out.reshape(-1) for out in self._network.push(frames[..., None])]
+        return self._network.push(self._features.push(chunk))

@@ -22,10 +22,9 @@ import numpy as np
 
 from dsp.audio import load_audio
 from models.base.evaluation import fsdd_recordings
-from models.base.model import BaseModel
+from models.base.geometry import Embedder, Geometry
 from models.enroll.finetune import EnrollRecipe, enroll_wake_word, phrase_impostors
 from models.speech.dataset import DIGIT_WORDS
-from models.wake.context import CONTEXT_FRAMES, CONTEXT_HOPS, HOP_FRAMES, HOP_S, WINDOW_FRAMES
 from models.wake.detector import locate_phrase
 from models.wake.evaluation import stream_det
 from models.wake.model import WakeWordModel
@@ -40,7 +39,7 @@ IMPOSTORS = 40
 
 
 def speaker_gate(
-    model: WakeWordModel, stream: NegativeStream, profile: SpeakerProfile
+    geometry: Geometry, model: WakeWordModel, stream: NegativeStream, profile: SpeakerProfile
 ) -> Callable[[int, np.ndarray], np.ndarray]:
     """A `stream_det` gate: zero the hops at which the speaker check refuses the phrase.
 
@@ -49,15 +48,16 @@ def speaker_gate(
     """
     assert stream.frames is not None, "the stream must keep its frames"
     frames_of = stream.frames
-    duration = int(round(model.phrase_duration_s / HOP_S * HOP_FRAMES))
+    g = geometry
+    duration = int(round(model.phrase_duration_s / g.frame_s))
     scores: dict[tuple[int, int, int], float] = {}
 
     def gate(episode: int, smoothed: np.ndarray) -> np.ndarray:
         frames = frames_of[episode]
         out = smoothed.copy()
         for i in np.flatnonzero(smoothed >= GATE_FLOOR):
-            end = (int(i) + CONTEXT_HOPS) * HOP_FRAMES + WINDOW_FRAMES
-            start = max(0, end - CONTEXT_FRAMES)
+            end = (int(i) + g.context_hops) * g.hop_frames + g.window_frames
+            start = max(0, end - g.context_frames)
             onset, last = locate_phrase(frames[start:end], duration)
             key = (episode, start + onset, start + last)
             if key not in scores:
@@ -70,6 +70,7 @@ def speaker_gate(
 
 
 def _miss(
+    geometry: Geometry,
     model: WakeWordModel,
     labelled: NegativeStream,
     synthetic: NegativeStream,
@@ -79,13 +80,14 @@ def _miss(
 ) -> float:
     """Miss rate at 1 false alarm per hour with ``test`` recordings as the positives."""
     curve = stream_det(
-        model, labelled, [synthetic], positive=lambda s: s.source in test, gates=gates, **options
-    )
+        geometry, model, labelled, [synthetic], positive=lambda s: s.source in test,
+        gates=gates, **options,
+    )  # fmt: skip
     return curve.miss_rate_at(1.0)[0]
 
 
 def fsdd_enrollment(
-    base: BaseModel,
+    base: Embedder,
     directory: Path,
     text_models: dict[str, WakeWordModel],
     labelled: NegativeStream,
@@ -103,7 +105,7 @@ def fsdd_enrollment(
 
     Parameters
     ----------
-    base : BaseModel
+    base : Embedder
         The base model the text-only detectors were trained on.
     directory : Path
         FSDD's ``recordings`` folder.
@@ -152,15 +154,19 @@ def fsdd_enrollment(
                 {
                     "speaker": speaker,
                     "digit": word,
-                    "text": _miss(text, labelled, synthetic, test, options),
-                    "enrolled": _miss(model, labelled, synthetic, test, options),
+                    "text": _miss(base.geometry, text, labelled, synthetic, test, options),
+                    "enrolled": _miss(base.geometry, model, labelled, synthetic, test, options),
                     "enrolled_speaker_check": _miss(
+                        base.geometry,
                         model,
                         labelled,
                         synthetic,
                         test,
                         options,
-                        gates=[speaker_gate(model, st, profile) for st in (labelled, synthetic)],
+                        gates=[
+                            speaker_gate(base.geometry, model, st, profile)
+                            for st in (labelled, synthetic)
+                        ],
                     ),  # fmt: skip
                     "speaker_false_reject": float(
                         np.mean(

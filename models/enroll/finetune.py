@@ -26,7 +26,7 @@ import numpy as np
 
 from dsp.constants import SAMPLE_RATE_HZ
 from kernels.errors import ModelError
-from models.base.model import BaseModel
+from models.base.geometry import Embedder
 from models.nn.trainer import TrainingEngine
 from models.speech.dataset import sample_renditions, split_voices
 from models.speech.synth import SpeechCache, Voice, available_voices
@@ -120,7 +120,7 @@ def text_recipe(model: WakeWordModel) -> WakeRecipe:
 
 
 def take_examples(
-    base: BaseModel,
+    base: Embedder,
     takes: Sequence[np.ndarray],
     *,
     room: np.ndarray | None,
@@ -147,7 +147,7 @@ def take_examples(
 
 def _fine_tune(
     model: WakeWordModel,
-    base: BaseModel,
+    base: Embedder,
     takes: Sequence[np.ndarray],
     room: np.ndarray | None,
     examples: PhraseExamples,
@@ -170,7 +170,7 @@ def _fine_tune(
 
 def enroll_wake_word(
     model: WakeWordModel,
-    base: BaseModel,
+    base: Embedder,
     takes: Sequence[np.ndarray],
     *,
     room: np.ndarray | None = None,
@@ -187,7 +187,7 @@ def enroll_wake_word(
     ----------
     model : WakeWordModel
         The wake word's text-only detector, trained on ``base``.
-    base : BaseModel
+    base : Embedder
         The base model (frozen).
     takes : sequence of np.ndarray
         The user's recordings of the phrase (16 kHz mono float32), checked and trimmed.
@@ -209,8 +209,11 @@ def enroll_wake_word(
     """
     if len(takes) < MIN_TAKES:
         raise ModelError(f"enrollment: {len(takes)} takes, at least {MIN_TAKES} needed")
-    if base.manifest is None or model.base_sha256 != base.manifest.sha256:
-        raise ModelError(f"{model.name}: its detector was trained on another base model")
+    if model.base_sha256 != base.sha256:
+        raise ModelError(
+            f"{model.name}: its detector was trained on base {model.base}, not on the {base.name} "
+            f"in use; run `earshot train {model.name}`"
+        )
     recipe = recipe or EnrollRecipe()
     wake_recipe = text_recipe(model)
     voices = list(voices) if voices is not None else available_voices()
@@ -237,9 +240,9 @@ def enroll_wake_word(
     text_sha = model.manifest.sha256 if model.manifest is not None else None
     enrolled = WakeWordModel(
         model.name, model.phrase, head,
-        calibration_scores(head, negatives.calibration, model.phrase),
-        negatives.calibration.hours, model.phrase_duration_s, model.base_sha256,
-        extra={
+        calibration_scores(head, negatives.calibration, model.phrase, base.geometry),
+        negatives.calibration.hours, model.phrase_duration_s, model.base_sha256, model.base,
+        model.context, extra={
             **model.extra,
             "enrolled_takes": len(takes),
             "takes_sha256": recordings_digest(list(takes)),

@@ -3,7 +3,8 @@
 `TakeChecker` judges one take on its own: clipping, presence and level of speech, and length
 against the synthesized phrase. `TakeSet` keeps the accepted takes and also rejects a take that
 does not sound like them, comparing the base model's view of each take: the take is placed so it
-ends at the end of a `CONTEXT_SAMPLES` clip (as wake-word training examples are), and the
+ends at the end of a context-long clip (`models.base.geometry`), as wake-word training examples
+do, and the
 embeddings of the context's windows, minus those of a silent clip (the part every clip shares),
 are compared by cosine similarity.
 """
@@ -16,7 +17,6 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from dsp.constants import SAMPLE_RATE_HZ
-from dsp.features import log_mel
 from dsp.vad import (
     DEFAULT_VAD,
     FRAME_SAMPLES,
@@ -27,8 +27,7 @@ from dsp.vad import (
     noise_floor_dbfs,
     speech_flags,
 )
-from models.base.model import BaseModel
-from models.wake.context import CONTEXT_SAMPLES, example_windows
+from models.base.geometry import Embedder
 
 CLIP_LEVEL = 0.98
 """A sample at or above this share of full scale counts as clipped."""
@@ -131,7 +130,7 @@ class TakeChecker:
 
     Parameters
     ----------
-    base : BaseModel
+    base : Embedder
         The base model whose embeddings compare takes.
     phrase_duration_s : float or None
         Typical length of the phrase, in seconds (the median of its synthesized renditions);
@@ -146,7 +145,7 @@ class TakeChecker:
 
     def __init__(
         self,
-        base: BaseModel,
+        base: Embedder,
         phrase_duration_s: float | None,
         *,
         noise_floor_dbfs: float | None = None,
@@ -158,7 +157,7 @@ class TakeChecker:
         self.phrase_duration_s = phrase_duration_s
         self.noise_floor_dbfs = noise_floor_dbfs
         self.vad = vad
-        self._silence = self._embed(np.zeros(CONTEXT_SAMPLES, np.float32))
+        self._silence = self._embed(np.zeros(base.geometry.context_samples, np.float32))
 
     def with_noise_floor(self, noise_floor_dbfs: float | None) -> TakeChecker:
         """The same checker for a room with this noise floor (dBFS)."""
@@ -263,18 +262,19 @@ class TakeChecker:
         Returns
         -------
         np.ndarray
-            float64 [shape=(CONTEXT_WINDOWS * embedding_dim,)].
+            float64 [shape=(context_windows * dim,)].
         """
         rms = float(np.sqrt(np.mean(np.square(speech, dtype=np.float64)))) if speech.size else 0
         scale = 10 ** (EMBED_LEVEL_DBFS / 20) / rms if rms > 0 else 0.0
-        x = (speech[-CONTEXT_SAMPLES:] * scale).astype(np.float32)
-        clip = np.zeros(CONTEXT_SAMPLES, np.float32)
-        clip[CONTEXT_SAMPLES - x.size :] = x
+        length = self.base.geometry.context_samples
+        x = (speech[-length:] * scale).astype(np.float32)
+        clip = np.zeros(length, np.float32)
+        clip[length - x.size :] = x
         return self._embed(clip) - self._silence
 
     def _embed(self, clip: np.ndarray) -> np.ndarray:
-        features = log_mel(clip)[None]
-        return self.base.embed(example_windows(features)).reshape(-1).astype(np.float64)
+        features = self.base.features(clip)[None]
+        return self.base.embed_examples(features).reshape(-1).astype(np.float64)
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> float:

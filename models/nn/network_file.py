@@ -187,9 +187,7 @@ def network_from(
     if unexpected:
         raise ModelError(f"{path}: arrays {unexpected[:3]} belong to no layer of the manifest")
     try:
-        layers = tuple(
-            _layer(record, arrays, i) for i, record in enumerate(architecture["layers"])
-        )
+        layers = tuple(_layer(record, arrays, i) for i, record in enumerate(architecture["layers"]))
         return Network(tuple(architecture["input_shape"]), layers)
     except ModelError as err:
         raise ModelError(f"{path}: the weights do not fit the manifest's layers: {err}") from err

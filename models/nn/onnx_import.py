@@ -259,7 +259,7 @@ class _Graph:
         if value.size == 1:
             return np.full(channels, value.reshape(()), np.float32)
         rank = len(tensor.onnx_shape)
-        squeezed = value.reshape(value.shape[value.ndim - rank:]) if value.ndim > rank else value
+        squeezed = value.reshape(value.shape[value.ndim - rank :]) if value.ndim > rank else value
         if tensor.nchw and squeezed.ndim == 3 and squeezed.shape == (channels, 1, 1):
             return squeezed.reshape(channels)
         if not tensor.nchw and squeezed.shape[-1:] == (channels,) and squeezed.size == channels:
@@ -397,6 +397,7 @@ class _Graph:
 
     def bounds(self, node: Any, constants: list[str]) -> tuple[float, float]:
         """The clamp a Max, Min or Clip node applies."""
+
         def scalar(name: str) -> float:
             value = self.constant(node, name)
             if value.size != 1:
@@ -533,8 +534,9 @@ def _pads(graph: _Graph, node: Any, a: dict[str, Any], hw: tuple[int, int],
     auto = a.get("auto_pad", b"NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else str(auto)
     if auto in ("NOTSET", "VALID"):
-        h0, w0, h1, w1 = (int(p) for p in a.get("pads", (0, 0, 0, 0))) if auto == "NOTSET" else (
-            0, 0, 0, 0)
+        h0, w0, h1, w1 = (
+            (int(p) for p in a.get("pads", (0, 0, 0, 0))) if auto == "NOTSET" else (0, 0, 0, 0)
+        )
         return h0, w0, h1, w1
     if auto not in ("SAME_UPPER", "SAME_LOWER"):
         raise graph.fail(node, f"auto_pad {auto!r} is not supported")
@@ -607,8 +609,9 @@ def import_onnx(path: Path) -> Imported:
         "input": {
             "name": graph.input_name,
             "shape": ["N", *graph.onnx_input_shape],
-            "layout": "NHWC (the graph's NCHW, transposed)" if graph.input_transposed else
-                      "the graph's",
+            "layout": "NHWC (the graph's NCHW, transposed)"
+            if graph.input_transposed
+            else "the graph's",
         },
         "output": {
             "name": output.name,

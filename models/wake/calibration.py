@@ -11,17 +11,19 @@ from typing import Any
 
 import numpy as np
 
-from models.wake.context import HOP_S
+from models.base.geometry import Geometry
 from models.wake.metrics import MAX_THRESHOLD
 from models.wake.model import WakeHead, WakeWordModel
 from models.wake.streams import NegativeStream
 
 
-def calibration_scores(head: WakeHead, stream: NegativeStream, phrase: str) -> list[np.ndarray]:
+def calibration_scores(
+    head: WakeHead, stream: NegativeStream, phrase: str, geometry: Geometry
+) -> list[np.ndarray]:
     """Raw per-hop scores over a negative stream; hops near the phrase itself score 0."""
     return [
         np.where(keep, head.scores(contexts), 0.0).astype(np.float32)
-        for contexts, keep in stream.contexts(phrase)
+        for contexts, keep in stream.contexts(geometry, phrase)
     ]
 
 
@@ -34,7 +36,7 @@ def calibration_report(
     return {
         "smoothing_hops": smoothing_hops,
         "refractory_s": refractory_s,
-        "hop_s": HOP_S,
+        "hop_s": model.hop_s,
         "hours": curve.hours,
         "thresholds": [round(float(t), 6) for t in curve.thresholds[useful]],
         "false_alarms_per_hour": [round(float(r), 4) for r in curve.per_hour[useful]],

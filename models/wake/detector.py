@@ -2,14 +2,15 @@
 
 ::
 
-    detector = Detector(base_network, [WakeWord(model, threshold=0.93)])
+    detector = Detector(base, [WakeWord(model, threshold=0.93)])
     for chunk in chunks:                      # any sizes, 16 kHz mono float
         for detection in detector.push(chunk):
             print(detection.name, detection.score, detection.start_s, detection.end_s)
 
-Per hop (100 ms of audio, `models.wake.context`) the detector runs the base network once on the
-newest 1 s of log-mel, keeps the last few embeddings, and scores the context with every wake
-word's head: ten wake words cost ten tiny matrix products more than one, not ten networks.
+Per hop (80 ms of audio on the imported base, 100 ms on the DS-CNN; `models.base.geometry`) the
+base embeds the newest window of log-mel once, the detector keeps the last few embeddings, and
+scores the context with every wake word's head: ten wake words cost ten tiny matrix products
+more than one, not ten networks.
 Scores are averaged over ``smoothing_hops``; a wake word fires when its average reaches its
 threshold, and then not again for its refractory period. A detection says where the phrase was:
 its end is the last loud frame before the detection, its start the phrase's typical length
@@ -26,24 +27,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dsp.constants import LOG_FLOOR, N_MELS
-from dsp.features import LogMelStream, log_mel
+from dsp.constants import LIVE_FRONT_END
+from dsp.features import LogMelStream
 from kernels.errors import ModelError
-from kernels.network import Network
-from kernels.runtime import Backend, Engine, create_engine
-from models.base.model import BaseModel
-from models.wake.context import (
-    CONTEXT_FRAMES,
-    CONTEXT_HOPS,
-    CONTEXT_STRIDE_HOPS,
-    HOP_FRAMES,
-    HOP_S,
-    WINDOW_FRAMES,
-    context_vectors,
-    frame_end_s,
-    hop_windows,
+from kernels.runtime import Backend
+from models.base.geometry import Embedder
+from models.wake.model import (
+    WakeHead,
+    WakeWordModel,
+    context_record,
+    refractory_hops,
+    wake_probability,
 )
-from models.wake.model import WakeHead, WakeWordModel, refractory_hops, wake_probability
 
 LOUD_DB = 12.0
 """Frames this far above the context's quiet floor count as speech when timing a phrase."""
@@ -104,12 +99,12 @@ class Detector:
 
     Parameters
     ----------
-    base : Network or Engine
-        The base network (embedding output), or an engine already running it.
+    base : Embedder
+        The base (`models.base.geometry`) the wake words were trained on.
     wake_words : sequence of WakeWord
         What to listen for; all heads read the same embeddings.
     backend : {"auto", "numpy", "wgpu"}
-        Where the base runs when ``base`` is a `Network` (see `kernels.runtime`).
+        Where the base runs, where it can (see `Embedder.hop_embedder`).
     on_hop : callable, optional
         ``on_hop(time_s, scores)`` with every hop's raw scores (one per wake word), e.g. to
         write them to a CSV.
@@ -117,67 +112,81 @@ class Detector:
 
     def __init__(
         self,
-        base: Network | Engine,
+        base: Embedder,
         wake_words: Sequence[WakeWord],
         *,
         backend: Backend = "auto",
         on_hop: Callable[[float, np.ndarray], None] | None = None,
     ):
-        self.engine = create_engine(base, backend=backend) if isinstance(base, Network) else base
+        self.base, self.geometry = base, base.geometry
         self.wake_words = list(wake_words)
         self.on_hop = on_hop
         names = [w.name for w in self.wake_words]
         if len(set(names)) != len(names):
             raise ValueError(f"wake words: names must differ, got {names}")
+        for wake in self.wake_words:
+            check_fits(wake.model, base)
+        self._embedder = base.hop_embedder(backend)
         self._heads = _StackedHeads([w.model.head for w in self.wake_words])
         self._thresholds = np.array([w.threshold for w in self.wake_words])
         self._smoothing_hops = np.array([w.smoothing_hops for w in self.wake_words], np.int64)
         self._smoothing = int(self._smoothing_hops.max(initial=1))
-        self._refractory = [refractory_hops(w.refractory_s) for w in self.wake_words]
-        self._silence = self._embed(np.full((WINDOW_FRAMES, N_MELS), np.log(LOG_FLOOR)))
+        hop_s = self.geometry.hop_s
+        self._refractory = [refractory_hops(w.refractory_s, hop_s) for w in self.wake_words]
+        self._silence = silence_embedding(base)
+        # The speaker check reads 40-band log-mel; a base on other frames gets a second front end.
+        self._own_speaker_frames = any(w.verify_speaker for w in self.wake_words) and (
+            self.geometry.front_end != LIVE_FRONT_END
+        )
         self.reset()
 
     def reset(self) -> None:
         """Start a new stream: forget audio, embeddings, scores and refractory periods."""
-        self._features = LogMelStream()
-        self._frames = np.zeros((0, N_MELS), np.float32)
+        g = self.geometry
+        self._features = self.base.frame_stream()
+        self._embedder.reset()
+        self._frames = np.zeros((0, g.front_end.n_mels), np.float32)
+        self._speaker_features = LogMelStream() if self._own_speaker_frames else None
+        self._speaker_frames = np.zeros((0, LIVE_FRONT_END.n_mels), np.float32)
         self._frame_offset = 0  # stream index of self._frames[0]
         self._embeddings: deque[np.ndarray] = deque(
-            [self._silence] * (CONTEXT_HOPS + 1), maxlen=CONTEXT_HOPS + 1
+            [self._silence] * (g.context_hops + 1), maxlen=g.context_hops + 1
         )
         self._recent: deque[np.ndarray] = deque(maxlen=self._smoothing)
         self._last_fired = [-(10**9)] * len(self.wake_words)
         self.hops = 0
 
-    def _embed(self, window: np.ndarray) -> np.ndarray:
-        out = self.engine.run(window[None, :, :, None].astype(np.float32))
-        return np.asarray(out, dtype=np.float32).reshape(-1)
-
     def push(self, chunk: np.ndarray) -> list[Detection]:
         """Feed audio (16 kHz mono float, any length); return the detections it completes."""
+        g = self.geometry
         new = self._features.push(chunk)
         if new.shape[0]:
             self._frames = np.concatenate((self._frames, new))
+        if self._speaker_features is not None:
+            self._speaker_frames = np.concatenate(
+                (self._speaker_frames, self._speaker_features.push(chunk))
+            )
         detections: list[Detection] = []
-        while True:
-            end = (self.hops * HOP_FRAMES + WINDOW_FRAMES) - self._frame_offset
-            if end > self._frames.shape[0]:
-                break
-            self._embeddings.append(self._embed(self._frames[end - WINDOW_FRAMES : end]))
+        for embedding in self._embedder.push(new):
+            self._embeddings.append(embedding)
+            end = self.hops * g.hop_frames + g.window_frames - self._frame_offset
             detections += self._score(end)
             self.hops += 1
-        keep = CONTEXT_FRAMES  # enough frames for the next window and for timing phrases
+        keep = g.context_frames  # enough frames for timing phrases
         if self._frames.shape[0] > keep:
             drop = self._frames.shape[0] - keep
             self._frames, self._frame_offset = self._frames[drop:], self._frame_offset + drop
+            if self._speaker_features is not None:
+                self._speaker_frames = self._speaker_frames[drop:]
         return detections
 
     def _score(self, end: int) -> list[Detection]:
+        g = self.geometry
         context = np.concatenate(
-            [self._embeddings[k] for k in range(0, CONTEXT_HOPS + 1, CONTEXT_STRIDE_HOPS)]
+            [self._embeddings[k] for k in range(0, g.context_hops + 1, g.context_stride_hops)]
         )[None]
         scores = self._heads.scores(context)
-        time_s = frame_end_s(self._frame_offset + end)
+        time_s = g.frame_end_s(self._frame_offset + end)
         if self.on_hop is not None:
             self.on_hop(time_s, scores)
         self._recent.append(scores)
@@ -194,18 +203,18 @@ class Detector:
             speaker_score = None
             if wake.verify_speaker:
                 assert wake.model.speaker is not None
-                phrase = self._frames[onset - self._frame_offset : last - self._frame_offset + 1]
+                frames = self._speaker_frames if self._own_speaker_frames else self._frames
+                phrase = frames[onset - self._frame_offset : last - self._frame_offset + 1]
                 speaker_score = wake.model.speaker.score(phrase)
                 if speaker_score < wake.model.speaker.threshold:
                     continue
             self._last_fired[i] = self.hops
-            frame_s = HOP_S / HOP_FRAMES
             detections.append(
                 Detection(
                     wake.name,
                     float(smoothed[i]),
-                    onset * frame_s,
-                    frame_end_s(last + 1),
+                    onset * g.frame_s,
+                    g.frame_end_s(last + 1),
                     time_s,
                     speaker_score,
                 )  # fmt: skip
@@ -214,22 +223,27 @@ class Detector:
 
     def _locate(self, end: int, duration_s: float) -> tuple[int, int]:
         """First and last frame (stream indices) of the phrase that just fired."""
-        start = max(0, end - CONTEXT_FRAMES)
-        duration_frames = int(round(duration_s / HOP_S * HOP_FRAMES))
-        onset, last = locate_phrase(self._frames[start:end], duration_frames)
+        start = max(0, end - self.geometry.context_frames)
+        duration_frames = int(round(duration_s / self.geometry.frame_s))
+        onset, last = locate_phrase(
+            self._frames[start:end], duration_frames, db_per_unit=self.geometry.db_per_unit
+        )
         first = self._frame_offset + start
         return first + onset, first + last
 
 
-def locate_phrase(frames: np.ndarray, duration_frames: int) -> tuple[int, int]:
+def locate_phrase(
+    frames: np.ndarray, duration_frames: int, *, db_per_unit: float = 10 / np.log(10)
+) -> tuple[int, int]:
     """First and last frame of a phrase that ends in ``frames`` [n, mels], by loudness.
 
     Its end is the last frame `LOUD_DB` above the frames' quiet floor; its start the first loud
-    frame at most ``duration_frames`` (the phrase's typical length) before that.
+    frame at most ``duration_frames`` (the phrase's typical length) before that. Frame values are
+    ``db_per_unit`` decibels apart (natural-log power, as `dsp.features.log_mel`, by default).
     """
     loudness = frames.mean(axis=1)
     floor = np.percentile(loudness, 10)
-    loud = np.flatnonzero(loudness > floor + np.log(10 ** (LOUD_DB / 10)))
+    loud = np.flatnonzero(loudness > floor + LOUD_DB / db_per_unit)
     if loud.size == 0:
         last = loudness.size - 1
         return max(0, last - duration_frames), last
@@ -265,15 +279,44 @@ class _StackedHeads:
         return wake_probability((hidden @ self.w2 + self.b2).reshape(self.count, 2))
 
 
-def stream_scores(base: BaseModel, heads: Sequence[WakeHead], audio: np.ndarray) -> np.ndarray:
+def check_fits(model: WakeWordModel, base: Embedder) -> None:
+    """Refuse a wake-word model trained on another base, or for another geometry of it.
+
+    Raises
+    ------
+    ModelError
+        The message names both bases and the command that retrains the model.
+    """
+    retrain = f"run `earshot train {model.name}`"
+    if model.base_sha256 != base.sha256:
+        raise ModelError(
+            f"{model.name}: trained on base {model.base} ({model.base_sha256[:12]}...), not on "
+            f"the {base.name} in use ({base.sha256[:12]}...); {retrain}"
+        )
+    expected = context_record(base.geometry)
+    inputs = base.geometry.context_windows * base.dim
+    if model.context != expected or model.head.inputs != inputs:
+        raise ModelError(
+            f"{model.name}: its head reads context {model.context} ({model.head.inputs} values), "
+            f"the {base.name} base gives {expected} ({inputs} values); {retrain}"
+        )
+
+
+def silence_embedding(base: Embedder) -> np.ndarray:
+    """The embedding of a window of digital silence [dim]: the detector's history at start."""
+    return base.embed(base.silence_frames(base.geometry.window_frames)[None])[0]
+
+
+def stream_scores(base: Embedder, heads: Sequence[WakeHead], audio: np.ndarray) -> np.ndarray:
     """Every hop's raw scores [hops, heads] of a whole recording, embedded in batches.
 
     The same scores as `Detector` (whose history before the first hop is silence) gives.
     """
-    embeddings = base.embed(hop_windows(log_mel(audio)))
-    silence = base.embed(np.full((1, WINDOW_FRAMES, N_MELS), np.log(LOG_FLOOR), np.float32))
-    padded = np.concatenate([np.repeat(silence, CONTEXT_HOPS, axis=0), embeddings])
-    contexts = context_vectors(padded)
+    g = base.geometry
+    embeddings = base.embed_frames(base.features(audio))
+    silence = silence_embedding(base)[None]
+    padded = np.concatenate([np.repeat(silence, g.context_hops, axis=0), embeddings])
+    contexts = g.context_vectors(padded)
     if not heads:
         return np.zeros((contexts.shape[0], 0), np.float32)
     return np.stack([head.scores(contexts) for head in heads], axis=1)

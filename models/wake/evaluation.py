@@ -23,11 +23,10 @@ from dsp.audio import load_audio
 from dsp.constants import SAMPLE_RATE_HZ
 from dsp.features import log_mel
 from models.base.evaluation import Recording, fsdd_recordings
-from models.base.model import BaseModel
+from models.base.geometry import Embedder, Geometry
 from models.speech.dataset import DIGIT_WORDS
-from models.wake.context import CONTEXT_HOPS, HOP_S, hop_end_s
 from models.wake.detector import stream_scores
-from models.wake.metrics import DetCurve, det_curve, smooth
+from models.wake.metrics import DetCurve, count_events, det_curve, smooth
 from models.wake.model import WakeHead, WakeWordModel, refractory_hops
 from models.wake.streams import NegativeStream, Segment, embed_frames
 
@@ -56,7 +55,7 @@ def _quiet(seconds: float, rng: np.random.Generator) -> np.ndarray:
 
 
 def peak_score(
-    base: BaseModel,
+    base: Embedder,
     head: WakeHead,
     speech: np.ndarray,
     *,
@@ -70,12 +69,12 @@ def peak_score(
     rng = rng if rng is not None else np.random.default_rng(0)
     audio = np.concatenate([_quiet(LEAD_S, rng), speech, _quiet(POSITIVE_TAIL_S, rng)])
     scores = smooth(stream_scores(base, [head], audio)[:, 0], smoothing_hops)
-    during = hop_end_s(np.arange(scores.size)) >= LEAD_S
+    during = base.geometry.hop_end_s(np.arange(scores.size)) >= LEAD_S
     return float(scores[during].max()) if during.any() else 0.0
 
 
 def positive_peaks(
-    base: BaseModel, model: WakeWordModel, files: Sequence[Path], *, smoothing_hops: int
+    base: Embedder, model: WakeWordModel, files: Sequence[Path], *, smoothing_hops: int
 ) -> np.ndarray:
     """`peak_score` of each positive recording."""
     rng = np.random.default_rng(0)
@@ -88,7 +87,7 @@ def positive_peaks(
 
 
 def negative_scores(
-    base: BaseModel, model: WakeWordModel, files: Sequence[Path]
+    base: Embedder, model: WakeWordModel, files: Sequence[Path]
 ) -> tuple[list[np.ndarray], float]:
     """Raw per-hop scores of each negative file, and their total length in hours."""
     episodes, seconds = [], 0.0
@@ -100,12 +99,13 @@ def negative_scores(
 
 
 def fsdd_stream(
-    base: BaseModel, directory: Path, *, seed: int = 0, keep_frames: bool = False
+    base: Embedder, directory: Path, *, seed: int = 0, keep_frames: bool = False
 ) -> NegativeStream:
     """Every FSDD recording in one stream per speaker, embedded at every hop.
 
     Its segments name the digit said (and the recording), like a synthetic negative stream's
-    name their words. ``keep_frames`` keeps each episode's log-mel frames too.
+    name their words. ``keep_frames`` keeps each episode's 40-band log-mel frames too (for the
+    speaker check, `models.wake.speaker`).
     """
     rng = np.random.default_rng(seed)
     by_speaker: dict[str, list[Recording]] = {}
@@ -123,15 +123,17 @@ def fsdd_stream(
             t = start + speech.size / SAMPLE_RATE_HZ
             said.append(Segment(DIGIT_WORDS[recording.digit], start, t, recording.path.stem))
             pieces += [pause, speech]
-        features = log_mel(np.concatenate(pieces))
-        embeddings.append(embed_frames(base, features))
-        frames.append(features)
+        audio = np.concatenate(pieces)
+        embeddings.append(embed_frames(base, base.features(audio)))
+        if keep_frames:
+            frames.append(log_mel(audio))
         segments.append(said)
         total += t
     return NegativeStream(embeddings, segments, total, frames if keep_frames else None)
 
 
 def stream_det(
+    geometry: Geometry,
     model: WakeWordModel,
     labelled: NegativeStream,
     negatives: Sequence[NegativeStream],
@@ -142,6 +144,8 @@ def stream_det(
     gates: Sequence[Gate | None] = (),
 ) -> DetCurve:
     """DET curve of ``model`` on a stream whose segments saying its phrase are the positives.
+
+    The streams are embedded by the base of ``geometry``, the model's.
 
     The rest of ``labelled`` (masked around every segment saying the phrase) and all of
     ``negatives`` (likewise) are the negative stream. ``positive`` narrows the positives
@@ -158,12 +162,12 @@ def stream_det(
         labelled_stream = number == 0
         gate = gates[number] if number < len(gates) else None
         for index, ((contexts, keep), said) in enumerate(
-            zip(stream.contexts(model.phrase), stream.segments, strict=True)
+            zip(stream.contexts(geometry, model.phrase), stream.segments, strict=True)
         ):
             smoothed = smooth(model.head.scores(contexts), smoothing_hops)
             if gate is not None:
                 smoothed = gate(index, smoothed)
-            times = hop_end_s(np.arange(smoothed.size) + CONTEXT_HOPS)
+            times = geometry.hop_end_s(np.arange(smoothed.size) + geometry.context_hops)
             if labelled_stream:
                 for s in said:
                     if s.text == model.phrase and (positive is None or positive(s)):
@@ -173,6 +177,30 @@ def stream_det(
             kept_hops += int(keep.sum())
     # Scores are smoothed (and gated) already: counted as they are.
     return det_curve(
-        np.array(peaks), episodes, hours=kept_hops * HOP_S / 3600.0,
-        smoothing_hops=1, refractory_hops=refractory_hops(refractory_s),
+        np.array(peaks), episodes, hours=kept_hops * geometry.hop_s / 3600.0,
+        smoothing_hops=1, refractory_hops=refractory_hops(refractory_s, geometry.hop_s),
     )  # fmt: skip
+
+
+def false_alarm_rate(
+    geometry: Geometry,
+    model: WakeWordModel,
+    stream: NegativeStream,
+    threshold: float,
+    *,
+    smoothing_hops: int,
+    refractory_s: float,
+) -> float:
+    """Detections per hour at ``threshold`` on a stream, hops near the phrase left out.
+
+    With the threshold the model's calibration gives for a target rate, this checks that the
+    calibration holds on other audio (real speech, unseen voices).
+    """
+    events, kept = 0, 0
+    refractory = refractory_hops(refractory_s, geometry.hop_s)
+    for contexts, keep in stream.contexts(geometry, model.phrase):
+        smoothed = np.where(keep, smooth(model.head.scores(contexts), smoothing_hops), 0.0)
+        events += count_events([smoothed], threshold, refractory)
+        kept += int(keep.sum())
+    hours = kept * geometry.hop_s / 3600.0
+    return events / hours if hours > 0 else 0.0

@@ -1,12 +1,12 @@
 """Placed examples: speech put where the streaming detector looks for a phrase, then embedded.
 
-An example is one `CONTEXT_SAMPLES` clip with a clip of speech placed so it ends near the clip's
-end (where the streaming detector's newest window is when a phrase has just been said),
-sometimes after other speech, then noise and gain (`place_example`). `context_examples` embeds
-many of them with the base model into head inputs. They are made of the phrase itself
-(positives), of its confusables and partial renditions (negatives, see
-`models.wake.phrase_examples`), of the user's recordings and of every vocabulary word (the word
-bank, `models.wake.negatives`).
+An example is one clip as long as the base's context (`Geometry.context_samples`, see
+`models.base.geometry`) with a clip of speech placed so it ends near the clip's end (where the
+streaming detector's newest window is when a phrase has just been said), sometimes after other
+speech, then noise and gain (`place_example`). `context_examples` embeds many of them with the
+base into head inputs. They are made of the phrase itself (positives), of its confusables and
+partial renditions (negatives, see `models.wake.phrase_examples`), of the user's recordings and
+of every vocabulary word (the word bank, `models.wake.negatives`).
 """
 
 from __future__ import annotations
@@ -17,12 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from dsp.constants import SAMPLE_RATE_HZ
-from dsp.features import log_mel
-from models.base.model import BaseModel
+from models.base.geometry import Embedder
 from models.speech.augment import AugmentConfig, Augmenter
 from models.speech.dataset import trim_silence
 from models.speech.synth import Rendition, SpeechCache
-from models.wake.context import CONTEXT_SAMPLES, example_windows
 
 VOICE_ONLY = AugmentConfig(noise_prob=0.0, gain_range_db=(0.0, 0.0))
 """Speaker, room and microphone variation of a clip; noise and level come after mixing."""
@@ -55,6 +53,7 @@ def _rms(x: np.ndarray) -> float:
 def place_example(
     speech: np.ndarray,
     *,
+    length: int,
     filler: np.ndarray | None,
     spec: ExampleSpec,
     voice: Augmenter,
@@ -62,16 +61,16 @@ def place_example(
     rng: np.random.Generator,
     background: Transform | None = None,
 ) -> tuple[np.ndarray, float]:
-    """One example clip, and how long its speech lasts (s).
+    """One example clip of ``length`` samples, and how long its speech lasts (s).
 
     ``speech`` is trimmed, varied (``voice``), and placed to end ``end_margin_s`` before the
     clip's end (a longer clip keeps its end); ``filler`` speech may come before it; then
     ``background`` (e.g. a room's own noise) may be added, and the whole clip gets noise and
     gain (``noise``).
     """
-    out = np.zeros(CONTEXT_SAMPLES, dtype=np.float32)
+    out = np.zeros(length, dtype=np.float32)
     x = voice(trim_silence(speech), rng)
-    end = CONTEXT_SAMPLES - int(rng.uniform(*spec.end_margin_s) * SAMPLE_RATE_HZ)
+    end = length - int(rng.uniform(*spec.end_margin_s) * SAMPLE_RATE_HZ)
     x = x[-end:]
     start = end - x.size
     out[start:end] = x
@@ -88,7 +87,7 @@ def place_example(
 
 
 def context_examples(
-    base: BaseModel,
+    base: Embedder,
     clips: Sequence[np.ndarray],
     *,
     copies: int,
@@ -106,7 +105,7 @@ def context_examples(
     Returns
     -------
     contexts : np.ndarray
-        float32 [shape=(len(clips) * copies, CONTEXT_WINDOWS * embedding_dim)].
+        float32 [shape=(len(clips) * copies, context_windows * dim)].
     durations : np.ndarray
         Seconds of speech in each example.
     """
@@ -118,15 +117,14 @@ def context_examples(
             source = transform(clip, rng) if transform is not None else clip
             filler = fillers[int(rng.integers(len(fillers)))] if fillers else None
             audio, seconds = place_example(
-                source, filler=filler, spec=spec, voice=voice, noise=noise, rng=rng,
-                background=background,
+                source, length=base.geometry.context_samples, filler=filler, spec=spec,
+                voice=voice, noise=noise, rng=rng, background=background,
             )  # fmt: skip
-            features.append(log_mel(audio).astype(np.float16))
+            features.append(base.features(audio).astype(np.float16))
             durations.append(seconds)
     if not features:
         return np.zeros((0, 0), np.float32), np.zeros(0)
-    embedded = base.embed(example_windows(np.stack(features)))
-    return embedded.reshape(len(features), -1), np.array(durations)
+    return base.embed_examples(np.stack(features)), np.array(durations)
 
 
 def synthesize(

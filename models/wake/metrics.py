@@ -169,6 +169,11 @@ class DetCurve:
             return 1.0, MAX_THRESHOLD
         return float(self.miss_rate[ok[0]]), float(self.thresholds[ok[0]])
 
+    def miss_rate_at_threshold(self, threshold: float) -> float:
+        """Miss rate at the first threshold of the curve's grid at or above ``threshold``."""
+        at = np.flatnonzero(self.thresholds >= threshold)
+        return float(self.miss_rate[at[0]]) if at.size else 1.0
+
     def rows(self) -> list[tuple[float, float, float]]:
         """(threshold, false alarms per hour, miss rate) rows, for a CSV."""
         return [

@@ -1,7 +1,7 @@
 """A trained wake-word detector: its head on the base embedding, and its calibration.
 
 A wake-word model file (kind ``"wake"``, see `models.nn.checkpoint`) holds a small two-layer head
-that scores a hop's context (`models.wake.context`) and the head's raw scores over a calibration
+that scores a hop's context (`models.base.geometry`) and the head's raw scores over a calibration
 stream with no wake word in it. From those scores the threshold for any target of false alarms
 per hour, smoothing and refractory period is found at load time, so changing the target in the
 config needs no retraining. The curve at the settings it was trained with is kept in the
@@ -14,6 +14,7 @@ training code (`models.wake.training`).
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from kernels.errors import ModelError
+from models.base.geometry import Geometry
 from models.nn.checkpoint import SHA256, Manifest, load_model, save_model, split_rows
 from models.nn.manifest import (
     ANY,
@@ -32,13 +34,12 @@ from models.nn.manifest import (
     validate_manifest,
 )
 from models.paths import SHIPPED_DETECTORS
-from models.wake.context import CONTEXT_STRIDE_HOPS, CONTEXT_WINDOWS, HOP_FRAMES, HOP_S
 from models.wake.metrics import FalseAlarmCurve, false_alarm_curve, threshold_for_rate
 from models.wake.speaker import SpeakerProfile
 
 WAKE_KIND = "wake"
 HEAD_ARCHITECTURE = "context-mlp"
-WAKE_FORMAT_VERSION = 1
+WAKE_FORMAT_VERSION = 2
 """Bump when wake-word training data or the head change, so `earshot train` rebuilds models."""
 OTHER_LABEL = "_other_"
 MAX_CALIBRATION_EPISODES = 1_000_000
@@ -57,9 +58,12 @@ WAKE_SCHEMA = Record(
                 ),
                 "context": Record(
                     {
-                        "windows": Exactly(CONTEXT_WINDOWS),
-                        "stride_hops": Exactly(CONTEXT_STRIDE_HOPS),
-                        "hop_frames": Exactly(HOP_FRAMES),
+                        "window_frames": Number(1, 10_000, integer=True),
+                        "hop_frames": Number(1, 10_000, integer=True),
+                        "windows": Number(1, 256, integer=True),
+                        "stride_hops": Number(1, 10_000, integer=True),
+                        "bands": Number(1, 1024, integer=True),
+                        "hop_s": Number(0, 10, low_open=True),
                     }
                 ),
             }
@@ -70,6 +74,7 @@ WAKE_SCHEMA = Record(
                 "name": Text(),
                 "phrase": Text(max_chars=1000),
                 "base_sha256": SHA256,
+                "base": Text(),
                 "phrase_duration_s": Number(0, 60, low_open=True),
                 "calibration_hours": Number(0, 100_000, low_open=True),
                 "calibration_episodes": ListOf(
@@ -88,9 +93,14 @@ WAKE_SCHEMA = Record(
 with their bounds; its ``extra`` may hold more (training notes, enrollment), unchecked."""
 
 
-def refractory_hops(refractory_s: float) -> int:
-    """A refractory period in whole hops (at least one)."""
-    return max(1, round(refractory_s / HOP_S))
+def refractory_hops(refractory_s: float, hop_s: float) -> int:
+    """A refractory period in whole hops of ``hop_s`` seconds: at least the period, and one."""
+    return max(1, math.ceil(refractory_s / hop_s - 1e-9))
+
+
+def context_record(geometry: Geometry) -> dict[str, Any]:
+    """What a wake-word file records of the base's geometry (`WAKE_SCHEMA`'s ``context``)."""
+    return {**geometry.as_dict(), "hop_s": geometry.hop_s}
 
 
 def wake_probability(logits: np.ndarray) -> np.ndarray:
@@ -153,6 +163,10 @@ class WakeWordModel:
         Median length of the synthesized phrase: how far back a detection's start lies.
     base_sha256 : str
         Checksum of the base model whose embedding the head reads.
+    base : str
+        That base's kind (`models.base.geometry.Embedder.name`), for messages.
+    context : dict
+        The base's geometry the head was trained with (`context_record`).
     speaker : SpeakerProfile, optional
         The enrolled user's voice (`models.wake.speaker`), for the optional speaker check; only
         enrolled models have one.
@@ -165,9 +179,16 @@ class WakeWordModel:
     calibration_hours: float
     phrase_duration_s: float
     base_sha256: str
+    base: str
+    context: dict[str, Any]
     manifest: Manifest | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     speaker: SpeakerProfile | None = None
+
+    @property
+    def hop_s(self) -> float:
+        """Seconds between the hops the head scores."""
+        return float(self.context["hop_s"])
 
     def false_alarm_curve(self, smoothing_hops: int, refractory_s: float) -> FalseAlarmCurve:
         """False alarms per hour on the calibration stream against the threshold."""
@@ -175,7 +196,7 @@ class WakeWordModel:
             self.calibration,
             hours=self.calibration_hours,
             smoothing_hops=smoothing_hops,
-            refractory_hops=refractory_hops(refractory_s),
+            refractory_hops=refractory_hops(refractory_s, self.hop_s),
         )
 
     def threshold_for(
@@ -204,17 +225,14 @@ class WakeWordModel:
         architecture = {
             "name": HEAD_ARCHITECTURE,
             "args": {"inputs": self.head.inputs, "hidden": int(self.head.w1.shape[1])},
-            "context": {
-                "windows": CONTEXT_WINDOWS,
-                "stride_hops": CONTEXT_STRIDE_HOPS,
-                "hop_frames": HOP_FRAMES,
-            },
+            "context": self.context,
         }
         extra = {
             **self.extra,
             "name": self.name,
             "phrase": self.phrase,
             "base_sha256": self.base_sha256,
+            "base": self.base,
             "phrase_duration_s": self.phrase_duration_s,
             "calibration_hours": self.calibration_hours,
             "calibration_episodes": [int(s.size) for s in self.calibration],
@@ -251,8 +269,8 @@ class WakeWordModel:
         validate_manifest(path, manifest.__dict__, WAKE_SCHEMA)
         if base_sha256 is not None and extra["base_sha256"] != base_sha256:
             raise ModelError(
-                f"{path}: trained on base model {extra['base_sha256'][:12]}..., the base model "
-                f"in use is {base_sha256[:12]}...; run `earshot train {extra['name']}`"
+                f"{path}: trained on base {extra['base']} ({extra['base_sha256'][:12]}...), the "
+                f"base in use is {base_sha256[:12]}...; run `earshot train {extra['name']}`"
             )
         head = _checked_head(path, arrays, manifest.architecture["args"])
         speaker_state = {
@@ -267,7 +285,8 @@ class WakeWordModel:
         calibration = _checked_calibration(path, arrays, extra["calibration_episodes"])
         return cls(
             extra["name"], extra["phrase"], head, calibration, float(extra["calibration_hours"]),
-            float(extra["phrase_duration_s"]), extra["base_sha256"], manifest, extra, speaker,
+            float(extra["phrase_duration_s"]), extra["base_sha256"], extra["base"],
+            dict(manifest.architecture["context"]), manifest, extra, speaker,
         )  # fmt: skip
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from models.base.model import BaseModel
+from models.base.geometry import Embedder
 from models.speech.dataset import load_vocabulary, sample_renditions, split_voices
 from models.speech.synth import SpeechCache, Voice, available_voices
 from models.wake.examples import ExampleSpec, Progress, context_examples, synthesize
@@ -67,7 +67,7 @@ class WordBank:
 
 
 def build_word_bank(
-    base: BaseModel,
+    base: Embedder,
     *,
     renditions_per_word: int,
     seed: int = 0,
@@ -95,7 +95,7 @@ def build_word_bank(
 
 
 def load_or_build_word_bank(
-    base: BaseModel,
+    base: Embedder,
     *,
     renditions_per_word: int,
     seed: int = 0,
@@ -103,7 +103,7 @@ def load_or_build_word_bank(
     **options: object,
 ) -> WordBank:
     """The word bank from the cache, built first if needed."""
-    sha = base.manifest.sha256 if base.manifest is not None else "unsaved"
+    sha = base.sha256
     text = json.dumps([renditions_per_word, seed, sha, STREAM_FORMAT_VERSION, load_vocabulary()])
     key = hashlib.sha256(text.encode()).hexdigest()[:16]
     path = (directory or default_stream_dir()) / f"words-{key}.npz"
@@ -129,7 +129,7 @@ class Negatives:
 
 def negatives_for(
     phrase: str,
-    base: BaseModel,
+    base: Embedder,
     recipe: WakeRecipe,
     *,
     voices: Sequence[Voice],
@@ -149,7 +149,8 @@ def negatives_for(
         streams[kind] = load_or_build_stream(
             base, recipe_, kind, directory=directory, progress=progress, **options
         )
-    rows = [_stream_negatives(streams["train"], phrase, recipe.max_stream_negatives, recipe.seed)]
+    rows = [_stream_negatives(streams["train"], base, phrase, recipe.max_stream_negatives,
+                              recipe.seed)]  # fmt: skip
     if recipe.word_bank_renditions > 0:
         bank = load_or_build_word_bank(
             base, renditions_per_word=recipe.word_bank_renditions, seed=recipe.seed,
@@ -159,8 +160,10 @@ def negatives_for(
     return Negatives(np.concatenate(rows), streams["calibration"])
 
 
-def _stream_negatives(stream: NegativeStream, phrase: str, limit: int, seed: int) -> np.ndarray:
-    rows = [contexts[keep] for contexts, keep in stream.contexts(phrase)]
+def _stream_negatives(
+    stream: NegativeStream, base: Embedder, phrase: str, limit: int, seed: int
+) -> np.ndarray:
+    rows = [contexts[keep] for contexts, keep in stream.contexts(base.geometry, phrase)]
     negatives = np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
     if negatives.shape[0] > limit:
         rng = np.random.default_rng([seed, phrase_seed(phrase)])

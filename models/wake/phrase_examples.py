@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.base.model import BaseModel
+from models.base.geometry import Embedder
 from models.nn.checkpoint import split_rows
 from models.speech.dataset import load_vocabulary, sample_renditions, trim_silence
 from models.speech.phonetics import confusable_texts, phrase_words
@@ -125,7 +125,7 @@ def _synthesize(
 
 def _build_phrase_examples(
     phrase: str,
-    base: BaseModel,
+    base: Embedder,
     recipe: WakeRecipe,
     voices: Sequence[Voice],
     cache: SpeechCache,
@@ -155,7 +155,7 @@ def _build_phrase_examples(
 
 def phrase_examples(
     phrase: str,
-    base: BaseModel,
+    base: Embedder,
     recipe: WakeRecipe,
     *,
     voices: Sequence[Voice],
@@ -168,7 +168,7 @@ def phrase_examples(
     Keyed by the phrase, the base model, the recipe and the voices: enrollment, which fine-tunes
     a trained wake word, finds the very examples its training used.
     """
-    sha = base.manifest.sha256 if base.manifest is not None else "unsaved"
+    sha = base.sha256
     key_text = json.dumps(
         [phrase, sha, recipe.as_dict(), sorted(str(v) for v in voices)], sort_keys=True
     )

@@ -23,13 +23,12 @@ import numpy as np
 
 from dsp.constants import SAMPLE_RATE_HZ
 from dsp.features import log_mel
-from models.base.model import BaseModel
+from models.base.geometry import Embedder, Geometry
 from models.nn.checkpoint import split_rows
 from models.speech.augment import Augmenter, apply_gain, colored_noise
 from models.speech.cache import cache_dir
 from models.speech.dataset import load_vocabulary, sample_renditions, split_voices, trim_silence
 from models.speech.synth import SpeechCache, Voice, available_voices
-from models.wake.context import CONTEXT_HOPS, context_vectors, hop_end_s, hop_windows
 from models.wake.examples import Progress, synthesize
 
 StreamKind = Literal["train", "calibration", "evaluation"]
@@ -76,22 +75,25 @@ class NegativeStream:
     segments: list[list[Segment]]
     seconds: float
     frames: list[np.ndarray] | None = None
-    """Each episode's log-mel frames, when kept (evaluations that look at the audio)."""
+    """Each episode's 40-band log-mel frames (`dsp.features.log_mel`), when kept: evaluations of
+    the speaker check (`models.wake.speaker`) read them."""
 
     @property
     def hours(self) -> float:
         """Length in hours."""
         return self.seconds / 3600.0
 
-    def contexts(self, phrase: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    def contexts(
+        self, geometry: Geometry, phrase: str | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per episode: head inputs of the hops with a full context, and which to keep.
 
         The keep-mask is False near segments saying ``phrase``: those hops are not negatives.
         """
         out = []
         for embeddings, segments in zip(self.embeddings, self.segments, strict=True):
-            contexts = context_vectors(embeddings.astype(np.float32))
-            times = hop_end_s(np.arange(contexts.shape[0]) + CONTEXT_HOPS)
+            contexts = geometry.context_vectors(embeddings.astype(np.float32))
+            times = geometry.hop_end_s(np.arange(contexts.shape[0]) + geometry.context_hops)
             keep = np.ones(contexts.shape[0], dtype=bool)
             if phrase is not None:
                 for s in segments:
@@ -219,13 +221,13 @@ def build_episode(
     return audio, segments
 
 
-def embed_frames(base: BaseModel, frames: np.ndarray) -> np.ndarray:
+def embed_frames(base: Embedder, frames: np.ndarray) -> np.ndarray:
     """Embedding of every hop of a stream's log-mel frames, as the streaming detector makes them."""
-    return base.embed(hop_windows(frames)).astype(np.float16)
+    return base.embed_frames(frames).astype(np.float16)
 
 
 def build_stream(
-    base: BaseModel,
+    base: Embedder,
     recipe: StreamRecipe,
     kind: StreamKind,
     *,
@@ -236,7 +238,7 @@ def build_stream(
 ) -> NegativeStream:
     """Synthesize, assemble and embed a negative stream (see the module's docstring).
 
-    ``keep_frames`` keeps each episode's log-mel frames in the stream (not in its cache).
+    ``keep_frames`` keeps each episode's 40-band log-mel frames in the stream (not in its cache).
     """
     rng = np.random.default_rng([recipe.seed, list(STREAM_VOICES).index(kind)])
     part = split_voices(voices if voices is not None else available_voices(), seed=recipe.seed)
@@ -249,9 +251,9 @@ def build_stream(
     embeddings, segments, frames = [], [], []
     for i in range(episodes):
         audio, said = build_episode(recipe, length, pool, rng)
-        features = log_mel(audio)
-        embeddings.append(embed_frames(base, features))
-        frames.append(features)
+        embeddings.append(embed_frames(base, base.features(audio)))
+        if keep_frames:
+            frames.append(log_mel(audio))
         segments.append(said)
         if progress is not None:
             progress("negative stream", i + 1, episodes)
@@ -259,7 +261,7 @@ def build_stream(
 
 
 def load_or_build_stream(
-    base: BaseModel,
+    base: Embedder,
     recipe: StreamRecipe,
     kind: StreamKind,
     *,
@@ -268,8 +270,7 @@ def load_or_build_stream(
     **options: object,
 ) -> NegativeStream:
     """The stream from the cache (``$XDG_CACHE_HOME/earshot/wake``), built first if needed."""
-    sha = base.manifest.sha256 if base.manifest is not None else "unsaved"
-    path = (directory or default_stream_dir()) / f"{kind}-{recipe.key(kind, sha)}.npz"
+    path = (directory or default_stream_dir()) / f"{kind}-{recipe.key(kind, base.sha256)}.npz"
     if path.is_file():
         return NegativeStream.load(path)
     stream = build_stream(base, recipe, kind, progress=progress, **options)  # type: ignore[arg-type]

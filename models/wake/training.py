@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 
 from kernels.errors import ModelError
-from models.base.model import BaseModel
+from models.base.geometry import Embedder
 from models.speech.synth import SpeechCache, Voice, available_voices
 from models.wake.calibration import calibration_report, calibration_scores
 from models.wake.examples import Progress, context_examples
 from models.wake.head_training import fit_wake_head
-from models.wake.model import OTHER_LABEL, WakeWordModel, recordings_digest
+from models.wake.model import OTHER_LABEL, WakeWordModel, context_record, recordings_digest
 from models.wake.negatives import negatives_for
 from models.wake.phrase_examples import POSITIVE_SPEC, phrase_examples
 from models.wake.recipe import WakeRecipe, phrase_seed
@@ -45,7 +45,7 @@ from models.wake.recipe import WakeRecipe, phrase_seed
 def train_wake_word(
     name: str,
     phrase: str,
-    base: BaseModel,
+    base: Embedder,
     recipe: WakeRecipe | None = None,
     *,
     smoothing_hops: int = 2,
@@ -62,8 +62,8 @@ def train_wake_word(
     ----------
     name, phrase : str
         The wake word's name and what is said.
-    base : BaseModel
-        The base model; its embedding is frozen.
+    base : Embedder
+        The base (`models.base.geometry`); its embedding is frozen.
     recipe : WakeRecipe, optional
         Amounts of data and training; `WakeRecipe()` by default.
     smoothing_hops, refractory_s
@@ -88,7 +88,7 @@ def train_wake_word(
         ``recipe``, ``metrics`` (accuracies, counts, seconds per stage) and ``curve`` (false
         alarms per hour against threshold on the calibration stream), for `WakeWordModel.save`.
     """
-    if base.manifest is None:
+    if base.sha256 == "unsaved":
         raise ModelError("base model: train wake words on a saved (loaded) base model")
     recipe = recipe or WakeRecipe()
     rng = np.random.default_rng([recipe.seed, phrase_seed(phrase)])
@@ -117,9 +117,9 @@ def train_wake_word(
     )  # fmt: skip
     timer.lap("training")
     model = WakeWordModel(
-        name, phrase, head, calibration_scores(head, negatives.calibration, phrase),
-        negatives.calibration.hours, float(np.median(examples.durations)), base.manifest.sha256,
-        extra={
+        name, phrase, head, calibration_scores(head, negatives.calibration, phrase, base.geometry),
+        negatives.calibration.hours, float(np.median(examples.durations)), base.sha256,
+        base.name, context_record(base.geometry), extra={
             "recordings": len(recordings),
             "recordings_sha256": recordings_digest(list(recordings)),
         },
