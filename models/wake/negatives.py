@@ -20,6 +20,7 @@ import numpy as np
 
 from models.base.geometry import Embedder
 from models.speech.dataset import load_vocabulary, sample_renditions, split_voices
+from models.speech.phonetics import phonemes
 from models.speech.synth import SpeechCache, Voice, available_voices
 from models.wake.examples import ExampleSpec, Progress, context_examples, synthesize
 from models.wake.recipe import WakeRecipe, phrase_seed
@@ -31,6 +32,7 @@ from models.wake.streams import (
     contains_phrase,
     default_stream_dir,
     load_or_build_stream,
+    words_of,
 )
 
 
@@ -48,6 +50,7 @@ class WordBank:
 
     def negatives(self, phrase: str) -> np.ndarray:
         """Rows whose word is not the phrase (float32)."""
+        phonemes(sorted({w for t in self.texts for w in words_of(t)}))  # one espeak-ng run
         keep = np.array([not contains_phrase(t, phrase) for t in self.texts], dtype=bool)
         return self.contexts[keep].astype(np.float32)
 

@@ -28,6 +28,7 @@ from models.nn.checkpoint import split_rows
 from models.speech.augment import Augmenter, apply_gain, colored_noise
 from models.speech.cache import cache_dir
 from models.speech.dataset import load_vocabulary, sample_renditions, split_voices, trim_silence
+from models.speech.phonetics import phonemes
 from models.speech.synth import SpeechCache, Voice, available_voices
 from models.wake.examples import Progress, synthesize
 
@@ -51,9 +52,21 @@ def words_of(text: str) -> list[str]:
 
 
 def contains_phrase(text: str, phrase: str) -> bool:
-    """Whether ``text`` says ``phrase`` (its words, consecutively)."""
+    """Whether ``text`` says ``phrase``: its words, consecutively, or words that sound the same.
+
+    Homophones count ("to" or "too" for the wake word "two", "ate" for "eight"): a stream cannot
+    show that its "too" was not said as "two", so such a stretch is neither a negative nor a
+    positive. Sounds are espeak-ng's phonemes of each word alone (`models.speech.phonetics`,
+    cached per word).
+    """
     t, p = words_of(text), words_of(phrase)
-    return bool(p) and any(t[i : i + len(p)] == p for i in range(len(t) - len(p) + 1))
+    if not p or len(t) < len(p):
+        return False
+    if any(t[i : i + len(p)] == p for i in range(len(t) - len(p) + 1)):
+        return True
+    sounds = dict(zip(t + p, phonemes(t + p), strict=True))
+    said, wanted = [sounds[w] for w in t], [sounds[w] for w in p]
+    return any(said[i : i + len(p)] == wanted for i in range(len(t) - len(p) + 1))
 
 
 @dataclass(frozen=True)
@@ -88,8 +101,11 @@ class NegativeStream:
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per episode: head inputs of the hops with a full context, and which to keep.
 
-        The keep-mask is False near segments saying ``phrase``: those hops are not negatives.
+        The keep-mask is False near segments saying ``phrase`` (`contains_phrase`): those hops
+        are not negatives.
         """
+        if phrase is not None:  # every word's sounds in one espeak-ng run
+            phonemes(sorted({w for e in self.segments for s in e for w in words_of(s.text)}))
         out = []
         for embeddings, segments in zip(self.embeddings, self.segments, strict=True):
             contexts = geometry.context_vectors(embeddings.astype(np.float32))
