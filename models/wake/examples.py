@@ -96,11 +96,14 @@ def context_examples(
     rng: np.random.Generator,
     transform: Transform | None = None,
     background: Transform | None = None,
+    voice_config: AugmentConfig = VOICE_ONLY,
+    noise_config: AugmentConfig = NOISE_ONLY,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Head inputs of ``copies`` placed examples of every clip, and their speech durations.
 
     ``transform`` (e.g. cutting a phrase to a part) is applied to each clip first;
-    ``background`` to each placed clip before noise and gain (see `place_example`).
+    ``background`` to each placed clip before noise and gain (see `place_example`);
+    ``voice_config`` varies the speech, ``noise_config`` the finished clip.
 
     Returns
     -------
@@ -109,8 +112,8 @@ def context_examples(
     durations : np.ndarray
         Seconds of speech in each example.
     """
-    voice = Augmenter(VOICE_ONLY)
-    noise = Augmenter(NOISE_ONLY, babble_sources=list(fillers))
+    voice = Augmenter(voice_config)
+    noise = Augmenter(noise_config, babble_sources=list(fillers))
     features, durations = [], []
     for clip in clips:
         for _ in range(copies):

@@ -143,8 +143,9 @@ def _build_phrase_examples(
     done = 0
     for name, clips, copies, spec, transform in jobs:
         made[name] = context_examples(
-            base, clips, copies=copies, spec=spec, fillers=fillers, rng=rng, transform=transform
-        )
+            base, clips, copies=copies, spec=spec, fillers=fillers, rng=rng, transform=transform,
+            voice_config=recipe.voice_config(), noise_config=recipe.noise_config(),
+        )  # fmt: skip
         done += len(clips) * copies
         if progress is not None:
             progress("examples", done, total)

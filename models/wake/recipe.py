@@ -8,9 +8,11 @@ examples (`models.wake.phrase_examples`), the negatives (`models.wake.negatives`
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from models.speech.augment import AugmentConfig
+from models.wake.examples import NOISE_ONLY, VOICE_ONLY
 from models.wake.model import WAKE_FORMAT_VERSION
 
 
@@ -43,6 +45,12 @@ class WakeRecipe:
     hard_negative_copies, hard_negative_share : int, float
         After a first fit, the highest-scoring share of negatives is repeated this many more
         times and the head is trained again: false alarms come from a few hard cases.
+    formant_prob : float
+        Share of the phrase's examples whose formants are moved (vocal-tract length,
+        `models.speech.augment.shift_formants`), besides speed, pitch, reverberation,
+        microphone and band colouring.
+    snr_db : tuple of float
+        Range of the speech-to-noise ratio (coloured noise or babble) of the phrase's examples.
     epochs : int
         Most epochs of head training.
     seed : int
@@ -63,8 +71,18 @@ class WakeRecipe:
     recording_copies: int = 40
     hard_negative_copies: int = 3
     hard_negative_share: float = 0.05
+    formant_prob: float = 0.3
+    snr_db: tuple[float, float] = (0.0, 30.0)
     epochs: int = 40
     seed: int = 0
+
+    def voice_config(self) -> AugmentConfig:
+        """How the phrase's renditions are varied before they are placed."""
+        return replace(VOICE_ONLY, formant_prob=self.formant_prob)
+
+    def noise_config(self) -> AugmentConfig:
+        """How a placed example's noise and level are drawn."""
+        return replace(NOISE_ONLY, snr_range_db=self.snr_db)
 
     def as_dict(self) -> dict[str, Any]:
         """The recipe and the wake-word format, for the manifest."""
