@@ -19,12 +19,24 @@ import numpy as np
 import soundfile
 
 from dsp.constants import SAMPLE_RATE_HZ
+from models.speech.augment import colored_noise
 from models.speech.synth import Rendition, SpeechCache, Voice
 
 Role = Literal["other", "wake", "command"]
 
 WAKE_VOICE = Voice("espeak-ng", "en-us+m1")
-"""The voice that says the wake word and command in the demo and tests."""
+"""The voice that says the wake word and command in the demo and in most tests."""
+
+WAKE_VOICES = (
+    WAKE_VOICE,
+    Voice("flite", "kal16"),
+    Voice("festival", "ked_diphone"),
+    Voice("espeak-ng", "en-gb-scotland+steph3"),
+    Voice("festival", "cmu_us_slt_arctic_hts"),
+    Voice("espeak-ng", "en-029+m3"),
+)  # fmt: skip
+"""Voices of every synthesizer, male and female, several accents: the shipped wake word must
+work for all of them (`tests/test_shipped_wake_word.py`)."""
 
 OTHER_SPEECH = (
     ("I was reading a book about the history of the city last night.", Voice("flite", "slt")),
@@ -38,8 +50,9 @@ OTHER_SPEECH = (
 )  # fmt: skip
 """Everyday sentences without the wake word, in voices other than `WAKE_VOICE`."""
 
-NOISE_DBFS = -80.0
-"""Level of the white noise under the whole stream (a quiet room, not digital silence)."""
+NOISE_DBFS = -50.0
+"""Level of the pink noise under the whole stream: a room with a fan or a street outside, about
+25 dB below the speech (synthesized speech is near -25 dBFS)."""
 
 
 @dataclass(frozen=True)
@@ -81,19 +94,21 @@ def other_speech(seconds: float, offset: int = 0) -> list[Line]:
     return lines
 
 
-def wake_and_command(wake: str, command: str, *, pause_s: float = 0.35) -> list[Line]:
+def wake_and_command(
+    wake: str, command: str, *, pause_s: float = 0.35, voice: Voice = WAKE_VOICE
+) -> list[Line]:
     """A pause, the wake phrase, a short pause, the command, then silence for it to end."""
     return [
-        Line("", WAKE_VOICE, "other", 1.0),
-        Line(wake, WAKE_VOICE, "wake", pause_s),
-        Line(command, WAKE_VOICE, "command", 1.5),
+        Line("", voice, "other", 1.0),
+        Line(wake, voice, "wake", pause_s),
+        Line(command, voice, "command", 1.5),
     ]
 
 
 def build_stream(
     script: Sequence[Line], *, lead_s: float = 0.5, seed: int = 0, cache: SpeechCache | None = None
 ) -> Stream:
-    """Render ``script`` into one 16 kHz stream with quiet noise under it."""
+    """Render ``script`` into one 16 kHz stream with a room's noise (`NOISE_DBFS`) under it."""
     cache = cache or SpeechCache()
     rng = np.random.default_rng(seed)
     parts = [np.zeros(int(lead_s * SAMPLE_RATE_HZ), np.float32)]
@@ -106,17 +121,21 @@ def build_stream(
         parts += [speech, np.zeros(int(line.pause_s * SAMPLE_RATE_HZ), np.float32)]
         at += (speech.size + parts[-1].size) / SAMPLE_RATE_HZ
     audio = np.concatenate(parts)
-    noise = rng.standard_normal(audio.size).astype(np.float32) * 10 ** (NOISE_DBFS / 20)
+    noise = colored_noise(audio.size, exponent=1.0, rng=rng) * 10 ** (NOISE_DBFS / 20)
     stream.audio = np.clip(audio + noise, -1.0, 1.0)
     return stream
 
 
 def demo_script() -> list[Line]:
-    """The bundled demo: other talk, "computer", a question about the weather, more talk."""
+    """The bundled demo: other talk and two wake words, each with a request, in two voices.
+
+    "computer" and a question about the weather; more talk; "computer" and a timer.
+    """
     return [
         *other_speech(6.0),
         *wake_and_command("computer", "what will the weather be like tomorrow"),
         *other_speech(4.0, offset=4),
+        *wake_and_command("computer", "set a timer for ten minutes", voice=WAKE_VOICES[4]),
     ]
 
 
