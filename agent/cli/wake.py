@@ -387,7 +387,7 @@ def _fsdd(
         raise ConfigError(f"--fsdd: {directory} is not a folder of FSDD recordings")
     results: dict[str, dict[str, Any]] = {}
     curves: dict[str, Any] = {}
-    options = {"smoothing_hops": 2, "refractory_s": 2.0}
+    smoothing, refractory = 2, 2.0
     with StageProgress(unit="step") as progress:
         labelled = fsdd_stream(base, directory)
         synthetic = load_or_build_stream(
@@ -395,11 +395,24 @@ def _fsdd(
         )
         models = fsdd_text_models(base, DIGIT_WORDS, progress)
         for digit, model in models.items():
-            curve = stream_det(base.geometry, model, labelled, [synthetic], **options)
-            threshold, _ = model.threshold_for(FSDD_TARGET_PER_HOUR, **options)
+            curve = stream_det(
+                base.geometry, model, labelled, [synthetic], smoothing_hops=smoothing,
+                refractory_s=refractory,
+            )  # fmt: skip
+            threshold, _ = model.threshold_for(
+                FSDD_TARGET_PER_HOUR, smoothing_hops=smoothing, refractory_s=refractory
+            )
             measured = {
                 f"false_alarms_per_hour_{name}": round(
-                    false_alarm_rate(base.geometry, model, stream, threshold, **options), 3
+                    false_alarm_rate(
+                        base.geometry,
+                        model,
+                        stream,
+                        threshold,
+                        smoothing_hops=smoothing,
+                        refractory_s=refractory,
+                    ),  # fmt: skip
+                    3,
                 )
                 for name, stream in (("fsdd", labelled), ("synthetic", synthetic))
             }
@@ -428,14 +441,19 @@ def _fsdd(
 def fsdd_text_models(
     base: Embedder, digits: Sequence[str], progress: Any
 ) -> dict[str, WakeWordModel]:
-    """Each digit word's detector trained from text only (cached; trained when missing)."""
+    """Each digit word's detector trained from text only (cached per base and recipe)."""
+    import hashlib
+
     from models.speech.cache import cache_dir
     from models.wake.model import WakeWordModel, model_path, stale_reason
+    from models.wake.recipe import WakeRecipe
     from models.wake.training import train_wake_word
 
+    recipe = json.dumps(WakeRecipe().as_dict(), sort_keys=True).encode()
+    directory = cache_dir("fsdd-wake") / base.name / hashlib.sha256(recipe).hexdigest()[:12]
     models = {}
     for digit in digits:
-        path = model_path(cache_dir("fsdd-wake") / base.name, digit)
+        path = model_path(directory, digit)
         if stale_reason(path, digit, base.sha256) is not None:
             model, report = train_wake_word(digit, digit, base, progress=progress)
             model.save(path, **report)
