@@ -1,6 +1,7 @@
 """Local commands: the built-in speech-commands words, recognised in whole utterances.
 
-The words are scored by the DS-CNN base's own speech-commands head (`load_words_head`).
+The words are scored by the base's speech-commands head (`load_words_head`): the DS-CNN's own,
+or the head shipped for the imported base.
 """
 
 import numpy as np
@@ -20,9 +21,9 @@ from tests.conftest import require
 VOICE = Voice("espeak-ng", "en-us")
 
 
-@pytest.fixture(scope="module")
-def matcher():
-    base = load_base("dscnn")
+@pytest.fixture(scope="module", params=["dscnn", "speech_embedding"])
+def matcher(request):
+    base = load_base(request.param)
     words = load_words_head(base)
     assert set(BUILTIN_COMMAND_WORDS) <= set(words.labels)
     assert words.base_sha256 == base.sha256
@@ -61,7 +62,18 @@ def test_each_built_in_word_is_matched_to_its_own_command(matcher, word):
     assert match.score >= match.command.min_score
 
 
-def test_a_word_too_short_for_a_window_scores_nothing(matcher):
-    # Below one window of the base, the head has nothing to score: every probability is 0.
+def test_half_a_second_of_silence_is_no_command(matcher):
     probabilities = matcher.words.probabilities(matcher.base, np.zeros(8000, np.float32))
-    assert probabilities.shape == (len(matcher.words.labels),) and not probabilities.any()
+    assert probabilities.shape == (len(matcher.words.labels),)
+    if matcher.base.name == "dscnn":
+        # Below one 1 s window the DS-CNN's head has nothing to score: every probability is 0.
+        assert not probabilities.any()
+    else:  # the imported base's head centres short audio in silence, and hears silence
+        assert matcher.words.labels[int(np.argmax(probabilities))] == "_silence_"
+
+
+def test_a_matcher_refuses_built_in_words_its_head_does_not_know():
+    base = load_base()
+    commands = [(LocalCommandSettings(name="stop", builtin="stop"), None)]
+    with pytest.raises(ModelError, match=r"built-in words \['stop'\]"):
+        CommandMatcher(base, commands, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -36,14 +37,20 @@ def add_parsers(commands: argparse._SubParsersAction) -> argparse._SubParsersAct
         "those wake words. `earshot train base` trains the base speech model instead: it "
         "builds the corpus (see `earshot data build`), trains the DS-CNN base on the word task "
         "and the 12-class commands head on its embedding, and writes the model file; a "
-        "checkpoint is saved after every epoch, and running the same command again resumes.",
+        "checkpoint is saved after every epoch, and running the same command again resumes. "
+        "`earshot train commands` trains the speech-commands head (built-in command words) on "
+        "the configured base from synthetic speech and writes it (default: the shipped head).",
     )
     train.add_argument(
-        "names", nargs="*", metavar="NAME", help="wake words to train, or `base` for the base model"
-    )
+        "names", nargs="*", metavar="NAME",
+        help="wake words to train, `base` for the base model, `commands` for the commands head",
+    )  # fmt: skip
     wake_commands.add_train_options(train)
     base = train.add_argument_group("base model (earshot train base)")
-    base.add_argument("--out", type=Path, default=SHIPPED_BASE_MODEL, help="model file to write")
+    base.add_argument(
+        "--out", type=Path, default=None,
+        help="model file to write (default: the shipped base, or the shipped commands head)",
+    )  # fmt: skip
     add_recipe_options(base)
     base.add_argument(
         "--epochs", type=int, default=25, help="most epochs (early stopping may end sooner)"
@@ -104,13 +111,32 @@ def _checkpoint_path(recipe_key: str, seed: int, epochs: int) -> Path:
 
 def run_train(args: argparse.Namespace) -> int:
     """``earshot train``: the base model when asked for ``base``, else wake words."""
-    if "base" in args.names:
-        if args.names != ["base"]:
-            raise ConfigError(
-                f"train: got {args.names}; `base` (the base model) is trained on its own"
-            )
-        return _train_base(args)
+    for special in ("base", "commands"):
+        if special in args.names and args.names != [special]:
+            raise ConfigError(f"train: got {args.names}; `{special}` is trained on its own")
+    if args.names == ["base"]:
+        return _train_base(args, args.out or SHIPPED_BASE_MODEL)
+    if args.names == ["commands"]:
+        return _train_commands(args)
     return wake_commands.run_train_wake(args)
+
+
+def _train_commands(args: argparse.Namespace) -> int:
+    """Train the speech-commands head on the configured base and write it."""
+    from threadpoolctl import threadpool_limits
+
+    from agent.cli.progress import StageProgress
+    from agent.daemon.detectors import load_base
+    from agent.settings import load_settings
+    from models.base.commands import SHIPPED_COMMANDS, train_commands_head
+
+    base = load_base(load_settings(args.config))
+    out = args.out or SHIPPED_COMMANDS
+    with StageProgress(unit="clip") as progress, threadpool_limits(os.cpu_count() or 1):
+        head, report = train_commands_head(base, seed=args.seed, progress=progress)
+    head.save(out)
+    print(json.dumps({"model": str(out), "base": base.name, **report["test"]}, indent=2))
+    return 0
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -124,7 +150,7 @@ def run_eval(args: argparse.Namespace) -> int:
     return _eval_base(args)
 
 
-def _train_base(args: argparse.Namespace) -> int:
+def _train_base(args: argparse.Namespace, out: Path) -> int:
     """Train the base model and write it (with a readable manifest beside it)."""
     from agent.cli.data import recipe_from_args
     from agent.cli.progress import StageProgress
@@ -159,9 +185,9 @@ def _train_base(args: argparse.Namespace) -> int:
             checkpoint=checkpoint, progress=progress, on_epoch=report, engine=args.engine,
         )  # fmt: skip
     summary = {k: v for k, v in metrics.items() if k != "history"}
-    manifest = model.save(args.out, recipe=recipe.as_dict(), metrics=summary)
-    args.out.with_suffix(".json").write_text(manifest.to_json() + "\n", encoding="utf-8")
-    print(json.dumps({"model": str(args.out), "sha256": manifest.sha256, **summary}, indent=2))
+    manifest = model.save(out, recipe=recipe.as_dict(), metrics=summary)
+    out.with_suffix(".json").write_text(manifest.to_json() + "\n", encoding="utf-8")
+    print(json.dumps({"model": str(out), "sha256": manifest.sha256, **summary}, indent=2))
     return 0
 
 
