@@ -64,9 +64,9 @@ class WakeRecipe:
     partial_copies: int = 1
     filler_words: int = 48
     hidden: int = 32
-    train_stream_s: float = 1200.0
+    train_stream_s: float = 3600.0
     calibration_stream_s: float = 3600.0
-    max_stream_negatives: int = 12000
+    max_stream_negatives: int = 36000
     word_bank_renditions: int = 4
     recording_copies: int = 40
     hard_negative_copies: int = 3
