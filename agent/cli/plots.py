@@ -75,27 +75,13 @@ def plot_detections(
 
 def plot_det(path: Path, curves: dict[str, Any]) -> None:
     """DET curves (miss rate against false alarms per hour, log axes), one line per wake word."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 5))
-    for name, curve in curves.items():
-        keep = curve.per_hour > 0
-        ax.plot(curve.per_hour[keep], np.maximum(curve.miss_rate[keep], 1e-4), label=name)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.axvline(1.0, ls=":", color="0.5")
-    ax.axhline(0.1, ls=":", color="0.5")
-    ax.set_xlabel("false alarms per hour")
-    ax.set_ylabel("miss rate")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
+    plot_det_panels(path, {"": curves})
 
 
 def plot_det_panels(path: Path, panels: dict[str, dict[str, Any]]) -> None:
     """DET curves of several sets side by side (e.g. one panel per base), shared axes."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 5), sharey=True,
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels) + 1, 5), sharey=True,
                              squeeze=False)  # fmt: skip
     for ax, (title, curves) in zip(axes[0], panels.items(), strict=True):
         for name, curve in curves.items():
@@ -105,7 +91,8 @@ def plot_det_panels(path: Path, panels: dict[str, dict[str, Any]]) -> None:
         ax.set_yscale("log")
         ax.axvline(1.0, ls=":", color="0.5")
         ax.axhline(0.1, ls=":", color="0.5")
-        ax.set_title(title)
+        if title:
+            ax.set_title(title)
         ax.set_xlabel("false alarms per hour")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
