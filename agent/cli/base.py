@@ -140,13 +140,17 @@ def _train_commands(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    """``earshot eval base`` or ``earshot eval wake``."""
+    """``earshot eval base``, ``wake``, ``enroll`` or ``takes``."""
     if args.eval_command == "wake":
         return wake_commands.run_eval_wake(args)
     if args.eval_command == "enroll":
         from agent.cli import enroll_eval
 
         return enroll_eval.run_eval_enroll(args)
+    if args.eval_command == "takes":
+        from agent.cli import enroll_eval
+
+        return enroll_eval.run_eval_takes(args)
     return _eval_base(args)
 
 

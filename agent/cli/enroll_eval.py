@@ -1,8 +1,12 @@
-"""``earshot eval enroll``: what enrollment buys on real voices (the FSDD per-speaker protocol).
+"""``earshot eval enroll`` and ``earshot eval takes``: enrollment on real and synthetic voices.
 
-Every FSDD speaker enrolls every digit's wake word (trained from text) with their first takes;
-the miss rate at 1 false alarm per hour on their other takes is measured text-only, enrolled,
-and enrolled with the speaker check (`models.enroll.evaluation`).
+``eval enroll``: every FSDD speaker enrolls every digit's wake word (trained from text) with
+their first takes; the miss rate at 1 false alarm per hour on their other takes is measured
+text-only, enrolled, and enrolled with the speaker check (`models.enroll.evaluation`).
+
+``eval takes``: how alike one speaker's takes of a phrase are next to other phrases, on
+synthetic speakers (where `models.enroll.takes.MIN_SIMILARITY` comes from) and, with ``--fsdd``,
+on real ones (`models.enroll.take_similarity`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,64 @@ def add_eval_parser(eval_what: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--digits", nargs="+", metavar="WORD", help="only these digit words")
     add_config_option(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print one JSON document")
+
+    takes = eval_what.add_parser(
+        "takes", help="how alike a speaker's takes of a phrase are (the take check's threshold)",
+        description="Measure, on the configured base, the similarity of takes of one phrase by "
+        "one speaker against takes of other phrases, on synthetic speakers (each voice in its "
+        "own room), and print the threshold that refuses 2%% of good third takes: the value "
+        "models.enroll.takes.MIN_SIMILARITY holds for the base. With --fsdd, also on FSDD's "
+        "real speakers at that threshold (evaluation only).",
+    )  # fmt: skip
+    takes.add_argument(
+        "--fsdd", type=Path, nargs="?", const=Path(), metavar="DIR",
+        help="also measure FSDD's speakers (default folder ../shared/data/fsdd/recordings)",
+    )  # fmt: skip
+    takes.add_argument("--speakers", type=int, default=12, help="synthetic speakers (default 12)")
+    add_config_option(takes)
+    takes.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def run_eval_takes(args: argparse.Namespace) -> int:
+    """``earshot eval takes``: the take check's similarity figures on synthetic and real voices."""
+    import json
+
+    from agent.cli.progress import StageProgress
+    from agent.daemon.detectors import load_base
+    from agent.paths import DEFAULT_FSDD
+    from agent.settings import load_settings
+    from models.enroll.take_similarity import fsdd_take_similarities, take_similarities
+    from models.enroll.takes import base_min_similarity
+
+    directory = None
+    if args.fsdd is not None:
+        directory = DEFAULT_FSDD if args.fsdd == Path() else args.fsdd
+        if not directory.is_dir():
+            raise ConfigError(f"--fsdd: {directory} is not a folder of FSDD recordings")
+    if args.speakers < 2:
+        raise ConfigError(f"--speakers: got {args.speakers}, expected at least 2")
+    base = load_base(load_settings(args.config))
+    in_use = base_min_similarity(base)
+    with StageProgress(unit="speaker") as progress:
+        synthetic = take_similarities(base, speakers=args.speakers, progress=progress)
+        rows = {"synthetic": synthetic.summary()}
+        if directory is not None:
+            real = fsdd_take_similarities(base, directory, progress=progress)
+            rows["fsdd"] = real.summary(in_use)
+    result = {"base": base.name, "min_similarity_in_use": in_use, **rows}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"base {base.name}: take check threshold in use {in_use:.2f}")
+    print(f"{'speakers':<12}{'threshold':>10}{'same med':>10}{'other med':>10}"
+          f"{'3rd refused':>12}{'pairs refused':>14}{'other accepted':>15}")  # fmt: skip
+    for name, row in rows.items():
+        print(f"{name:<12}{row['threshold']:>10.2f}{row['same_median']:>10.2f}"
+              f"{row['different_median']:>10.2f}{row['third_take_refused']:>12.1%}"
+              f"{row['same_refused']:>14.1%}{row['different_accepted']:>15.1%}")  # fmt: skip
+    print("(synthetic: the threshold that refuses 2% of good third takes; fsdd: at the threshold")
+    print(" in use. Pairs are takes by one speaker: same phrase refused, other phrase accepted)")
+    return 0
 
 
 def run_eval_enroll(args: argparse.Namespace) -> int:
