@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from kernels.errors import DeviceError
+from kernels.native_stderr import quiet_native_stderr
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -130,7 +131,9 @@ def _candidates(hint: BackendHint | None) -> list[tuple[AdapterSummary, Any]]:
     """Adapters matching the hint, best first."""
     _check_hint(hint)
     wgpu = _import_wgpu()
-    found = [(_summary(a), a) for a in wgpu.gpu.enumerate_adapters_sync()]
+    with quiet_native_stderr("GPU adapters"):
+        adapters = wgpu.gpu.enumerate_adapters_sync()
+    found = [(_summary(a), a) for a in adapters]
     if hint is not None:
         found = [(s, a) for s, a in found if s.backend == _BACKEND_TYPES[hint]]
     return sorted(found, key=lambda pair: _rank(pair[0]))

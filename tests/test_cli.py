@@ -65,11 +65,26 @@ def test_bad_config_exits_2_before_anything_starts(tmp_path):
     assert "listening" not in result.stderr
 
 
-def test_no_microphone_says_so_and_offers_the_demo(no_sound_env):
-    result = run_earshot("run", env=no_sound_env, stdin=subprocess.DEVNULL)
+def test_no_microphone_plays_the_demo_and_says_so_first(no_sound_env, tmp_path):
+    env = dict(no_sound_env, XDG_DATA_HOME=str(tmp_path / "data"))
+    env.pop("XDG_RUNTIME_DIR")  # as under `su` or in a container: probing libraries complain
+    result = run_earshot("run", "--fast", env=env, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first.startswith("earshot: no microphone found: playing the bundled demo recording")
+    assert result.stdout.count('"event":"wake"') == 2
+    assert "the demo's receiver got 2 upload(s)" in result.stderr
+    assert "XDG_RUNTIME_DIR" not in result.stderr and "ALSA lib" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("option", [["--no-demo"], ["--device", "usb"]])
+def test_no_microphone_is_an_error_when_one_is_required(no_sound_env, option):
+    """A service (--no-demo) or a named device must not fall back to the demo recording."""
+    result = run_earshot("run", *option, env=no_sound_env, stdin=subprocess.DEVNULL)
     assert result.returncode == 3
     assert "no audio input device found" in result.stderr
-    assert "earshot run --demo" in result.stderr
+    assert "playing the bundled demo" not in result.stderr
     assert "Traceback" not in result.stderr
     listed = run_earshot("devices", env=no_sound_env)
     assert listed.returncode == 0
@@ -90,7 +105,8 @@ def test_sigterm_stops_a_running_agent_promptly(tmp_path, agent_env):
 def test_agent_path_does_not_import_training_libraries(agent_env):
     code = (
         "import sys; from agent.cli.main import main; rc = main(['run', '--demo', '--fast']); "
-        "heavy = ('librosa', 'numba', 'onnxruntime', 'scipy', 'matplotlib', 'tqdm'); "
+        "heavy = ('librosa', 'numba', 'onnxruntime', 'scipy', 'matplotlib', 'tqdm', 'rich', "
+        "'wyoming'); "
         "heavy = sorted(m for m in heavy if m in sys.modules); "
         "print(heavy); sys.exit(rc)"
     )

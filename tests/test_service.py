@@ -169,7 +169,7 @@ def test_service_install_print_points_at_this_earshot(tmp_path):
     command = exec_start(result.stdout)
     program = command.split()[0]
     assert Path(program).is_absolute() and os.access(program, os.X_OK)
-    assert command.endswith(f' run --config "{config}"')
+    assert command.endswith(f' run --no-demo --json --config "{config}"')
     assert "ReadWritePaths=" in result.stdout and "%t/earshot" in result.stdout
     assert "UMask=0077" in result.stdout
 
@@ -190,7 +190,7 @@ def test_service_install_writes_refuses_to_clobber_and_uninstalls(tmp_path):
     assert first.returncode == 0, first.stderr
     assert unit.is_file() and f"wrote {unit}" in first.stdout
     assert "systemctl --user enable --now earshot" in first.stdout
-    assert exec_start(unit.read_text()).endswith(" run")
+    assert exec_start(unit.read_text()).endswith(" run --no-demo --json")
     assert (tmp_path / "data" / "earshot").is_dir() and (tmp_path / "cache" / "earshot").is_dir()
 
     again = run_earshot("service", "install", env=env)
@@ -201,10 +201,10 @@ def test_service_install_writes_refuses_to_clobber_and_uninstalls(tmp_path):
     changed = run_earshot("service", "install", "--config", str(config), env=env)
     assert changed.returncode == 1
     assert "--force" in changed.stderr and "Traceback" not in changed.stderr
-    assert exec_start(unit.read_text()).endswith(" run")
+    assert exec_start(unit.read_text()).endswith(" run --no-demo --json")
     forced = run_earshot("service", "install", "--config", str(config), "--force", env=env)
     assert forced.returncode == 0, forced.stderr
-    assert exec_start(unit.read_text()).endswith(f" run --config {config}")
+    assert exec_start(unit.read_text()).endswith(f" run --no-demo --json --config {config}")
 
     removed = run_earshot("service", "uninstall", env=env)
     assert removed.returncode == 0 and f"removed {unit}" in removed.stdout

@@ -420,6 +420,6 @@ def test_systemd_unit_runs_the_agent():
 
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.read(REPO / "config" / "earshot.service")
-    assert unit["Service"]["ExecStart"].endswith("/earshot run")
+    assert unit["Service"]["ExecStart"].endswith("/earshot run --no-demo --json")
     assert unit["Service"]["Restart"] == "on-failure"
     assert unit["Install"]["WantedBy"] == "default.target"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kernels.errors import AudioError
+from kernels.native_stderr import quiet_native_stderr
 
 
 class NoInputDeviceError(AudioError):
@@ -29,14 +30,15 @@ class InputDevice:
 
 def list_input_devices() -> list[InputDevice]:
     """Every device with at least one input channel, in PortAudio's order."""
-    import sounddevice as sd
+    with quiet_native_stderr("audio devices"):  # importing sounddevice starts PortAudio's probe
+        import sounddevice as sd
 
-    try:
-        default_input = sd.default.device[0]
-        devices = sd.query_devices()
-        host_apis = sd.query_hostapis()
-    except sd.PortAudioError as err:
-        raise AudioError(f"cannot query audio devices: {err}") from err
+        try:
+            default_input = sd.default.device[0]
+            devices = sd.query_devices()
+            host_apis = sd.query_hostapis()
+        except sd.PortAudioError as err:
+            raise AudioError(f"cannot query audio devices: {err}") from err
     return [
         InputDevice(
             index=i,
@@ -55,8 +57,9 @@ def rescan_devices() -> None:
     """Make PortAudio enumerate devices again (after a hot-plug or a sound-server restart)."""
     import sounddevice as sd
 
-    sd._terminate()
-    sd._initialize()
+    with quiet_native_stderr("audio devices"):
+        sd._terminate()
+        sd._initialize()
 
 
 def _describe(devices: list[InputDevice]) -> str:

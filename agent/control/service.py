@@ -32,6 +32,9 @@ STOP_COMMANDS = (("systemctl", "--user", "stop", UNIT_NAME), *RELOAD_COMMANDS)
 """What stops a service whose unit was removed, and makes systemd forget it."""
 _WANTED_BY = "default.target.wants"
 INSTALLED_HEADER = "# Written by `earshot service install`: ExecStart runs the earshot that did.\n"
+SERVICE_RUN_OPTIONS = ("--no-demo", "--json")
+"""A service without a microphone fails (and is restarted) instead of playing the demo, and
+prints JSON lines to the journal."""
 _EXEC_START = re.compile(r"^ExecStart=.*$", re.MULTILINE)
 _NEEDS_QUOTES = re.compile(r"[\s\"'\\;]")
 _SYSTEMCTL_TIMEOUT_S = 60.0
@@ -84,7 +87,7 @@ def render_unit(template: str, config: Path | None = None) -> str:
     EarshotError
         The template has no ``ExecStart=`` line.
     """
-    words = [*earshot_command(), "run"]
+    words = [*earshot_command(), "run", *SERVICE_RUN_OPTIONS]
     if config is not None:
         words += ["--config", os.path.abspath(config)]
     exec_start = "ExecStart=" + " ".join(systemd_quote(word) for word in words)
