@@ -59,3 +59,23 @@ def test_every_voice_is_heard_once_and_nothing_else_fires(stream, detections):
     heard = [int(np.sum((times >= start) & (times <= end + LATE_S))) for start, end in wakes]
     assert heard == [1] * len(WAKE_VOICES), f"detections at {times.round(2)}, phrases at {wakes}"
     assert len(detections) == len(WAKE_VOICES)
+
+
+def test_peak_scores_follow_the_smoothed_scores(stream):
+    """`take_peaks` (the live view's scores): the highest smoothed score since the last call."""
+    wake = WakeWord(WakeWordModel.load(shipped_detector("computer")), 2.0)  # never fires
+    detector = Detector(load_base(), [wake])
+    scores: list[float] = []
+    detector.on_hop = lambda _t, raw: scores.append(float(raw[0]))
+    assert detector.take_peaks().tolist() == [0.0]
+    half = stream.audio.size // 2
+    detector.push(stream.audio[:half])
+    first, hops_first = detector.take_peaks(), len(scores)
+    detector.push(stream.audio[half:])
+    second = detector.take_peaks()
+    k = wake.smoothing_hops
+    smoothed = [np.mean(scores[max(0, i + 1 - k) : i + 1]) for i in range(len(scores))]
+    assert first[0] == pytest.approx(max(smoothed[:hops_first]), abs=1e-6)
+    assert second[0] == pytest.approx(max(smoothed[hops_first:]), abs=1e-6)
+    assert first[0] > 0.9 and second[0] > 0.9  # "computer" is said in both halves
+    assert detector.take_peaks().tolist() == [0.0]

@@ -1,5 +1,8 @@
 """``earshot run``: load the config and models, pick the audio source, and start the daemon.
 
+On a terminal the daemon is drawn live (`agent.cli.live_view`); otherwise, or with ``--json``,
+its events are printed as JSON lines. Without a microphone (and none named) the demo plays.
+
 ``--demo`` plays the bundled demo recording (other speech, the default wake word, a command,
 more speech) through the same pipeline and, unless an endpoint is configured, forwards the
 command to an `agent.egress.receiver.Receiver` started on loopback, whose folder it names at the
@@ -46,7 +49,7 @@ def demo_received_dir() -> Path:
 
 
 def add_source_options(parser: argparse.ArgumentParser) -> None:
-    """``--device``, ``--file``, ``--stdin``, ``--demo`` and ``--fast``."""
+    """``--device``, ``--file``, ``--stdin``, ``--demo``, ``--fast``, ``--no-demo``, ``--json``."""
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
         "--device", help="microphone: name substring or index (see `earshot devices`)"
@@ -64,6 +67,16 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --file or --demo: read as fast as possible, not in real time",
     )
+    parser.add_argument(
+        "--no-demo", action="store_true",
+        help="without a microphone, fail (exit 3) instead of playing the demo recording: for a "
+        "service manager that should retry until the sound server is up",
+    )  # fmt: skip
+    parser.add_argument(
+        "--json", action="store_true",
+        help="print events as JSON lines even on a terminal (the default when the output is not "
+        "a terminal; on one, a live view shows level, state, scores and events)",
+    )  # fmt: skip
 
 
 def check_seconds(seconds: float | None) -> None:
@@ -90,6 +103,7 @@ def config_path(args: argparse.Namespace) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Start the daemon on the chosen source until it is stopped (or the recording ends)."""
+    from agent.control.events import EventBus
     from agent.daemon.detectors import load_models
     from agent.daemon.loop import Daemon
 
@@ -110,12 +124,18 @@ def run(args: argparse.Namespace) -> int:
         receiver = _start_demo_receiver()
         endpoint = replace(settings.endpoint, kind="http", url=f"{receiver.url}/audio")
         models.settings = replace(settings, endpoint=endpoint)
+    live = not args.json and sys.stdout.isatty()
     daemon = Daemon(
         models, config_path=path, open_live=open_live, recording=recording,
-        max_audio_s=args.seconds,
+        max_audio_s=args.seconds, bus=EventBus(models.settings.events, quiet=live),
     )  # fmt: skip
     try:
-        code = asyncio.run(daemon.run())
+        if live:
+            from agent.cli.live_view import LiveView
+
+            code = asyncio.run(LiveView(daemon).run(daemon.run()))
+        else:
+            code = asyncio.run(daemon.run())
         if daemon.interrupted:  # SIGINT ends `run` as Ctrl-C ends any command: exit 130
             raise KeyboardInterrupt
         return code
@@ -131,24 +151,29 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _no_microphone(args: argparse.Namespace, settings: Settings) -> bool:
-    """True when the user accepts the demo because no microphone exists; raise otherwise."""
+    """True when no microphone exists and none was named: the demo recording plays instead.
+
+    A device named by ``--device`` or ``audio.device`` that is missing, or ``--no-demo`` (a
+    service that should fail and be restarted until the sound server is up), is an error.
+    """
     if args.file is not None or args.stdin:
         return False
     from agent.capture.devices import NoInputDeviceError, find_input_device
 
+    named = args.device or settings.audio.device
     try:
-        find_input_device(args.device or settings.audio.device)
+        find_input_device(named)
         return False
     except NoInputDeviceError as err:
-        if not sys.stdin.isatty():
-            raise AudioError(
-                f"{err}; `earshot run --demo` uses the bundled demo recording instead"
-            ) from err
-        print(f"earshot: {err}", file=sys.stderr)
-        answer = input("Use the bundled demo recording instead? [Y/n] ").strip().lower()
-        if answer in ("", "y", "yes"):
-            return True
-        raise
+        if named is not None or args.no_demo:
+            hint = "" if args.no_demo else "; `earshot run --demo` plays the bundled recording"
+            raise AudioError(f"{err}{hint}") from err
+        print(
+            "earshot: no microphone found: playing the bundled demo recording instead "
+            "(`earshot run --demo`; `earshot devices` lists inputs)",
+            file=sys.stderr, flush=True,
+        )  # fmt: skip
+        return True
 
 
 def _start_demo_receiver() -> Receiver:

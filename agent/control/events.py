@@ -140,11 +140,15 @@ class EventBus:
     out
         Where lines are printed when ``settings.stdout`` is true; None for ``sys.stdout``. With
         ``settings.stdout`` false nothing is printed.
+    quiet
+        Print nothing whatever the settings say (a live view shows the events instead).
     """
 
-    def __init__(self, settings: EventSettings, *, out: TextIO | None = None) -> None:
+    def __init__(
+        self, settings: EventSettings, *, out: TextIO | None = None, quiet: bool = False
+    ) -> None:
         self._lock = threading.Lock()
-        self._stream: TextIO | None = out if out is not None else sys.stdout
+        self._stream: TextIO | None = None if quiet else out if out is not None else sys.stdout
         self._out: TextIO | None = None
         self._hooks: dict[str, str] = {}
         self._settings = settings

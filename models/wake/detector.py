@@ -154,6 +154,7 @@ class Detector:
         )
         self._recent: deque[np.ndarray] = deque(maxlen=self._smoothing)
         self._last_fired = [-(10**9)] * len(self.wake_words)
+        self._peaks = np.zeros(len(self.wake_words))
         self.hops = 0
 
     def push(self, chunk: np.ndarray) -> list[Detection]:
@@ -180,6 +181,15 @@ class Detector:
                 self._speaker_frames = self._speaker_frames[drop:]
         return detections
 
+    def take_peaks(self) -> np.ndarray:
+        """Each wake word's highest smoothed score since the last call (0 before any hop).
+
+        For a live display on another thread: the swap is atomic, so at worst a hop scored
+        while it happens counts towards the next call.
+        """
+        peaks, self._peaks = self._peaks, np.zeros(len(self.wake_words))
+        return peaks
+
     def _score(self, end: int) -> list[Detection]:
         g = self.geometry
         context = np.concatenate(
@@ -194,6 +204,7 @@ class Detector:
         newest_first = np.cumsum(np.array(self._recent)[::-1], axis=0)
         span = np.minimum(self._smoothing_hops, len(self._recent))
         smoothed = newest_first[span - 1, np.arange(span.size)] / span
+        np.maximum(self._peaks, smoothed, out=self._peaks)
         detections = []
         for i in np.flatnonzero(smoothed >= self._thresholds):
             if self.hops - self._last_fired[i] < self._refractory[i]:
