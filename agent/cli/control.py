@@ -30,7 +30,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         "uploads, input level, CPU and memory use, read from its control socket.",
         epilog=_NOT_RUNNING_HELP,
     )  # fmt: skip
-    _add_socket_options(status)
+    add_socket_options(status)
     status.add_argument("--json", action="store_true", help="print the agent's raw JSON reply")
 
     events = commands.add_parser(
@@ -39,7 +39,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         "print each as one JSON line as it happens.",
         epilog=_NOT_RUNNING_HELP,
     )  # fmt: skip
-    _add_socket_options(events)
+    add_socket_options(events)
 
     unit = commands.add_parser("service", help="install earshot as a systemd user service")
     actions = unit.add_subparsers(dest="service_command", metavar="ACTION", required=True)
@@ -62,7 +62,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     uninstall.add_argument("--now", action="store_true", help="stop and disable the service first")
 
 
-def _add_socket_options(parser: argparse.ArgumentParser) -> None:
+def add_socket_options(parser: argparse.ArgumentParser) -> None:
+    """``--config`` and ``--socket``: where a command finds the running agent."""
     add_config_option(parser)
     parser.add_argument(
         "--socket", type=Path, metavar="PATH",
@@ -71,7 +72,8 @@ def _add_socket_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _socket_path(args: argparse.Namespace) -> Path:
+def socket_path(args: argparse.Namespace) -> Path:
+    """The control socket ``--socket`` names, else the config's."""
     if args.socket is not None:
         return Path(args.socket)
     from agent.settings import load_settings
@@ -83,7 +85,7 @@ def run_status(args: argparse.Namespace) -> int:
     """Print the running agent's status; exit 1 (with a message) when it is not running."""
     from agent.control.server import request
 
-    reply = request(_socket_path(args), "status")
+    reply = request(socket_path(args), "status")
     if args.json:
         print(json.dumps(reply, indent=2))
         return 0
@@ -182,7 +184,7 @@ def run_events(args: argparse.Namespace) -> int:
     """
     from agent.control.server import subscribe
 
-    path = _socket_path(args)
+    path = socket_path(args)
     try:
         for line in subscribe(path):
             print(line, flush=True)

@@ -26,6 +26,7 @@ from agent.cli import data as data_command
 from agent.cli import endpoint as endpoint_commands
 from agent.cli import enroll as enroll_commands
 from agent.cli import enroll_eval, output
+from agent.cli import feedback as feedback_command
 from agent.cli import model as import_commands
 from agent.cli import record as record_command
 from agent.cli import run as run_command
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     endpoint_commands.add_parsers(commands)
     import_commands.add_parsers(commands)
     control_commands.add_parsers(commands)
+    feedback_command.add_parser(commands)
     enroll_eval.add_eval_parser(eval_what)
 
     bench = commands.add_parser("bench", help="benchmarks that print measured figures")
@@ -168,6 +170,7 @@ COMMANDS = {
     "status": control_commands.run_status,
     "events": control_commands.run_events,
     "service": control_commands.run_service,
+    "feedback": feedback_command.run,
 }
 
 

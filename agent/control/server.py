@@ -4,6 +4,8 @@ Protocol: the client sends one JSON object per line and gets one JSON line back.
 
 - ``{"command": "status"}``: the daemon's status (``"ok": true`` added);
 - ``{"command": "reload"}``: the result of reloading the configuration;
+- ``{"command": "feedback", "kind": "false-alarm" | "missed", "wake_word": NAME}``: keep the
+  audio of the last detection, or of the last seconds, for learning (``wake_word`` optional);
 - ``{"command": "subscribe"}``: ``{"ok": true, "subscribed": true}``, then every later event
   line until the client disconnects (the connection takes no more commands);
 - anything else (bad JSON, an unknown command): ``{"ok": false, "error": "..."}``, and the
@@ -44,6 +46,7 @@ _SOCKET_UMASK = 0o177
 
 StatusFunction = Callable[[], dict[str, object]]
 ReloadFunction = Callable[[], dict[str, object] | Awaitable[dict[str, object]]]
+FeedbackFunction = Callable[[dict[str, object]], Awaitable[dict[str, object]]]
 
 
 class NotRunningError(EarshotError):
@@ -69,6 +72,8 @@ class ControlServer:
     reload
         Called for each ``reload`` request (a coroutine function too); None answers that
         reloading is not supported.
+    feedback
+        Awaited with each ``feedback`` request; None answers that it is not supported.
     """
 
     def __init__(
@@ -78,11 +83,13 @@ class ControlServer:
         status: StatusFunction,
         *,
         reload: ReloadFunction | None = None,
+        feedback: FeedbackFunction | None = None,
     ) -> None:
         self.path = Path(path)
         self._bus = bus
         self._status = status
         self._reload = reload
+        self._feedback = feedback
         self._server: asyncio.AbstractServer | None = None
         self._inode: int | None = None
         self._lock = SocketLock(self.path)
@@ -212,13 +219,17 @@ class ControlServer:
         command = request.get("command") if isinstance(request, dict) else None
         if command == "subscribe":
             return command, {"ok": True, "subscribed": True}
+        fields = request if isinstance(request, dict) else {}
+        feedback = self._feedback
         handlers: dict[str, ReloadFunction | None] = {
             "status": self._status,
             "reload": self._reload,
+            "feedback": None if feedback is None else lambda: feedback(fields),
         }
         if not isinstance(command, str) or command not in handlers:
             return None, _error(
-                f"command: got {json.dumps(command)}, expected one of status, reload, subscribe"
+                f"command: got {json.dumps(command)}, expected one of status, reload, feedback, "
+                "subscribe"
             )
         handler = handlers[command]
         if handler is None:
@@ -227,6 +238,8 @@ class ControlServer:
             reply = handler()
             if inspect.isawaitable(reply):
                 reply = await reply
+        except EarshotError as err:  # a request the agent refuses, in its own words
+            return command, _error(str(err))
         except Exception as err:  # the daemon's failure is reported, not fatal
             _LOGGER.exception("control command %s failed", command)
             return command, _error(f"{command} failed: {err}")
@@ -332,8 +345,10 @@ def _decode(line: bytes | None, path: Path) -> dict[str, object]:
     return reply
 
 
-def request(path: Path, command: str, timeout_s: float = 2.0) -> dict[str, object]:
-    """Send one command and return the agent's reply (blocking; for the CLI).
+def request(
+    path: Path, command: str, timeout_s: float = 2.0, *, fields: dict[str, object] | None = None
+) -> dict[str, object]:
+    """Send one command (with ``fields`` beside it) and return the agent's reply (blocking).
 
     Raises
     ------
@@ -343,7 +358,7 @@ def request(path: Path, command: str, timeout_s: float = 2.0) -> dict[str, objec
         No reply within ``timeout_s`` seconds, or an invalid one.
     """
     with _connect(path, timeout_s) as client:
-        client.sendall(json.dumps({"command": command}).encode() + b"\n")
+        client.sendall(json.dumps({"command": command, **(fields or {})}).encode() + b"\n")
         return _decode(_read_line(client, bytearray(), path), path)
 
 

@@ -25,6 +25,7 @@ socket (`agent.control.server`) answers `earshot status`.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import time
@@ -50,6 +51,7 @@ from agent.daemon.session import CommandSession, RecentAudio, State
 from agent.egress.audit import AuditLog
 from agent.egress.gate import PrivacyGate, UploadRequest
 from agent.settings import Settings, load_settings
+from dsp.constants import SAMPLE_RATE_HZ
 from kernels.errors import EarshotError
 from models.wake.detector import Detection
 
@@ -59,6 +61,9 @@ STOP_WITHIN_S = 1.5
 """Budget for shutting down after SIGTERM (the promise is 2 s)."""
 RECENT_AUDIO_S = 3.0
 """Audio kept for the start of a command: the detector's decision delay plus the pre-roll."""
+FALSE_ALARM_S = (3.0, 0.5)
+"""Audio kept when the user marks a false alarm: seconds before the detection's decision (the
+phrase and the context the detector read) and after it."""
 
 
 class Daemon:
@@ -104,7 +109,8 @@ class Daemon:
         self.counts: Counter[str] = Counter()
         self.level = -120.0
         self._vad_history: deque[tuple[int, np.ndarray]] = deque(maxlen=400)
-        self._recent = RecentAudio(RECENT_AUDIO_S + settings.command.pre_roll_s)
+        self._recent = RecentAudio(self._recent_s(settings))
+        self._last_wake: tuple[Detection, list[tuple[float, np.ndarray]]] | None = None
         self._outbox = Outbox()
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="earshot-infer")
         self._detect = DetectStage(
@@ -134,7 +140,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         control = ControlServer(
             self.models.settings.events.resolved_socket(), self.bus, self.status,
-            reload=self.reload,
+            reload=self.reload, feedback=self.feedback,
         )  # fmt: skip
         await control.start()
         stages = {
@@ -227,12 +233,20 @@ class Daemon:
             return self._refuse_reload(f"{type(err).__name__}: {err}")
         old_gate, self.gate = self.gate, gate
         self.models = models
+        self._recent.seconds = self._recent_s(settings)
         self._detect.use(models.detector)
         self.bus.settings = settings.events
         self.bus.withhold(withheld_variables(settings.endpoint))
         await asyncio.to_thread(old_gate.close, STOP_WITHIN_S)
         _LOGGER.info("reloaded: wake words %s", [w.name for w in models.detector.wake_words])
         return {"ok": True}
+
+    @staticmethod
+    def _recent_s(settings: Settings) -> float:
+        """Seconds of recent audio kept in memory (more when learning may keep a miss)."""
+        command = RECENT_AUDIO_S + settings.command.pre_roll_s
+        learning = settings.learning
+        return max(command, sum(FALSE_ALARM_S), learning.missed_s if learning.enabled else 0.0)
 
     def _make_gate(self, settings: Settings) -> PrivacyGate:
         audit = AuditLog(settings.privacy.resolved_audit_log())
@@ -283,6 +297,8 @@ class Daemon:
         self.counts[f"wake:{detection.name}"] += 1
         self._report("wake", **detection.as_dict())
         settings = self.models.settings.command
+        if self.models.settings.learning.enabled:
+            self._last_wake = (detection, self._recent.since(detection.time_s - FALSE_ALARM_S[0]))
         history = self._recent.since(detection.end_s - settings.pre_roll_s)
         self.session = CommandSession(detection, settings, history)
         for first_frame, flags in self._vad_history:
@@ -375,6 +391,57 @@ class Daemon:
         path = save_debug_audio(utterance, Path(directory), self.counts.total())
         _LOGGER.info("debug: saved the command to %s", path)
 
+    # ---- learning ------------------------------------------------------------------------------
+
+    async def feedback(self, request: dict[str, object]) -> dict[str, object]:
+        """Keep the last detection's audio (a false alarm) or the last seconds (a miss).
+
+        The control socket's ``feedback`` command; see `agent.learning.feedback`. With learning
+        off nothing is kept and the reply says so.
+        """
+        from agent.learning.feedback import KINDS, FeedbackStore
+
+        settings = self.models.settings
+        kind, name = request.get("kind"), request.get("wake_word")
+        if kind not in KINDS:
+            raise FeedbackError(f"kind: got {json.dumps(kind)}, expected one of {list(KINDS)}")
+        if not settings.learning.enabled:
+            raise FeedbackError(
+                "learning is off (learning.enabled: false in the config): nothing was kept"
+            )
+        details: dict[str, object] = {}
+        if kind == "false-alarm":
+            if self._last_wake is None:
+                raise FeedbackError("no wake word has fired yet: there is no false alarm to keep")
+            detection, blocks = self._last_wake
+            start_s = detection.time_s - FALSE_ALARM_S[0]
+            if blocks:  # and the audio heard since, for the half second after the decision
+                blocks = blocks + [(t, b) for t, b in self._recent.blocks if t > blocks[-1][0]]
+            audio = _cut(blocks, start_s, detection.time_s + FALSE_ALARM_S[1])
+            name = detection.name
+            details = {"score": round(detection.score, 4), "stream_s": round(detection.time_s, 3)}
+            self._last_wake = None  # one mark per false alarm
+        else:
+            if name is None:
+                names = [w.name for w in settings.wake_words]
+                if len(names) != 1:
+                    raise FeedbackError(f"wake_word: which one was missed? configured: {names}")
+                name = names[0]
+            settings.wake_word(str(name))  # refuses an unknown name, listing the configured ones
+            if not self._recent.blocks:
+                raise FeedbackError("no audio has been heard yet: there is no miss to keep")
+            last_s, last = self._recent.blocks[-1]
+            end_s = last_s + last.size / SAMPLE_RATE_HZ  # the newest audio the loop has seen
+            audio = _cut(self._recent.since(end_s - settings.learning.missed_s),
+                         end_s - settings.learning.missed_s, end_s)  # fmt: skip
+            details = {"stream_s": round(end_s, 3)}
+        clip = await asyncio.to_thread(
+            FeedbackStore(settings.learning).keep, kind, str(name), audio, **details
+        )
+        _LOGGER.info("kept %s for %s: %s (%.1f s)", kind, name, clip.audio_path, clip.seconds)
+        return {"kept": str(clip.audio_path), "kind": kind, "wake_word": name,
+                "seconds": clip.seconds}  # fmt: skip
+
     # ---- events and status ---------------------------------------------------------------------
 
     def _set_state(self, state: State) -> None:
@@ -420,3 +487,18 @@ class Daemon:
             "uploads_in_flight": self.gate.in_flight,
             "endpoint": self.models.settings.endpoint.url,
         }
+
+
+class FeedbackError(EarshotError):
+    """A feedback request that cannot be honoured; the control socket answers its message."""
+
+
+def _cut(blocks: list[tuple[float, np.ndarray]], start_s: float, end_s: float) -> np.ndarray:
+    """The audio of ``blocks`` (start time, samples) from stream time ``start_s`` to ``end_s``."""
+    if not blocks:
+        return np.zeros(0, np.float32)
+    first_s = blocks[0][0]
+    audio = np.concatenate([b for _, b in blocks])
+    lo = max(0, round((start_s - first_s) * SAMPLE_RATE_HZ))
+    hi = max(lo, round((end_s - first_s) * SAMPLE_RATE_HZ))
+    return audio[lo:hi]

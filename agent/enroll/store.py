@@ -27,36 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from agent.paths import PRIVATE_DIR, PRIVATE_FILE
-from dsp.constants import SAMPLE_RATE_HZ
+from agent.paths import PRIVATE_FILE
+from agent.private_files import private_dir, wav_bytes, write_private
 from kernels.errors import AudioError, ConfigError
 
 INFO_FILE = "enrollment.json"
 MODEL_FILE = "model.npz"
 ROOM_FILE = "room.wav"
-
-
-def _private_dir(path: Path) -> Path:
-    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
-    path.chmod(PRIVATE_DIR)  # mkdir's mode is masked by the umask, and exist_ok keeps old modes
-    return path
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    path.chmod(PRIVATE_FILE)
-
-
-def _wav_bytes(samples: np.ndarray) -> bytes:
-    import io
-
-    import soundfile
-
-    buffer = io.BytesIO()
-    soundfile.write(buffer, samples, SAMPLE_RATE_HZ, subtype="PCM_16", format="WAV")
-    return buffer.getvalue()
 
 
 @dataclass(frozen=True)
@@ -129,17 +106,17 @@ def save_enrollment(
 
     ``write_model(path)`` writes the enrolled detector to ``path``.
     """
-    _private_dir(root)
-    staging = _private_dir(root / f".{name}.{os.getpid()}.tmp")
+    private_dir(root)
+    staging = private_dir(root / f".{name}.{os.getpid()}.tmp")
     try:
         for index, take in enumerate(takes, start=1):
-            _write_private(staging / f"take-{index}.wav", _wav_bytes(take))
+            write_private(staging / f"take-{index}.wav", wav_bytes(take))
         if room is not None and room.size:
-            _write_private(staging / ROOM_FILE, _wav_bytes(room))
+            write_private(staging / ROOM_FILE, wav_bytes(room))
         write_model(staging / MODEL_FILE)
         (staging / MODEL_FILE).chmod(PRIVATE_FILE)
         record = {**info, "name": name, "takes": len(takes), "created": time.time()}
-        _write_private(staging / INFO_FILE, json.dumps(record, indent=2).encode())
+        write_private(staging / INFO_FILE, json.dumps(record, indent=2).encode())
         final = root / name
         if final.exists():
             old = root / f".{name}.{os.getpid()}.old"

@@ -2,8 +2,9 @@
 
 The config file the agent reads when none is named (`user_config_path`, else the shipped
 `default_config_path`), and the defaults of the settings that name a place: trained detectors
-(`default_model_dir`), the audit log (`default_audit_path`), the control socket
-(`default_socket_path`), and the user's enrollment takes (`enrollment_dir`). Each function reads the
+(`default_model_dir`), the audit log (`default_audit_path`), kept feedback
+(`default_feedback_dir`), the control socket (`default_socket_path`), and the user's enrollment
+takes (`enrollment_dir`). Each function reads the
 environment when called, so a changed ``XDG_*`` variable takes effect at once.
 """
 
@@ -40,6 +41,11 @@ def default_model_dir() -> Path:
 def enrollment_dir() -> Path:
     """``$XDG_DATA_HOME/earshot/enrollment``: the user's enrollment takes, owner-only."""
     return data_dir() / "enrollment"
+
+
+def default_feedback_dir() -> Path:
+    """``$XDG_DATA_HOME/earshot/feedback``: false alarms and misses the user kept, owner-only."""
+    return data_dir() / "feedback"
 
 
 def default_audit_path() -> Path:

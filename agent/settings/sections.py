@@ -3,9 +3,9 @@
 Each dataclass is one section's schema for `agent.settings.schema.build`: its fields, their types,
 defaults and ranges (``field(metadata=in_range(...))``), and a ``_validate(path)`` for what spans
 several fields. Here are ``audio``, ``logging``, ``detection``, ``models``, ``command``,
-``events`` (with its ``hooks``) and ``privacy``; ``wake_words`` and ``commands`` live in
-`agent.settings.words`, ``endpoint`` in `agent.settings.endpoint`. Settings that name a place
-default to the XDG locations of `agent.settings.locations`.
+``events`` (with its ``hooks``), ``privacy`` and ``learning``; ``wake_words`` and ``commands``
+live in `agent.settings.words`, ``endpoint`` in `agent.settings.endpoint`. Settings that name a
+place default to the XDG locations of `agent.settings.locations`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Literal
 
 from agent.settings.endpoint import EndpointSettings
-from agent.settings.locations import default_audit_path, default_model_dir, default_socket_path
+from agent.settings.locations import (
+    default_audit_path,
+    default_feedback_dir,
+    default_model_dir,
+    default_socket_path,
+)
 from agent.settings.schema import in_range, join_path, show
 from agent.settings.words import LocalCommandSettings, WakeWordSettings
 from kernels.errors import ConfigError
@@ -158,6 +163,29 @@ class PrivacySettings:
 
 
 @dataclass(frozen=True)
+class LearningSettings:
+    """What the device may keep to learn from its user; nothing unless ``enabled``."""
+
+    enabled: bool = False
+    """Keep audio the user marks (`earshot feedback`): false alarms and misses. Off: nothing is
+    kept, and feedback says so."""
+    directory: str | None = None
+    """Where kept audio lives (owner-only); None for ``$XDG_DATA_HOME/earshot/feedback``."""
+    max_mb: float = field(default=50.0, metadata=in_range(1, 10_000))
+    """Most megabytes kept; the oldest clips go first."""
+    max_age_days: float = field(default=90.0, metadata=in_range(1, 3650))
+    """Clips older than this are deleted."""
+    missed_s: float = field(default=3.0, metadata=in_range(1.0, 10.0))
+    """Seconds of the latest audio kept when the user reports a miss."""
+
+    def resolved_directory(self) -> Path:
+        """The feedback folder's path."""
+        if self.directory is None:
+            return default_feedback_dir()
+        return Path(self.directory).expanduser()
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole configuration file."""
 
@@ -175,6 +203,7 @@ class Settings:
     """Voice commands handled on the device."""
     events: EventSettings = field(default_factory=EventSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    learning: LearningSettings = field(default_factory=LearningSettings)
 
     def wake_word(self, name: str) -> WakeWordSettings:
         """The configured wake word called ``name``.
