@@ -31,6 +31,7 @@ from agent.cli import model as import_commands
 from agent.cli import record as record_command
 from agent.cli import run as run_command
 from agent.cli import wake as wake_commands
+from agent.cli import wyoming as wyoming_command
 from kernels.errors import EarshotError
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     import_commands.add_parsers(commands)
     control_commands.add_parsers(commands)
     feedback_command.add_parser(commands)
+    wyoming_command.add_parser(commands)
     enroll_eval.add_eval_parser(eval_what)
 
     bench = commands.add_parser("bench", help="benchmarks that print measured figures")
@@ -171,6 +173,7 @@ COMMANDS = {
     "events": control_commands.run_events,
     "service": control_commands.run_service,
     "feedback": feedback_command.run,
+    "wyoming": wyoming_command.run,
 }
 
 
