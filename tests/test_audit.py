@@ -135,3 +135,23 @@ def test_attempt_and_result_lines_read_as_one_entry_per_upload(tmp_path: Path) -
     assert "no result recorded" in table.stdout  # what a "sending" row means
     lines = run_earshot("audit", "--json", env=env).stdout.splitlines()
     assert [json.loads(line).get("upload") for line in lines] == [None, "a1", "c3", "b2"]
+
+
+def test_transcripts_are_shown_and_older_lines_without_them_still_read(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "data" / "earshot" / "audit.jsonl")
+    legacy = entry("legacy")
+    del legacy["transcript"]  # a line of a log written before transcripts were kept
+    log.append(legacy)
+    log.append(entry(endpoint="tcp://127.0.0.1:10300", kind="wyoming", status=None,
+                     transcript="turn on the lights"))  # fmt: skip
+    old, new = log.entries()
+    assert "transcript" not in old and new["transcript"] == "turn on the lights"
+    env = cli_env(tmp_path)
+    table = run_earshot("audit", env=env)
+    assert table.returncode == 0, table.stderr
+    header, *rows = table.stdout.splitlines()
+    assert "transcript" in header.split() and len(rows) == 2
+    assert '"turn on the lights"' in rows[1] and "tcp://127.0.0.1:10300" in rows[1]
+    assert "legacy" in rows[0] and "https://asr.example/upload" in rows[0]
+    listed = run_earshot("audit", "--json", env=env).stdout.splitlines()
+    assert [json.loads(line).get("transcript") for line in listed] == [None, "turn on the lights"]

@@ -125,7 +125,9 @@ def test_a_stream_arrives_intact_with_headers_and_one_audit_entry(
     assert entry["endpoint"] == f"{receiver.url}/upload"
     assert entry["kind"] == "http" and entry["attempts"] == 1 and entry["error"] is None
     assert entry["wake_word"] == "computer" and entry["score"] == pytest.approx(0.87)
-    # The receiver answered JSON with "text": the http kind reports it as a transcript.
+    # The receiver answered JSON with "text": the http kind reports it as a transcript, in the
+    # audit entry too.
+    assert entry["transcript"] == "lights on"
     assert events.wait("transcript")[0] == {"wake_word": "computer", "text": "lights on"}
     assert gate.in_flight == 0
 

@@ -1,4 +1,9 @@
-"""``earshot receiver`` (a reference endpoint) and ``earshot audit`` (what has been sent)."""
+"""``earshot receiver`` (a reference endpoint) and ``earshot audit`` (what has been sent).
+
+The receiver speaks HTTP, for the ``http`` and ``openai-transcription`` kinds; a ``wyoming``
+endpoint is a Wyoming speech-to-text server, which it does not stand in for. The audit table shows
+each upload's transcript (cut to fit), ``--json`` every field.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from kernels.errors import ConfigError
 DEFAULT_RECEIVER_PORT = 8765
 TABLE_COLUMNS = (
     ("time", 19), ("wake word", 12), ("score", 5), ("seconds", 7), ("bytes", 8),
-    ("result", 7), ("endpoint", 0),
+    ("result", 7), ("transcript", 24), ("endpoint", 0),
 )  # fmt: skip
 """Column names and widths; the endpoint, last, is never cut (width 0)."""
 
@@ -28,8 +33,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     receiver = commands.add_parser(
         "receiver",
         help="run a local endpoint that saves what earshot uploads (for trying forwarding out)",
-        description="Serve an endpoint that accepts earshot's uploads (both kinds) and saves "
-        "each as NNNN.wav and NNNN.json. Point endpoint.url at the URL it prints.",
+        description="Serve an endpoint that accepts earshot's HTTP uploads (kinds http and "
+        "openai-transcription) and saves each as NNNN.wav and NNNN.json. Point endpoint.url at "
+        "the URL it prints. (Kind wyoming needs a Wyoming speech-to-text server instead.)",
     )
     receiver.add_argument("--host", default="127.0.0.1", help="address to listen on")
     receiver.add_argument(
@@ -115,9 +121,11 @@ def _row(entry: dict[str, Any]) -> list[Any]:
     score_text = f"{score:.2f}" if isinstance(score, int | float) else score
     seconds = entry.get("seconds")
     seconds_text = f"{seconds:.2f}" if isinstance(seconds, int | float) else seconds
+    transcript = entry.get("transcript")  # absent from the lines of older logs
+    transcript_text = json.dumps(transcript, ensure_ascii=False) if transcript is not None else None
     return [
         when, entry.get("wake_word"), score_text, seconds_text, entry.get("bytes"),
-        entry.get("result"), entry.get("endpoint"),
+        entry.get("result"), transcript_text, entry.get("endpoint"),
     ]  # fmt: skip
 
 

@@ -9,20 +9,24 @@ its *result* line::
     {"time": "2025-01-01T12:00:00.000000+00:00", "upload": "9f1c2a7e04b3d5c8",
      "wake_word": "computer", "score": 0.93, "seconds": 0.0, "bytes": 0,
      "endpoint": "https://asr.example/upload", "kind": "http", "result": "sending",
-     "status": null, "attempts": 0, "error": null}
+     "status": null, "attempts": 0, "error": null, "transcript": null}
     {"time": "2025-01-01T12:00:03.000000+00:00", "upload": "9f1c2a7e04b3d5c8",
      "wake_word": "computer", "score": 0.93, "seconds": 2.4, "bytes": 76844,
      "endpoint": "https://asr.example/upload", "kind": "http", "result": "ok",
-     "status": 200, "attempts": 1, "error": null}
+     "status": 200, "attempts": 1, "error": null, "transcript": null}
 
 ``result`` is ``ok`` (the endpoint accepted it), ``failed`` (every attempt failed) or ``dropped``
 (cancelled, or refused before sending; a refused upload has only this line). ``bytes`` counts
-the body bytes the socket accepted in the last attempt and ``attempts`` the requests made. `read`
-gives one entry per upload, in the order the uploads ended: the result line where there is one,
-else the attempt line, whose ``sending`` then means the upload is under way or the agent stopped
-before it could record the result (audio may have left). Lines of older logs, without
-``upload``, are read as they are. The endpoint is stored without user info, query or fragment,
-and no entry ever holds a token. The log holds no audio.
+the body bytes the socket accepted in the last attempt (for a ``wyoming`` endpoint, the audio
+bytes of its ``audio-chunk`` events) and ``attempts`` the requests made. ``status`` is the HTTP
+status (null for ``wyoming``, which has none). ``transcript`` is the text the endpoint answered
+an accepted upload with, on one line and cut to 1000 characters (``""`` when a transcription
+endpoint heard nothing), and null when there is none. `read` gives one entry per upload, in the
+order the uploads ended: the result line where there is one, else the attempt line, whose
+``sending`` then means the upload is under way or the agent stopped before it could record the
+result (audio may have left). Lines of older logs, without ``upload`` or ``transcript``, are read
+as they are. The endpoint is stored without user info, query or fragment, and no entry ever
+holds a token. The log holds no audio.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ Recorded = Literal["ok", "failed", "dropped", "sending"]
 """The ``result`` of any line: an outcome, or `SENDING`."""
 FIELDS = (
     "time", "upload", "wake_word", "score", "seconds", "bytes", "endpoint", "kind", "result",
-    "status", "attempts", "error",
+    "status", "attempts", "error", "transcript",
 )  # fmt: skip
 """Keys of every entry, in the order they are written."""
 _APPEND_FLAGS = os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
@@ -73,6 +77,7 @@ def make_entry(
     attempts: int,
     error: str | None,
     upload: str | None = None,
+    transcript: str | None = None,
 ) -> dict[str, Any]:
     """One audit entry with every key of `FIELDS`, stamped with the current time.
 
@@ -88,6 +93,8 @@ def make_entry(
         The outcome, or `SENDING` for the attempt line written before anything is sent.
     upload
         The id shared by an upload's attempt and result lines.
+    transcript
+        The text the endpoint answered with; None when there is none.
     """
     return {
         "time": utc_now_iso(),
@@ -102,6 +109,7 @@ def make_entry(
         "status": status,
         "attempts": int(attempts),
         "error": error,
+        "transcript": transcript,
     }
 
 

@@ -5,7 +5,9 @@ included) and reads the answer up to `MAX_RESPONSE_BYTES`; when the server stops
 early (a 401, say), the answer it sent is still read. The result is an `Outcome`: the status, the
 interpreted reply (`agent.egress.wire.parse_response`), a short error text free of secrets (the
 token is taken out before the text is cut), and whether the attempt is worth retrying (no answer,
-a 5xx, 408 or 429). Cancelling the upload shows up here as `Cancelled`.
+a 5xx, 408 or 429). Cancelling the upload shows up here as `Cancelled`. `Outcome`, `Cancelled` and
+`describe_error` (a network error in a few words) serve the ``wyoming`` kind's exchange too
+(`agent.egress.wyoming_exchange`).
 """
 
 from __future__ import annotations
@@ -80,14 +82,14 @@ def post(
         if cancelled.is_set():
             raise Cancelled from None
         early = _early_response(conn, secret) if sent_any() else None
-        return early if early is not None else Outcome(None, None, _describe(err), True)
+        return early if early is not None else Outcome(None, None, describe_error(err), True)
     try:
         response = conn.getresponse()
         data = response.read(MAX_RESPONSE_BYTES)
     except (OSError, http.client.HTTPException) as err:
         if cancelled.is_set():
             raise Cancelled from None
-        return Outcome(None, None, _describe(err), retry=True)
+        return Outcome(None, None, describe_error(err), retry=True)
     return _classify(response.status, response.getheader("Content-Type"), data, secret)
 
 
@@ -112,7 +114,7 @@ def _classify(status: int, content_type: str | None, body: bytes, secret: str | 
     return Outcome(status, response, response.error, retry=retry)
 
 
-def _describe(err: BaseException) -> str:
+def describe_error(err: BaseException) -> str:
     """A short, secret-free description of a network error."""
     if isinstance(err, TimeoutError | socket.timeout):
         return "timed out"

@@ -6,22 +6,26 @@ captured. The gate itself enforces what may leave the machine:
 - nothing from before ``wake_end_s - pre_roll_s`` (stream time) is ever sent: `Upload.write`
   trims it, whatever the caller passes (in its `agent.egress.buffer.AudioBuffer`);
 - at most ``max_audio_s + pre_roll_s`` seconds of audio per upload, buffered in memory only;
-- only over https, or plain http to this machine (checked by `agent.egress.target` as well as in
-  the settings);
+- only over https (or TLS), or plain http (or tcp, or a Unix socket) to this machine (checked by
+  `agent.egress.target` as well as in the settings);
 - at most ``max_in_flight`` uploads at once; more are refused, never queued;
 - every upload is in the audit log (`agent.egress.audit`), written ahead: its attempt is
   recorded before anything is sent (an upload whose attempt cannot be recorded sends nothing,
   and a gate whose log cannot be written is not made), its result when it ends;
 - no token ever appears in a log line, event, audit entry or exception message.
 
-Two kinds of endpoint are spoken to. ``http``: a chunked ``POST`` that streams the audio (WAV
+Three kinds of endpoint are spoken to. ``http``: a chunked ``POST`` that streams the audio (WAV
 or raw 16-bit PCM) while the user still speaks. ``openai-transcription``: one multipart ``POST``
-in the shape of OpenAI's ``/v1/audio/transcriptions`` once the command has ended. Failed
-attempts are retried a bounded number of times with exponential backoff, resending the buffered
-audio from its start. Here are the gate and the life of an upload (admission, attempts and
-retries, audit entry and events); each attempt's body comes from `agent.egress.payload`, the
-request itself and the reading of its answer from `agent.egress.exchange`, and the bytes (WAV,
-PCM, multipart bodies, replies) from the pure helpers of `agent.egress.wire`.
+in the shape of OpenAI's ``/v1/audio/transcriptions`` once the command has ended. ``wyoming``:
+a Wyoming speech-to-text server, sent ``transcribe`` and the audio as events while the user still
+speaks, which answers with a ``transcript``. Failed attempts are retried a bounded number of
+times with exponential backoff, resending the buffered audio from its start. A transcript in the
+answer becomes a ``transcript`` event and is kept in the audit entry. Here are the gate and the
+life of an upload (admission, attempts and retries, audit entry and events); each attempt's body
+comes from `agent.egress.payload`, the request itself and the reading of its answer from
+`agent.egress.exchange` (or, for ``wyoming``, `agent.egress.wyoming_exchange`, imported only
+then), and the bytes (WAV, PCM, multipart bodies, replies) from the pure helpers of
+`agent.egress.wire`.
 """
 
 from __future__ import annotations
@@ -42,12 +46,17 @@ from agent.egress.audit import SENDING, AuditLog, Recorded, Result, make_entry
 from agent.egress.buffer import AudioBuffer
 from agent.egress.exchange import Cancelled, Outcome, post
 from agent.egress.payload import Payload
-from agent.egress.target import SocketMeter, Target
-from agent.egress.wire import Response, backoff_s, upload_headers, user_agent
+from agent.egress.target import MeteredSocket, SocketMeter, Target
+from agent.egress.wire import Response, backoff_s, clean_text, upload_headers, user_agent
 from agent.settings import EndpointSettings
 from dsp.constants import SAMPLE_RATE_HZ
 
 _LOGGER = logging.getLogger(__name__)
+
+TRANSCRIPT_AUDIT_CHARS = 1000
+"""A transcript is kept in the audit log on one line, cut to this many characters."""
+TRANSCRIBING_KINDS = ("openai-transcription", "wyoming")
+"""Kinds whose accepted answer is a transcript, even an empty one."""
 
 
 @dataclass(frozen=True)
@@ -86,8 +95,8 @@ class PrivacyGate:
     Raises
     ------
     ConfigError
-        The endpoint is unsafe (plain http off this machine), its token or CA file is missing, or
-        the audit log cannot be written (forwarding is enabled).
+        The endpoint is unsafe (plain http or tcp off this machine), its token or CA file is
+        missing, or the audit log cannot be written (forwarding is enabled).
     """
 
     def __init__(
@@ -128,11 +137,11 @@ class PrivacyGate:
     def open(self, request: UploadRequest) -> Upload:
         """Start an upload for the wake ``request``; write its audio, then finish or cancel it.
 
-        The attempt is recorded in the audit log first; then, for the ``http`` kind, a worker
-        thread connects at once and streams audio as it is written. Beyond ``max_in_flight``
-        (after `close`, or when the attempt cannot be recorded) the upload is refused: audited as
-        dropped if the log allows, and its methods do nothing. On a disabled gate nothing is
-        audited or sent.
+        The attempt is recorded in the audit log first; then, for the ``http`` and ``wyoming``
+        kinds, a worker thread connects at once and streams audio as it is written. Beyond
+        ``max_in_flight`` (after `close`, or when the attempt cannot be recorded) the upload is
+        refused: audited as dropped if the log allows, and its methods do nothing. On a disabled
+        gate nothing is audited or sent.
         """
         if self.target is None:
             return Upload(self, request, refused=None)
@@ -220,6 +229,8 @@ class Upload:
         self._lock = threading.Lock()
         self._completed = False
         self._conn: http.client.HTTPConnection | None = None
+        self._stream: MeteredSocket | None = None
+        """The socket of a ``wyoming`` attempt under way."""
         self._thread: threading.Thread | None = None
         self.payload = Payload(self.audio, gate.endpoint)
         """The body of each attempt, and what the latest one sent."""
@@ -257,10 +268,11 @@ class Upload:
         self._cancelled.set()
         self.audio.wake()
         with self._lock:
-            conn = self._conn
-        if conn is not None and conn.sock is not None:
+            conn, stream = self._conn, self._stream
+        sock = conn.sock if conn is not None else stream
+        if sock is not None:
             try:
-                conn.sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked on the socket
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked on the socket
             except OSError:
                 pass
         if self._thread is None or not self._thread.is_alive():
@@ -297,9 +309,19 @@ class Upload:
         self._thread.start()
 
     def complete(
-        self, result: Result, *, status: int | None, attempts: int, error: str | None
+        self,
+        result: Result,
+        *,
+        status: int | None,
+        attempts: int,
+        error: str | None,
+        transcript: str | None = None,
     ) -> None:
-        """Audit the upload and emit its ``upload`` event; only the first call counts."""
+        """Audit the upload and emit its ``upload`` event; only the first call counts.
+
+        ``transcript`` (the endpoint's text, if it sent one) is kept in the audit entry on one
+        line, cut to `TRANSCRIPT_AUDIT_CHARS`.
+        """
         with self._lock:
             if self._completed:
                 return
@@ -311,7 +333,11 @@ class Upload:
         first_byte_s = None
         if self.payload.first_byte_at is not None:
             first_byte_s = round(self.payload.first_byte_at - self.request.detected_at, 4)
-        entry = self._entry(result, status=status, error=error, attempts=attempts)
+        if transcript is not None:
+            transcript = clean_text(transcript, TRANSCRIPT_AUDIT_CHARS, secret=target.secret)
+        entry = self._entry(
+            result, status=status, error=error, attempts=attempts, transcript=transcript
+        )
         gate.record(entry)
         fields = {key: entry[key] for key in ("wake_word", "score", "result", "status")}
         fields.update(
@@ -322,7 +348,13 @@ class Upload:
         gate.forget(self)
 
     def _entry(
-        self, result: Recorded, *, status: int | None, error: str | None, attempts: int = 0
+        self,
+        result: Recorded,
+        *,
+        status: int | None,
+        error: str | None,
+        attempts: int = 0,
+        transcript: str | None = None,
     ) -> dict[str, Any]:
         """The audit entry of this upload as it stands, with ``result``."""
         target = self.gate.target
@@ -331,7 +363,7 @@ class Upload:
             wake_word=self.request.wake_word, score=self.request.score, seconds=self.seconds,
             bytes_sent=self.payload.bytes_sent, endpoint=target.display, kind=target.kind,
             result=result, status=status, attempts=attempts, error=error,
-            upload=self.upload_id,
+            upload=self.upload_id, transcript=transcript,
         )  # fmt: skip
 
     def _run(self) -> None:
@@ -347,8 +379,11 @@ class Upload:
                 status, error = outcome.status, target.scrub(outcome.error)
                 self._log_attempt(attempt, outcome)
                 if outcome.error is None:
-                    self.complete("ok", status=status, attempts=self.attempts, error=None)
-                    self._emit_transcript(outcome.response)
+                    text = self._transcript(outcome.response)
+                    self.complete(
+                        "ok", status=status, attempts=self.attempts, error=None, transcript=text
+                    )
+                    self._emit_transcript(text)
                     return
                 if not outcome.retry:
                     break
@@ -365,10 +400,11 @@ class Upload:
         assert target is not None
         total = self.gate.endpoint.retries + 1
         if outcome.error is None:
+            answer = "answered" if outcome.status is None else f"answered {outcome.status}"
             _LOGGER.info(
-                "upload for %s: %s answered %s (attempt %d/%d, %.2f s of audio, %d bytes)",
-                self.request.wake_word, target.display, outcome.status, attempt, total,
-                self.seconds, self.payload.bytes_sent,
+                "upload for %s: %s %s (attempt %d/%d, %.2f s of audio, %d bytes)",
+                self.request.wake_word, target.display, answer, attempt, total, self.seconds,
+                self.payload.bytes_sent,
             )  # fmt: skip
         else:
             _LOGGER.warning(
@@ -378,21 +414,32 @@ class Upload:
                 target.scrub(outcome.error),
             )  # fmt: skip
 
-    def _emit_transcript(self, response: Response | None) -> None:
+    def _transcript(self, response: Response | None) -> str | None:
+        """The text of an accepted answer, without secrets, or None when there is none.
+
+        An accepted answer of a transcribing kind without text is an empty transcript ("").
+        """
         target = self.gate.target
         assert target is not None
         text = response.text if response is not None else None
-        if text is None and target.kind == "openai-transcription":
+        if text is None and target.kind in TRANSCRIBING_KINDS:
             text = ""
+        return target.scrub(text)
+
+    def _emit_transcript(self, text: str | None) -> None:
         if text is not None:
-            self.gate.emit(
-                "transcript", {"wake_word": self.request.wake_word, "text": target.scrub(text)}
-            )
+            self.gate.emit("transcript", {"wake_word": self.request.wake_word, "text": text})
 
     def _attempt(self) -> Outcome:
-        """One request: stream (http) or post the whole recording (openai-transcription)."""
+        """One request or exchange, as the endpoint's kind wants it.
+
+        ``http`` streams the audio, ``openai-transcription`` posts the whole recording, and
+        ``wyoming`` streams events to a Wyoming server (`_attempt_wyoming`).
+        """
         target = self.gate.target
         assert target is not None
+        if target.kind == "wyoming":
+            return self._attempt_wyoming(target)
         request = self.request
         headers = upload_headers(
             user_agent=self.gate.user_agent, wake_word=request.wake_word, score=request.score,
@@ -413,3 +460,30 @@ class Upload:
             with self._lock:
                 self._conn = None
             conn.close()
+
+    def _attempt_wyoming(self, target: Target) -> Outcome:
+        """One Wyoming exchange on a new socket, held where `cancel` can shut it down."""
+        from agent.egress import wyoming_exchange  # only uploads of this kind load the package
+
+        meter = SocketMeter()
+        with self._lock:
+            self.attempts += 1
+
+        def connect() -> MeteredSocket:
+            sock = target.open_stream(meter)
+            with self._lock:
+                self._stream = sock
+            if self._cancelled.is_set():  # cancelled while connecting: send nothing
+                raise Cancelled
+            return sock
+
+        try:
+            return wyoming_exchange.transcribe(
+                connect, self.payload, meter, language=self.gate.endpoint.language,
+                timeout_s=target.timeout_s, cancelled=self._cancelled, secret=target.secret,
+            )  # fmt: skip
+        finally:
+            with self._lock:
+                sock, self._stream = self._stream, None
+            if sock is not None:
+                sock.close()

@@ -1,11 +1,13 @@
 """The checked endpoint the privacy gate sends to: address, TLS context and bearer token.
 
 `Target.from_settings` turns the ``endpoint`` settings into what a request needs, refusing an
-unsafe one: plain http is allowed only to this machine (checked here as well as in the
-settings), the token comes from ``token_env`` or ``token_file`` and must fit in a header, and a
-``ca_file`` must load. The token never shows: its repr and str are ``[redacted]``, messages about
-it do not quote it, and `Target.scrub` takes it out of any text a server echoes back. Connections
-count the bytes their socket accepts (`SocketMeter`), so that the audit log says what was sent.
+unsafe one: plain http (and, for a ``wyoming`` endpoint, plain tcp) is allowed only to this
+machine (checked here as well as in the settings), the token comes from ``token_env`` or
+``token_file`` and must fit in a header, and a ``ca_file`` must load. The token never shows: its
+repr and str are ``[redacted]``, messages about it do not quote it, and `Target.scrub` takes it
+out of any text a server echoes back. HTTP connections (`Target.connection`) and the plain
+sockets of Wyoming endpoints (`Target.open_stream`: TCP, TCP in TLS, or a Unix socket) count the
+bytes their socket accepts (`SocketMeter`), so that the audit log says what was sent.
 """
 
 from __future__ import annotations
@@ -92,11 +94,11 @@ class SocketMeter:
         return f"SocketMeter(total={self.total})"
 
 
-class _MeteredSocket:
+class MeteredSocket:
     """A connected socket whose `sendall` counts, in ``meter``, every byte the kernel accepts.
 
     ``sendall`` is made of ``send`` calls, so that bytes accepted before a failure count too;
-    everything else is the wrapped socket's.
+    everything else (``makefile``, ``shutdown``, ``close``...) is the wrapped socket's.
     """
 
     def __init__(self, sock: socket.socket, meter: SocketMeter) -> None:
@@ -104,6 +106,7 @@ class _MeteredSocket:
         self._meter = meter
 
     def sendall(self, data: bytes) -> None:
+        """Send all of ``data``, counting each part the kernel accepts as it goes."""
         view = memoryview(data).cast("B")
         while view:
             sent = self._sock.send(view)
@@ -119,7 +122,7 @@ class _MeteredHTTPConnection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         super().connect()
-        self.sock = _MeteredSocket(self.sock, self.meter)
+        self.sock = MeteredSocket(self.sock, self.meter)
 
 
 class _MeteredHTTPSConnection(http.client.HTTPSConnection):
@@ -127,7 +130,7 @@ class _MeteredHTTPSConnection(http.client.HTTPSConnection):
 
     def connect(self) -> None:
         super().connect()  # the TLS handshake; what is metered is what TLS is given to send
-        self.sock = _MeteredSocket(self.sock, self.meter)
+        self.sock = MeteredSocket(self.sock, self.meter)
 
 
 def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
@@ -154,9 +157,14 @@ class Target:
     """A checked endpoint: where to connect, the request path, the TLS context, the token."""
 
     kind: str
+    scheme: str
+    """The URL's scheme: ``http`` or ``https``; for ``wyoming``, ``tcp``, ``tls`` or ``unix``."""
     host: str
+    """The host name or address; empty for a Unix socket."""
     port: int
+    """The TCP port; 0 for a Unix socket."""
     path: str
+    """The HTTP request target (path and query), or the path of a Unix socket."""
     display: str
     """The URL without secrets, for logs, events and the audit log."""
     tls: ssl.SSLContext | None
@@ -174,20 +182,25 @@ class Target:
         Raises
         ------
         ConfigError
-            Not an http(s) URL, plain http to a host other than loopback, a missing token or an
-            unreadable CA file.
+            A URL its kind does not take, plain http or tcp to a host other than loopback, a
+            missing token or an unreadable CA file.
         """
         assert endpoint.url is not None
         display = redact_url(endpoint.url)
-        parts = endpoint_url_parts(endpoint.url, "endpoint.url", repr(display))
-        host, port = parts.hostname, parts.port
-        assert host is not None
-        secure = parts.scheme == "https"
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        parts = endpoint_url_parts(endpoint.url, "endpoint.url", repr(display), endpoint.kind)
+        scheme = parts.scheme.lower()
+        secure = scheme in ("https", "tls")
+        if scheme == "unix":
+            host, port, path = "", 0, parts.path
+        else:
+            assert parts.hostname is not None
+            host, port = parts.hostname, parts.port or (443 if secure else 80)
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return cls(
             kind=endpoint.kind,
+            scheme=scheme,
             host=host,
-            port=port or (443 if secure else 80),
+            port=port,
             path=path,
             display=display,
             tls=_ssl_context(endpoint.ca_file) if secure else None,
@@ -218,6 +231,37 @@ class Target:
             conn = _MeteredHTTPConnection(self.host, self.port, timeout=self.timeout_s)
         conn.meter = meter
         return conn
+
+    def open_stream(self, meter: SocketMeter) -> MeteredSocket:
+        """A connected socket to a ``tcp``, ``tls`` or ``unix`` endpoint, metered and timing out.
+
+        Connecting (and the TLS handshake) and every later operation on the socket time out
+        after ``timeout_s``; what the socket accepts for sending is counted in ``meter`` (for
+        TLS, what TLS is given to send).
+
+        Raises
+        ------
+        OSError
+            The endpoint cannot be reached, or the TLS handshake fails (`ssl.SSLError`).
+        """
+        sock: socket.socket
+        if self.scheme == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout_s)
+            try:
+                sock.connect(self.path)
+            except OSError:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection((self.host, self.port), timeout=self.timeout_s)
+            if self.tls is not None:
+                try:
+                    sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+                except OSError:
+                    sock.close()
+                    raise
+        return MeteredSocket(sock, meter)
 
     def scrub(self, text: str | None) -> str | None:
         """``text`` with the token (should a server echo it), or a cut-off start of it, replaced."""
