@@ -54,6 +54,12 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
         help="a small, fast recipe (less data, short negative streams): for trying a phrase "
         "out and for tests; less accurate",
     )  # fmt: skip
+    group.add_argument(
+        "--feedback", action="store_true",
+        help="improve the wake words (those named, else every one with feedback kept) from the "
+        "false alarms and misses kept by `earshot feedback`; the result is used only if it is "
+        "no worse on them (learning.enabled must be on)",
+    )  # fmt: skip
 
 
 def add_parsers(
@@ -122,6 +128,8 @@ def run_train_wake(args: argparse.Namespace) -> int:
     from models.wake.recipe import SMALL_RECIPE, WakeRecipe
 
     settings = load_settings(args.config)
+    if args.feedback:
+        return _train_from_feedback(args, settings)
     trainable = trainable_phrases(settings)
     names = args.names or list(trainable)
     if not names:
@@ -131,6 +139,36 @@ def run_train_wake(args: argparse.Namespace) -> int:
     recipe = SMALL_RECIPE if args.small else WakeRecipe()
     for wake in wakes:
         train_one(settings, wake, base, force=args.force, recipe=recipe)
+    return 0
+
+
+def _train_from_feedback(args: argparse.Namespace, settings: Settings) -> int:
+    """``earshot train --feedback [NAME...]``: see `agent.learning.improve`."""
+    from threadpoolctl import threadpool_limits
+
+    from agent.cli.progress import StageProgress
+    from agent.learning.improve import improve_wake_word
+
+    if not settings.learning.enabled:
+        raise ConfigError(
+            "learning.enabled: false; nothing is kept to learn from (set it to true, then mark "
+            "false alarms and misses with `earshot feedback`)"
+        )
+    wakes = [settings.wake_word(n) for n in args.names] or list(settings.wake_words)
+    base = load_base(settings)
+    results = []
+    with StageProgress(unit="step") as progress, threadpool_limits(os.cpu_count() or 1):
+        for wake in wakes:
+            results.append((wake.name, improve_wake_word(settings, wake, base, progress=progress)))
+    for name, result in results:
+        print(f"{name}: no feedback kept" if result is None else str(result))
+        if result is not None and result.unusable_misses:
+            print(f"  ({result.unusable_misses} reported miss(es) held no phrase-like speech)")
+    refused = [r for _, r in results if r is not None and not r.accepted]
+    if refused:
+        return 1
+    if any(r is not None for _, r in results):
+        print("send SIGHUP to the running agent (or restart it) to use the new detectors")
     return 0
 
 

@@ -3,8 +3,10 @@
 `load_models` turns a validated config into everything the daemon swaps at once on SIGHUP: the
 streaming `models.wake.detector.Detector` over every wake word, and the local commands'
 `CommandMatcher`. For each wake word or phrase command the detector file is chosen by
-`load_detector_model`: the user's enrollment when it is usable, else the one trained from text
-(``earshot train``), else the one shipped with the package. The CLI's ``train``, ``detect``,
+`load_detector_model`: with learning enabled, the one learned from the user's feedback
+(``earshot train --feedback``) while it still derives from the detector in use; else the user's
+enrollment when it is usable, else the one trained from text (``earshot train``), else the one
+shipped with the package. The CLI's ``train``, ``detect``,
 ``enroll`` and ``eval`` load through the same functions, so they see what the agent sees.
 """
 
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from agent.daemon.local_commands import CommandMatcher, as_wake_word
 from agent.enroll.store import enrollment
+from agent.learning.feedback import learned_models_dir
 from agent.settings import LocalCommandSettings, Settings, WakeWordSettings, enrollment_dir
 from kernels.errors import ModelError
 from models.base.geometry import Embedder, WordsHead
@@ -89,8 +92,9 @@ def load_wake_words(
     directory = settings.models.resolved_directory()
     chosen = [settings.wake_word(n) for n in names] if names else list(settings.wake_words)
     loaded = []
+    learned = learned_models_dir(settings.learning) if settings.learning.enabled else None
     for wake in chosen:
-        model = load_detector_model(wake, base.sha256, directory)
+        model = load_detector_model(wake, base.sha256, directory, learned)
         threshold, _ = threshold_of(wake, model)
         loaded.append(
             WakeWord(model, threshold, wake.smoothing_hops, wake.refractory_s, wake.verify_speaker)
@@ -138,8 +142,39 @@ def load_words_head(base: Embedder) -> WordsHead:
     return CommandsHead.load(SHIPPED_COMMANDS, base_sha256=base.sha256)
 
 
-def load_detector_model(wake: WakeWordSettings, base_sha256: str, model_dir: Path) -> WakeWordModel:
-    """The wake word's detector: the enrolled one when usable, else the one trained from text.
+def load_detector_model(
+    wake: WakeWordSettings, base_sha256: str, model_dir: Path, learned_dir: Path | None = None
+) -> WakeWordModel:
+    """The wake word's detector: learned from feedback, else enrolled, else trained from text.
+
+    A detector learned from the user's feedback (`agent.learning.improve`, in ``learned_dir``)
+    is used while the detector it was fine-tuned from is still the one in use.
+
+    Raises
+    ------
+    ModelError
+        Nothing usable; the message says which command makes a detector.
+    """
+    start = base_detector_model(wake, base_sha256, model_dir)
+    if learned_dir is None:
+        return start
+    learned = model_path(learned_dir, wake.name)
+    if stale_reason(learned, wake.phrase, base_sha256) is not None:
+        return start
+    model = WakeWordModel.load(learned, base_sha256=base_sha256)
+    start_sha = start.manifest.sha256 if start.manifest is not None else None
+    if model.extra.get("text_model_sha256") != start_sha:
+        _LOGGER.warning(
+            "%s: the detector learned from feedback is not used (it was fine-tuned from another "
+            "detector than the one now in use); run `earshot train --feedback %s`",
+            wake.name, wake.name,
+        )  # fmt: skip
+        return start
+    return model
+
+
+def base_detector_model(wake: WakeWordSettings, base_sha256: str, model_dir: Path) -> WakeWordModel:
+    """The wake word's detector before learning: the enrolled one when usable, else from text.
 
     Raises
     ------

@@ -10,7 +10,8 @@ saying what it is, in one owner-only folder::
         20261206T020304-false-alarm-computer.json        -rw-------   kind, wake word, score...
 
 `FeedbackStore.keep` deletes clips older than ``max_age_days`` and then the oldest ones beyond
-``max_mb``; `FeedbackStore.clear` deletes them all (or one wake word's). Nothing here is ever
+``max_mb``; `FeedbackStore.clear` deletes them all (or one wake word's), and the detectors
+learned from them (``models/NAME.npz``, written by `agent.learning.improve`). Nothing here is ever
 forwarded: the privacy gate never reads this folder.
 """
 
@@ -28,6 +29,8 @@ from agent.private_files import private_dir, wav_bytes, write_private
 from agent.settings import LearningSettings
 from dsp.constants import SAMPLE_RATE_HZ
 
+MODELS_FOLDER = "models"
+"""Detectors learned from the clips (`agent.learning.improve`), in the feedback folder."""
 Kind = Literal["false-alarm", "missed"]
 KINDS: tuple[Kind, ...] = ("false-alarm", "missed")
 
@@ -120,13 +123,24 @@ class FeedbackStore:
         return gone
 
     def clear(self, wake_word: str | None = None) -> int:
-        """Delete every kept clip (only ``wake_word``'s when given); return how many."""
+        """Delete the kept clips and the detectors learned from them; return how many clips.
+
+        Only ``wake_word``'s when given.
+        """
         clips = self.clips(wake_word)
         for clip in clips:
             clip.delete()
-        for stray in self.directory.glob("*.wav") if wake_word is None else ():
-            stray.unlink(missing_ok=True)  # audio whose description was lost
+        models = self.directory / MODELS_FOLDER
+        learned = models.glob("*" if wake_word is None else f"{wake_word}.*")
+        strays = self.directory.glob("*.wav") if wake_word is None else iter(())
+        for path in [*learned, *strays]:  # strays: audio whose description was lost
+            path.unlink(missing_ok=True)
         return len(clips)
+
+
+def learned_models_dir(settings: LearningSettings) -> Path:
+    """Where detectors learned from feedback are kept (owner-only, beside the clips)."""
+    return settings.resolved_directory() / MODELS_FOLDER
 
 
 def _clip(audio_path: Path, info: dict[str, Any]) -> FeedbackClip:

@@ -31,6 +31,7 @@ from models.nn.trainer import TrainingEngine
 from models.speech.dataset import sample_renditions, split_voices
 from models.speech.synth import SpeechCache, Voice, available_voices
 from models.wake.calibration import calibration_report, calibration_scores
+from models.wake.detector import stream_contexts
 from models.wake.evaluation import peak_score
 from models.wake.examples import Progress, context_examples, synthesize
 from models.wake.head_training import fit_wake_head
@@ -77,6 +78,9 @@ class EnrollRecipe:
         numpy one otherwise (`models.nn.trainer.Trainer`).
     hold_out : bool
         Hold one take out of a trial fine-tune to report its score before and after.
+    false_alarm_copies : int
+        Times each hop of a false alarm the user marked is repeated among the negatives: they
+        are few, and exactly what the head must learn not to do.
     seed : int
         Seeds everything.
     """
@@ -88,6 +92,7 @@ class EnrollRecipe:
     lr: float = 1e-3
     engine: TrainingEngine = "auto"
     hold_out: bool = True
+    false_alarm_copies: int = 20
     seed: int = 0
 
 
@@ -145,6 +150,13 @@ def take_examples(
     return contexts
 
 
+def false_alarm_contexts(base: Embedder, clips: Sequence[np.ndarray]) -> np.ndarray:
+    """Head inputs of every hop of the user's marked false alarms [hops, context]."""
+    rows = [stream_contexts(base, clip) for clip in clips]
+    dim = base.geometry.context_windows * base.dim
+    return np.concatenate(rows) if rows else np.zeros((0, dim), np.float32)
+
+
 def _fine_tune(
     model: WakeWordModel,
     base: Embedder,
@@ -155,12 +167,17 @@ def _fine_tune(
     wake_recipe: WakeRecipe,
     recipe: EnrollRecipe,
     progress: Progress | None,
+    false_alarms: np.ndarray,
 ) -> tuple[WakeHead, dict[str, Any], int]:
     rng = np.random.default_rng([recipe.seed, len(takes)])
-    own = take_examples(base, takes, room=room, fillers=examples.fillers, recipe=recipe, rng=rng)
+    own = (
+        take_examples(base, takes, room=room, fillers=examples.fillers, recipe=recipe, rng=rng)
+        if takes else examples.positives[:0]
+    )  # fmt: skip
+    marked = np.repeat(false_alarms, recipe.false_alarm_copies, axis=0)
     head, metrics = fit_wake_head(
         np.concatenate([examples.positives, own]),
-        np.concatenate([examples.negatives, negatives.train]),
+        np.concatenate([examples.negatives, negatives.train, marked.astype(own.dtype)]),
         labels=(OTHER_LABEL, model.name),
         recipe=replace(wake_recipe, epochs=recipe.epochs, seed=recipe.seed),
         init=model.head, lr=recipe.lr, engine=recipe.engine, progress=progress,
@@ -174,6 +191,8 @@ def enroll_wake_word(
     takes: Sequence[np.ndarray],
     *,
     room: np.ndarray | None = None,
+    false_alarms: Sequence[np.ndarray] = (),
+    min_takes: int = MIN_TAKES,
     recipe: EnrollRecipe | None = None,
     smoothing_hops: int = 2,
     refractory_s: float = 2.0,
@@ -193,6 +212,11 @@ def enroll_wake_word(
         The user's recordings of the phrase (16 kHz mono float32), checked and trimmed.
     room : np.ndarray, optional
         A recording of the user's room with nobody speaking, mixed into the examples.
+    false_alarms : sequence of np.ndarray
+        Audio the user marked as false alarms (`agent.learning.feedback`); every hop of it is a
+        negative, repeated `EnrollRecipe.false_alarm_copies` times.
+    min_takes : int
+        Fewest takes accepted (learning from feedback may have none, only false alarms).
     recipe : EnrollRecipe, optional
         Amounts of augmentation and training.
     smoothing_hops, refractory_s
@@ -205,10 +229,10 @@ def enroll_wake_word(
     Raises
     ------
     ModelError
-        Fewer than `MIN_TAKES` takes, or a model trained on another base model.
+        Fewer than ``min_takes`` takes, or a model trained on another base model.
     """
-    if len(takes) < MIN_TAKES:
-        raise ModelError(f"enrollment: {len(takes)} takes, at least {MIN_TAKES} needed")
+    if len(takes) < min_takes:
+        raise ModelError(f"enrollment: {len(takes)} takes, at least {min_takes} needed")
     if model.base_sha256 != base.sha256:
         raise ModelError(
             f"{model.name}: its detector was trained on base {model.base}, not on the {base.name} "
@@ -221,19 +245,21 @@ def enroll_wake_word(
     cached: dict[str, Any] = {"voices": voices, "speech_cache": speech_cache}
     examples = phrase_examples(model.phrase, base, wake_recipe, progress=progress, **cached)
     negatives = negatives_for(model.phrase, base, wake_recipe, progress=progress, **cached)
+    marked = false_alarm_contexts(base, false_alarms)
     timer.lap("cached material")
 
     before = after = None
-    if recipe.hold_out:
+    if recipe.hold_out and len(takes) >= 2:
         held_out = takes[-1]
         trial, _, _ = _fine_tune(
-            model, base, takes[:-1], room, examples, negatives, wake_recipe, recipe, progress
-        )
+            model, base, takes[:-1], room, examples, negatives, wake_recipe, recipe, progress,
+            marked,
+        )  # fmt: skip
         before = peak_score(base, model.head, held_out, smoothing_hops=smoothing_hops)
         after = peak_score(base, trial, held_out, smoothing_hops=smoothing_hops)
         timer.lap("held-out trial")
     head, metrics, n_own = _fine_tune(
-        model, base, takes, room, examples, negatives, wake_recipe, recipe, progress
+        model, base, takes, room, examples, negatives, wake_recipe, recipe, progress, marked
     )
     timer.lap("fine-tuning")
 
@@ -247,6 +273,7 @@ def enroll_wake_word(
             "enrolled_takes": len(takes),
             "takes_sha256": recordings_digest(list(takes)),
             "room_s": round(room.size / SAMPLE_RATE_HZ, 2) if room is not None else 0.0,
+            "false_alarms": len(false_alarms),
             "text_model_sha256": text_sha,
         },
     )  # fmt: skip

@@ -318,16 +318,24 @@ def silence_embedding(base: Embedder) -> np.ndarray:
     return base.embed(base.silence_frames(base.geometry.window_frames)[None])[0]
 
 
-def stream_scores(base: Embedder, heads: Sequence[WakeHead], audio: np.ndarray) -> np.ndarray:
-    """Every hop's raw scores [hops, heads] of a whole recording, embedded in batches.
+def stream_contexts(base: Embedder, audio: np.ndarray) -> np.ndarray:
+    """Every hop's head input [hops, context] of a whole recording, as `Detector` builds them.
 
-    The same scores as `Detector` (whose history before the first hop is silence) gives.
+    The context before the first hop is silence, as in a detector that starts with the recording.
     """
     g = base.geometry
     embeddings = base.embed_frames(base.features(audio))
     silence = silence_embedding(base)[None]
     padded = np.concatenate([np.repeat(silence, g.context_hops, axis=0), embeddings])
-    contexts = g.context_vectors(padded)
+    return g.context_vectors(padded)
+
+
+def stream_scores(base: Embedder, heads: Sequence[WakeHead], audio: np.ndarray) -> np.ndarray:
+    """Every hop's raw scores [hops, heads] of a whole recording, embedded in batches.
+
+    The same scores as `Detector` (whose history before the first hop is silence) gives.
+    """
+    contexts = stream_contexts(base, audio)
     if not heads:
         return np.zeros((contexts.shape[0], 0), np.float32)
     return np.stack([head.scores(contexts) for head in heads], axis=1)
