@@ -12,14 +12,18 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
-
-from wyoming.server import AsyncServer
+from typing import TYPE_CHECKING
 
 from agent import EXIT_INTERRUPTED
 from agent.cli.run import config_path
 from agent.settings import load_settings
-from agent.wyoming_service import DEFAULT_URI, WakeService, serve, server_for_uri
+from agent.wyoming_service import DEFAULT_URI
 from kernels.errors import ConfigError
+
+if TYPE_CHECKING:
+    from wyoming.server import AsyncServer
+
+    from agent.wyoming_service.service import WakeService
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -61,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         A wake word's model is missing or stale.
     """
     from agent.daemon.detectors import load_models
+    from agent.wyoming_service.service import WakeService, server_for_uri
 
     server = server_for_uri(args.uri)  # a bad --uri stops here, before anything loads
     settings = load_settings(config_path(args))
@@ -85,6 +90,8 @@ async def _serve_until_signal(
     service: WakeService, server: AsyncServer, uri: str
 ) -> signal.Signals | None:
     """Serve until SIGTERM or SIGINT; the signal that ended it."""
+    from agent.wyoming_service.service import serve
+
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     received: list[signal.Signals] = []

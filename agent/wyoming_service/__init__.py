@@ -15,24 +15,10 @@ does not use the privacy gate (`agent.egress`), the only code that sends audio: 
 the Wyoming events above, sent to the client that asked.
 
 The package imports the wake-word detector (`models.wake`) and `kernels.errors` only; the CLI
-(`agent.cli.wyoming`) loads the config's models and hands the detector's parts over.
+(`agent.cli.wyoming`) loads the config's models and hands the detector's parts over. Importing
+the package itself loads nothing (the ``wyoming`` package comes with its modules), so the CLI
+can name `DEFAULT_URI` without slowing every other command.
 """
 
-from agent.wyoming_service.info import WAKE_LANGUAGES, wake_info
-from agent.wyoming_service.service import (
-    DEFAULT_URI,
-    WakeHandler,
-    WakeService,
-    serve,
-    server_for_uri,
-)
-
-__all__ = [
-    "DEFAULT_URI",
-    "WAKE_LANGUAGES",
-    "WakeHandler",
-    "WakeService",
-    "serve",
-    "server_for_uri",
-    "wake_info",
-]
+DEFAULT_URI = "tcp://127.0.0.1:10400"
+"""Where `earshot wyoming` listens by default: loopback, on wyoming-openwakeword's port."""

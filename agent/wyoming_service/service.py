@@ -50,6 +50,7 @@ from wyoming.ping import Ping, Pong
 from wyoming.server import AsyncEventHandler, AsyncServer, AsyncTcpServer, AsyncUnixServer
 from wyoming.wake import Detect, Detection, NotDetected
 
+from agent.wyoming_service import DEFAULT_URI
 from dsp.constants import SAMPLE_RATE_HZ
 from kernels.errors import ConfigError
 from kernels.runtime import Backend
@@ -60,8 +61,6 @@ from models.wake.detector import Detector, WakeWord
 _LOGGER = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-DEFAULT_URI = "tcp://127.0.0.1:10400"
-"""Where `earshot wyoming` listens by default: loopback, on wyoming-openwakeword's port."""
 URI_FORMS = "tcp://HOST:PORT (e.g. tcp://127.0.0.1:10400) or unix://PATH (e.g. unix:///run/x.sock)"
 """What ``--uri`` accepts, for messages."""
 SAMPLE_WIDTHS = (1, 2, 3, 4)
