@@ -142,7 +142,9 @@ def _train_commands(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     """``earshot eval base``, ``wake``, ``enroll`` or ``takes``."""
     if args.eval_command == "wake":
-        return wake_commands.run_eval_wake(args)
+        from agent.cli import wake_eval
+
+        return wake_eval.run_eval_wake(args)
     if args.eval_command == "enroll":
         from agent.cli import enroll_eval
 

@@ -105,7 +105,7 @@ def run_eval_enroll(args: argparse.Namespace) -> int:
     from threadpoolctl import threadpool_limits
 
     from agent.cli.progress import StageProgress
-    from agent.cli.wake import fsdd_text_models
+    from agent.cli.wake_eval import fsdd_text_models
     from agent.daemon.detectors import load_base
     from agent.paths import DEFAULT_FSDD
     from agent.settings import load_settings

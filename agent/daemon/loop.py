@@ -25,7 +25,6 @@ socket (`agent.control.server`) answers `earshot status`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import time
@@ -45,13 +44,13 @@ from agent.daemon.actions import ShellActions, save_debug_audio
 from agent.daemon.analysis import Analysis, DetectStage
 from agent.daemon.command_capture import Cut, Outcome
 from agent.daemon.detectors import Models, load_models
+from agent.daemon.feedback import FALSE_ALARM_S, FeedbackMemory
 from agent.daemon.local_commands import Match
 from agent.daemon.outbox import Outbox
 from agent.daemon.session import CommandSession, RecentAudio, State
 from agent.egress.audit import AuditLog
 from agent.egress.gate import PrivacyGate, UploadRequest
 from agent.settings import Settings, load_settings
-from dsp.constants import SAMPLE_RATE_HZ
 from kernels.errors import EarshotError
 from models.wake.detector import Detection
 
@@ -61,9 +60,6 @@ STOP_WITHIN_S = 1.5
 """Budget for shutting down after SIGTERM (the promise is 2 s)."""
 RECENT_AUDIO_S = 3.0
 """Audio kept for the start of a command: the detector's decision delay plus the pre-roll."""
-FALSE_ALARM_S = (3.0, 0.5)
-"""Audio kept when the user marks a false alarm: seconds before the detection's decision (the
-phrase and the context the detector read) and after it."""
 
 
 class Daemon:
@@ -110,7 +106,7 @@ class Daemon:
         self.level = -120.0
         self._vad_history: deque[tuple[int, np.ndarray]] = deque(maxlen=400)
         self._recent = RecentAudio(self._recent_s(settings))
-        self._last_wake: tuple[Detection, list[tuple[float, np.ndarray]]] | None = None
+        self._feedback = FeedbackMemory(self._recent)
         self._outbox = Outbox()
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="earshot-infer")
         self._detect = DetectStage(
@@ -298,7 +294,7 @@ class Daemon:
         self._report("wake", **detection.as_dict())
         settings = self.models.settings.command
         if self.models.settings.learning.enabled:
-            self._last_wake = (detection, self._recent.since(detection.time_s - FALSE_ALARM_S[0]))
+            self._feedback.on_wake(detection)
         history = self._recent.since(detection.end_s - settings.pre_roll_s)
         self.session = CommandSession(detection, settings, history)
         for first_frame, flags in self._vad_history:
@@ -396,47 +392,17 @@ class Daemon:
     async def feedback(self, request: dict[str, object]) -> dict[str, object]:
         """Keep the last detection's audio (a false alarm) or the last seconds (a miss).
 
-        The control socket's ``feedback`` command; see `agent.learning.feedback`. With learning
-        off nothing is kept and the reply says so.
+        The control socket's ``feedback`` command (`agent.daemon.feedback`,
+        `agent.learning.feedback`). With learning off nothing is kept and the reply says so.
         """
-        from agent.learning.feedback import KINDS, FeedbackStore
+        from agent.learning.feedback import FeedbackStore
 
         settings = self.models.settings
-        kind, name = request.get("kind"), request.get("wake_word")
-        if kind not in KINDS:
-            raise FeedbackError(f"kind: got {json.dumps(kind)}, expected one of {list(KINDS)}")
-        if not settings.learning.enabled:
-            raise FeedbackError(
-                "learning is off (learning.enabled: false in the config): nothing was kept"
-            )
-        details: dict[str, object] = {}
-        if kind == "false-alarm":
-            if self._last_wake is None:
-                raise FeedbackError("no wake word has fired yet: there is no false alarm to keep")
-            detection, blocks = self._last_wake
-            start_s = detection.time_s - FALSE_ALARM_S[0]
-            if blocks:  # and the audio heard since, for the half second after the decision
-                blocks = blocks + [(t, b) for t, b in self._recent.blocks if t > blocks[-1][0]]
-            audio = _cut(blocks, start_s, detection.time_s + FALSE_ALARM_S[1])
-            name = detection.name
-            details = {"score": round(detection.score, 4), "stream_s": round(detection.time_s, 3)}
-            self._last_wake = None  # one mark per false alarm
-        else:
-            if name is None:
-                names = [w.name for w in settings.wake_words]
-                if len(names) != 1:
-                    raise FeedbackError(f"wake_word: which one was missed? configured: {names}")
-                name = names[0]
-            settings.wake_word(str(name))  # refuses an unknown name, listing the configured ones
-            if not self._recent.blocks:
-                raise FeedbackError("no audio has been heard yet: there is no miss to keep")
-            last_s, last = self._recent.blocks[-1]
-            end_s = last_s + last.size / SAMPLE_RATE_HZ  # the newest audio the loop has seen
-            audio = _cut(self._recent.since(end_s - settings.learning.missed_s),
-                         end_s - settings.learning.missed_s, end_s)  # fmt: skip
-            details = {"stream_s": round(end_s, 3)}
+        kind, name, audio, details = self._feedback.clip(
+            request.get("kind"), request.get("wake_word"), settings
+        )
         clip = await asyncio.to_thread(
-            FeedbackStore(settings.learning).keep, kind, str(name), audio, **details
+            FeedbackStore(settings.learning).keep, kind, name, audio, **details
         )
         _LOGGER.info("kept %s for %s: %s (%.1f s)", kind, name, clip.audio_path, clip.seconds)
         return {"kept": str(clip.audio_path), "kind": kind, "wake_word": name,
@@ -488,17 +454,3 @@ class Daemon:
             "endpoint": self.models.settings.endpoint.url,
         }
 
-
-class FeedbackError(EarshotError):
-    """A feedback request that cannot be honoured; the control socket answers its message."""
-
-
-def _cut(blocks: list[tuple[float, np.ndarray]], start_s: float, end_s: float) -> np.ndarray:
-    """The audio of ``blocks`` (start time, samples) from stream time ``start_s`` to ``end_s``."""
-    if not blocks:
-        return np.zeros(0, np.float32)
-    first_s = blocks[0][0]
-    audio = np.concatenate([b for _, b in blocks])
-    lo = max(0, round((start_s - first_s) * SAMPLE_RATE_HZ))
-    hi = max(lo, round((end_s - first_s) * SAMPLE_RATE_HZ))
-    return audio[lo:hi]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import os
 import ssl
 import threading
 import time
@@ -34,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from agent.egress.decoder import BadRequest, decode_upload
-from agent.paths import PRIVATE_DIR, PRIVATE_FILE
+from agent.private_files import private_dir, write_private
 from dsp.constants import SAMPLE_RATE_HZ
 
 _LOGGER = logging.getLogger(__name__)
@@ -59,12 +58,6 @@ class ReceivedUpload:
     """The decoded samples, float32 in [-1, 1)."""
     received_at: float
     """`time.time` when the body was complete."""
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
 
 
 def _wav_file_bytes(samples: np.ndarray) -> bytes:
@@ -246,8 +239,7 @@ class Receiver:
 
     def start(self) -> Receiver:
         """Create the output folder, bind and serve on a background thread."""
-        self.out_dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
-        self.out_dir.chmod(PRIVATE_DIR)
+        private_dir(self.out_dir)
         numbers = [int(p.stem) for p in self.out_dir.glob("*.wav") if p.stem.isdigit()]
         self._next_number = max(numbers, default=0) + 1  # never overwrite earlier uploads
         self._server = _Server(self, (self.host, self.port))
@@ -345,8 +337,8 @@ class Receiver:
             self._next_number += 1
             stem = self.out_dir / f"{number:04d}"
             upload = ReceivedUpload(stem.with_suffix(".wav"), metadata, size, audio, received_at)
-            _write_private(upload.path, _wav_file_bytes(audio))
-            _write_private(stem.with_suffix(".json"), json.dumps(metadata, indent=2).encode())
+            write_private(upload.path, _wav_file_bytes(audio))
+            write_private(stem.with_suffix(".json"), json.dumps(metadata, indent=2).encode())
             self._uploads.append(upload)
             self._lock.notify_all()
         return upload
