@@ -52,5 +52,5 @@ $(STAMP): pyproject.toml
 		{ echo "earshot needs Python 3.11 or newer; $(PYTHON) is $$($(PYTHON) --version)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python -m pip install -q -e '.[dev,bench,fleet]'
 	touch $@

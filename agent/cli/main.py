@@ -27,6 +27,7 @@ from agent.cli import endpoint as endpoint_commands
 from agent.cli import enroll as enroll_commands
 from agent.cli import enroll_eval, output
 from agent.cli import feedback as feedback_command
+from agent.cli import fleet as fleet_command
 from agent.cli import model as import_commands
 from agent.cli import record as record_command
 from agent.cli import run as run_command
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     import_commands.add_parsers(commands)
     control_commands.add_parsers(commands)
     feedback_command.add_parser(commands)
+    fleet_command.add_parser(commands)
     wyoming_command.add_parser(commands)
     enroll_eval.add_eval_parser(eval_what)
 
@@ -173,6 +175,7 @@ COMMANDS = {
     "events": control_commands.run_events,
     "service": control_commands.run_service,
     "feedback": feedback_command.run,
+    "fleet": fleet_command.run,
     "wyoming": wyoming_command.run,
 }
 

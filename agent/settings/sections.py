@@ -3,9 +3,9 @@
 Each dataclass is one section's schema for `agent.settings.schema.build`: its fields, their types,
 defaults and ranges (``field(metadata=in_range(...))``), and a ``_validate(path)`` for what spans
 several fields. Here are ``audio``, ``logging``, ``detection``, ``models``, ``command``,
-``events`` (with its ``hooks``), ``privacy`` and ``learning``; ``wake_words`` and ``commands``
-live in `agent.settings.words`, ``endpoint`` in `agent.settings.endpoint`. Settings that name a
-place default to the XDG locations of `agent.settings.locations`.
+``events`` (with its ``hooks``), ``privacy``, ``learning`` and ``fleet``; ``wake_words`` and
+``commands`` live in `agent.settings.words`, ``endpoint`` in `agent.settings.endpoint`. Settings
+that name a place default to the XDG locations of `agent.settings.locations`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Literal
 
 from agent.settings.endpoint import EndpointSettings
 from agent.settings.locations import (
+    data_dir,
     default_audit_path,
     default_feedback_dir,
     default_model_dir,
@@ -186,6 +187,38 @@ class LearningSettings:
 
 
 @dataclass(frozen=True)
+class FleetSettings:
+    """The coordinator of fleet learning (`earshot fleet serve`); devices need only ``learning``."""
+
+    words: tuple[str, ...] = ()
+    """Wake words whose heads the fleet averages (configured in ``wake_words``); empty: all."""
+    rounds: int = field(default=3, metadata=in_range(1, 1000))
+    min_devices: int = field(default=2, metadata=in_range(1, 100_000))
+    """Devices a round needs; a round with fewer contributions is not written."""
+    round_timeout_s: float = field(default=300.0, metadata=in_range(10, 86_400))
+    listen: str = "127.0.0.1:9092"
+    """HOST:PORT of the coordinator (Flower's SuperLink); plain TCP only on loopback."""
+    directory: str | None = None
+    """Where each round's heads are written; None for ``$XDG_DATA_HOME/earshot/fleet``."""
+    dp_noise_multiplier: float = field(default=0.0, metadata=in_range(0, 100))
+    """Server-side differential privacy: Gaussian noise (times the clipping norm); 0 is off."""
+    dp_clipping_norm: float = field(default=1.0, metadata=in_range(1e-6, 1e6))
+    """... and the norm each device's update is clipped to."""
+    ca_file: str | None = None
+    """TLS: the CA certificate devices and coordinator trust (needed beyond loopback)."""
+    cert_file: str | None = None
+    """TLS: the coordinator's certificate ..."""
+    key_file: str | None = None
+    """... and its key."""
+
+    def resolved_directory(self) -> Path:
+        """Where the fleet's heads are written."""
+        if self.directory is None:
+            return data_dir() / "fleet"
+        return Path(self.directory).expanduser()
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole configuration file."""
 
@@ -204,6 +237,7 @@ class Settings:
     events: EventSettings = field(default_factory=EventSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     learning: LearningSettings = field(default_factory=LearningSettings)
+    fleet: FleetSettings = field(default_factory=FleetSettings)
 
     def wake_word(self, name: str) -> WakeWordSettings:
         """The configured wake word called ``name``.

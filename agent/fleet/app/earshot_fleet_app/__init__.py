@@ -1,0 +1,1 @@
+"""The Flower App's components: pointers to earshot's apps (`agent.fleet.apps`)."""

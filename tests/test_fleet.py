@@ -1,0 +1,167 @@
+"""Fleet learning over a real Flower SuperLink and SuperNodes on loopback.
+
+Three devices, each with its own config, feedback and audit log, federate the wake word
+``seven`` (trained from text with the small recipe, `tests.test_wake_cli`) for two rounds with a
+coordinator: `earshot fleet serve` and three `earshot fleet join`, all as subprocesses.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from agent.fleet.coordinator import load_round
+from agent.fleet.device import head_arrays, local_update
+from agent.learning.feedback import FeedbackStore
+from agent.settings import load_settings
+from models.speech.synth import Voice
+from models.wake.model import WakeWordModel, model_path
+from tests.conftest import EARSHOT, REPO, require
+from tests.test_enroll_cli import voice_clip
+from tests.test_wake_cli import place, trained_seven
+
+DEVICES = [Voice("espeak-ng", v) for v in ("en-gb-scotland+caleb", "en-us+f3", "en-029+m3")]
+ROUNDS = 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    require(
+        (Path(sys.executable).parent / "flower-superlink").exists(),
+        "flwr (the fleet extra) is not installed",
+    )
+    seven = trained_seven(tmp_path_factory)
+    models = seven.parent / "models"
+    root = tmp_path_factory.mktemp("fleet")
+    port = free_port()
+    wake = [{"name": "seven", "phrase": "seven", "threshold": 0.5}]
+    coordinator = root / "coordinator.yaml"
+    coordinator.write_text(yaml.safe_dump({
+        "wake_words": wake, "models": {"directory": str(models)},
+        "fleet": {"rounds": ROUNDS, "min_devices": len(DEVICES), "listen": f"127.0.0.1:{port}",
+                  "directory": str(root / "out"), "round_timeout_s": 240},
+    }))  # fmt: skip
+    devices = []
+    for i, voice in enumerate(DEVICES):
+        home = root / f"device{i}"
+        config = home / "earshot.yaml"
+        home.mkdir()
+        config.write_text(yaml.safe_dump({
+            "wake_words": wake, "models": {"directory": str(models)},
+            "detection": {"backend": "numpy"},
+            "learning": {"enabled": True, "directory": str(home / "feedback")},
+            "privacy": {"audit_log": str(home / "audit.jsonl")},
+        }))  # fmt: skip
+        store = FeedbackStore(load_settings(config).learning)
+        for j, rate in enumerate((0.9, 1.0 + 0.05 * i)):
+            store.keep("missed", "seven", place([(1.0, voice_clip(voice, rate))], 3.0, seed=j))
+        devices.append(config)
+    env = dict(os.environ, XDG_DATA_HOME=str(root / "data"))
+    serve = subprocess.Popen(
+        [*EARSHOT, "fleet", "serve", "--config", str(coordinator)], cwd=REPO, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    joins = [
+        subprocess.Popen(
+            [*EARSHOT, "fleet", "join", "--server", f"127.0.0.1:{port}", "--config", str(c),
+             "--max-wait", "8"],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for c in devices
+    ]
+    try:
+        out, err = serve.communicate(timeout=600)
+        joined = [j.communicate(timeout=120) for j in joins]
+    finally:
+        for process in (serve, *joins):
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+    return {
+        "root": root, "coordinator": coordinator, "devices": devices, "models": models,
+        "serve": (serve.returncode, out, err), "joins": [(j.returncode, *o) for j, o in
+                                                          zip(joins, joined, strict=True)],
+    }  # fmt: skip
+
+
+def test_the_coordinator_writes_every_round_from_every_device(fleet):
+    code, out, err = fleet["serve"]
+    assert code == 0, out + err[-3000:] + repr(fleet["joins"])
+    for number in range(1, ROUNDS + 1):
+        assert f"round {number}: {len(DEVICES)} device(s) contributed" in out
+    manifest = json.loads((fleet["root"] / "out" / "manifest.json").read_text())
+    assert manifest["all_rounds_accepted"]
+    assert [r["contributors"] for r in manifest["rounds"]] == [len(DEVICES)] * ROUNDS
+    record = json.loads((fleet["root"] / "out" / "seven" / f"round-{ROUNDS}.json").read_text())
+    text = WakeWordModel.load(model_path(fleet["models"], "seven"))
+    assert record["base_sha256"] == text.base_sha256
+    assert record["shapes"] == {k: list(v.shape) for k, v in text.head.state().items()}
+    for code, out, err in fleet["joins"]:
+        assert code == 0, err[-2000:]
+        assert "joined the fleet" in out and "the run's last round is done" in out
+        assert "Traceback" not in err
+
+
+def test_only_head_arrays_reach_the_coordinator(fleet):
+    text = WakeWordModel.load(model_path(fleet["models"], "seven"))
+    expected = {f"seven/{k}": {"shape": list(v.shape), "dtype": "float32"}
+                for k, v in text.head.state().items()}  # fmt: skip
+    for number in range(1, ROUNDS + 1):
+        path = fleet["root"] / "out" / "replies" / f"replies-{number}.json"
+        replies = json.loads(path.read_text())
+        assert len(replies) == len(DEVICES)
+        for reply in replies:
+            assert reply["arrays"] == {"arrays": expected}  # no audio, features or embeddings
+            assert reply["metrics"] == {"metrics": ["examples", "num-examples"]}
+            assert reply["configs"] == {}
+
+
+def test_round_one_is_the_fedavg_of_what_the_devices_sent(fleet):
+    """Recompute each device's update from the starting head (training is seeded)."""
+    text = WakeWordModel.load(model_path(fleet["models"], "seven"))
+    start = head_arrays({"seven": text.head})
+    sent = [local_update(c, start, coordinator="test", round_number=1) for c in fleet["devices"]]
+    weights = np.array([n for _, n, _ in sent], float)
+    first = load_round(fleet["root"] / "out", "seven", 1).state()
+    for key, value in first.items():
+        mean = sum(w * s[f"seven/{key}"] for w, (s, _, _) in zip(weights, sent, strict=True))
+        np.testing.assert_allclose(value, mean / weights.sum(), atol=1e-5)
+
+
+def test_each_device_audits_what_it_sent(fleet):
+    port = load_settings(fleet["coordinator"]).fleet.listen
+    for config in fleet["devices"]:
+        lines = [json.loads(line) for line in
+                 (config.parent / "audit.jsonl").read_text().splitlines()]  # fmt: skip
+        fleet_lines = [e for e in lines if e.get("kind") == "fleet" and e["endpoint"] == port]
+        assert [e["round"] for e in fleet_lines] == list(range(1, ROUNDS + 1))
+        for entry in fleet_lines:
+            assert {s["name"] for s in entry["sent"]} == {
+                "seven/0.weight", "seven/0.bias", "seven/2.weight", "seven/2.bias"}
+            assert entry["bytes"] == sum(s["bytes"] for s in entry["sent"])
+
+
+def test_no_flower_process_is_left(fleet):
+    root = str(fleet["root"])
+    left = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if "flower" in command and root in command:
+                left.append(command)
+    assert left == []
