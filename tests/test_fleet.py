@@ -37,22 +37,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
+def run_fleet(tmp_path_factory, name: str, rounds: int, **fleet_settings):
+    """The coordinator and `DEVICES` as subprocesses for ``rounds``; what each printed."""
     require(
         (Path(sys.executable).parent / "flower-superlink").exists(),
         "flwr (the fleet extra) is not installed",
     )
     seven = trained_seven(tmp_path_factory)
     models = seven.parent / "models"
-    root = tmp_path_factory.mktemp("fleet")
+    root = tmp_path_factory.mktemp(name)
     port = free_port()
     wake = [{"name": "seven", "phrase": "seven", "threshold": 0.5}]
     coordinator = root / "coordinator.yaml"
     coordinator.write_text(yaml.safe_dump({
         "wake_words": wake, "models": {"directory": str(models)},
-        "fleet": {"rounds": ROUNDS, "min_devices": len(DEVICES), "listen": f"127.0.0.1:{port}",
-                  "directory": str(root / "out"), "round_timeout_s": 240},
+        "fleet": {"rounds": rounds, "min_devices": len(DEVICES), "listen": f"127.0.0.1:{port}",
+                  "directory": str(root / "out"), "round_timeout_s": 240, **fleet_settings},
     }))  # fmt: skip
     devices = []
     for i, voice in enumerate(DEVICES):
@@ -96,6 +96,16 @@ def fleet(tmp_path_factory):
     }  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    return run_fleet(tmp_path_factory, "fleet", ROUNDS)
+
+
+def device_updates(fleet, start: dict[str, np.ndarray]) -> list[tuple[dict, int, dict]]:
+    """Each device's update of ``start``, recomputed here (its training is seeded)."""
+    return [local_update(c, start, coordinator="test", round_number=1) for c in fleet["devices"]]
+
+
 def test_the_coordinator_writes_every_round_from_every_device(fleet):
     code, out, err = fleet["serve"]
     assert code == 0, out + err[-3000:] + repr(fleet["joins"])
@@ -132,7 +142,7 @@ def test_round_one_is_the_fedavg_of_what_the_devices_sent(fleet):
     """Recompute each device's update from the starting head (training is seeded)."""
     text = WakeWordModel.load(model_path(fleet["models"], "seven"))
     start = head_arrays({"seven": text.head})
-    sent = [local_update(c, start, coordinator="test", round_number=1) for c in fleet["devices"]]
+    sent = device_updates(fleet, start)
     weights = np.array([n for _, n, _ in sent], float)
     first = load_round(fleet["root"] / "out", "seven", 1).state()
     for key, value in first.items():
@@ -165,3 +175,34 @@ def test_no_flower_process_is_left(fleet):
             if "flower" in command and root in command:
                 left.append(command)
     assert left == []
+
+
+def test_differential_privacy_clips_each_update_and_adds_the_stated_noise(tmp_path_factory):
+    """Server-side DP: each device's update clipped to the norm, Gaussian noise of
+    noise_multiplier x clipping_norm / devices added to the average."""
+    noise, clip = 0.5, 0.05
+    run = run_fleet(tmp_path_factory, "fleet-dp", 1, dp_noise_multiplier=noise,
+                    dp_clipping_norm=clip)  # fmt: skip
+    code, out, err = run["serve"]
+    assert code == 0, out + err[-3000:]
+    text = WakeWordModel.load(model_path(run["models"], "seven"))
+    start = head_arrays({"seven": text.head})
+    keys = list(start)
+    clipped, weights, norms = [], [], []
+    for sent, examples, _ in device_updates(run, start):
+        update = [sent[k] - start[k] for k in keys]
+        norm = np.sqrt(sum(float(np.sum(u.astype(np.float64) ** 2)) for u in update))
+        norms.append(norm)
+        scale = min(1.0, clip / norm)
+        clipped.append([start[k] + u * scale for k, u in zip(keys, update, strict=True)])
+        weights.append(examples)
+    assert min(norms) > clip  # every update was clipped
+    w = np.array(weights, float) / sum(weights)
+    first = load_round(run["root"] / "out", "seven", 1).state()
+    residual = np.concatenate([
+        (first[k.split("/")[1]] - sum(wi * c[i] for wi, c in zip(w, clipped, strict=True))).ravel()
+        for i, k in enumerate(keys)
+    ])  # fmt: skip
+    expected = noise * clip / len(DEVICES)
+    assert residual.std() == pytest.approx(expected, rel=0.05)
+    assert abs(residual.mean()) < 5 * expected / np.sqrt(residual.size)
