@@ -206,3 +206,36 @@ def test_differential_privacy_clips_each_update_and_adds_the_stated_noise(tmp_pa
     expected = noise * clip / len(DEVICES)
     assert residual.std() == pytest.approx(expected, rel=0.05)
     assert abs(residual.mean()) < 5 * expected / np.sqrt(residual.size)
+
+
+def test_sigterm_stops_a_device_and_its_supernode(tmp_path):
+    """A device stopped by its service manager leaves no Flower process behind."""
+    from agent.fleet.flower import start_superlink
+
+    seven_free = tmp_path / "device.yaml"
+    seven_free.write_text(yaml.safe_dump({"learning": {"enabled": True}}))
+    port = free_port()
+    link = start_superlink("127.0.0.1", port, tmp_path / "link", None)
+    try:
+        join = subprocess.Popen(
+            [*EARSHOT, "fleet", "join", "--server", f"127.0.0.1:{port}", "--config",
+             str(seven_free)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        assert join.stdout is not None
+        assert "joined the fleet" in join.stdout.readline()
+        join.send_signal(signal.SIGTERM)
+        _, err = join.communicate(timeout=30)
+        assert join.returncode == 0, err
+    finally:
+        link.stop()
+    left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and
+            str(seven_free) in _cmdline(p)]  # fmt: skip
+    assert left == []
+
+
+def _cmdline(process: Path) -> str:
+    try:
+        return (process / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""

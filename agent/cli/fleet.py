@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -60,11 +61,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Dispatch ``earshot fleet ACTION``."""
+    """Dispatch ``earshot fleet ACTION``; SIGTERM stops the Flower processes and exits 0."""
     from agent.fleet.flower import require_flower
 
     require_flower()
+    signal.signal(signal.SIGTERM, _terminated)
     return _serve(args) if args.fleet_command == "serve" else _join(args)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """Unwind (running every ``finally`` that stops a Flower process), then exit 0."""
+    raise SystemExit(0)
 
 
 def _address(value: str, where: str) -> tuple[str, int]:
