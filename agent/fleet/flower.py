@@ -168,11 +168,11 @@ class FlowerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        deadline = time.monotonic() + timeout_s
-        while any(_alive(p) for p in pids[1:]) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        _wait_gone(pids[1:], timeout_s)
         for pid in pids[1:]:
-            _signal(pid, signal.SIGKILL)
+            if _alive(pid):
+                _signal(pid, signal.SIGKILL)
+        _wait_gone(pids[1:], timeout_s)  # SIGKILL takes effect soon, not at once
 
 
 def _signal(pid: int, signum: signal.Signals) -> None:
@@ -180,6 +180,13 @@ def _signal(pid: int, signum: signal.Signals) -> None:
         os.kill(pid, signum)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _wait_gone(pids: list[int], timeout_s: float) -> None:
+    """Wait up to ``timeout_s`` until none of ``pids`` is running."""
+    deadline = time.monotonic() + timeout_s
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _alive(pid: int) -> bool:
