@@ -36,7 +36,8 @@ RUNGS: tuple[tuple[str, ...], ...] = (
     ("agent.capture", "agent.egress", "agent.control", "agent.wyoming_service"),
     ("agent.enroll", "agent.learning"),
     ("agent.daemon",),
-    ("agent.learning.improve", "agent.fleet"),
+    ("agent.learning.improve",),
+    ("agent.fleet",),
     ("agent.cli", "agent.bench"),
     ("agent.__main__",),
 )

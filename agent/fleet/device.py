@@ -1,10 +1,11 @@
 """A device's side of a fleet round: train the heads it was sent on what it keeps, say what left.
 
 `local_update` receives the round's heads (arrays named ``WAKE_WORD/0.weight`` ...), fine-tunes
-each configured wake word's head the way `earshot train --feedback` does (its reported misses and
-enrollment takes as positives, every hop of its marked false alarms as negatives, with the
-word's cached synthetic material), and returns the new arrays, how many of its own examples they
-learned from (FedAvg's weight) and a few metrics. A device that has not opted in
+each configured wake word's head on what `earshot train --feedback` learns from
+(`agent.learning.improve.kept_material`: reported misses and enrollment takes as positives, every
+hop of marked false alarms as negatives, with the word's cached synthetic material), and returns
+the new arrays, how many of its own examples they learned from (FedAvg's weight) and a few
+metrics. A device that has not opted in
 (``learning.enabled: false``) or keeps nothing for the round's words refuses: nothing is sent.
 Each exchange is appended to the device's audit log (`audit_entry`): the coordinator, the round,
 and every array sent (name, shape, bytes). Only these arrays and the count leave the device.
@@ -20,13 +21,11 @@ import numpy as np
 
 from agent.daemon.detectors import base_detector_model, load_base
 from agent.egress.audit import AuditLog, utc_now_iso
-from agent.enroll.store import enrollment
 from agent.learning.feedback import FeedbackStore
-from agent.settings import enrollment_dir, load_settings
-from dsp.audio import load_audio
+from agent.learning.improve import kept_material
+from agent.settings import load_settings
 from kernels.errors import ConfigError
 from models.enroll.finetune import EnrollRecipe, enroll_wake_word
-from models.enroll.takes import TakeChecker
 from models.wake.model import WakeHead
 
 SEPARATOR = "/"
@@ -74,24 +73,17 @@ def local_update(
     for name, head in split_heads(arrays).items():
         wake = settings.wake_word(name)
         start = base_detector_model(wake, base.sha256, settings.models.resolved_directory())
-        clips = store.clips(name)
-        misses = [load_audio(c.audio_path) for c in clips if c.kind == "missed"]
-        false_alarms = [load_audio(c.audio_path) for c in clips if c.kind == "false-alarm"]
-        checker = TakeChecker(base, start.phrase_duration_s)
-        takes = [v.speech for v in (checker.check(m) for m in misses) if v.ok]
-        enrolled = enrollment(enrollment_dir(), name)
-        if enrolled is not None:
-            takes += [load_audio(p) for p in enrolled.take_paths]
-        if not takes and not false_alarms:
+        kept = kept_material(name, base, start, store.clips(name))
+        if not kept.takes and not kept.false_alarms:
             trained[name] = head  # nothing of its own: the head goes back as it came
             continue
         result = enroll_wake_word(
-            replace(start, head=head), base, takes, false_alarms=false_alarms, min_takes=0,
-            recipe=FLEET_RECIPE, smoothing_hops=wake.smoothing_hops,
-            refractory_s=wake.refractory_s,
+            replace(start, head=head), base, kept.takes, room=kept.room,
+            false_alarms=kept.false_alarms, min_takes=0, recipe=FLEET_RECIPE,
+            smoothing_hops=wake.smoothing_hops, refractory_s=wake.refractory_s,
         )  # fmt: skip
         trained[name] = result.model.head
-        examples += len(takes) + len(false_alarms)
+        examples += len(kept.takes) + len(kept.false_alarms)
     if examples == 0:
         raise ConfigError(
             f"nothing kept for {sorted(trained)} on this device (`earshot feedback`); it sends "

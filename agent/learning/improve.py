@@ -22,7 +22,7 @@ import numpy as np
 
 from agent.daemon.detectors import base_detector_model, threshold_of
 from agent.enroll.store import enrollment
-from agent.learning.feedback import FeedbackStore, learned_models_dir
+from agent.learning.feedback import FeedbackClip, FeedbackStore, learned_models_dir
 from agent.paths import PRIVATE_FILE
 from agent.private_files import private_dir
 from agent.settings import Settings, WakeWordSettings, enrollment_dir
@@ -32,7 +32,7 @@ from models.enroll.feedback_check import FeedbackScore, feedback_score, padded
 from models.enroll.finetune import EnrollRecipe, enroll_wake_word
 from models.enroll.takes import TakeChecker
 from models.wake.examples import Progress
-from models.wake.model import model_path
+from models.wake.model import WakeWordModel, model_path
 
 
 @dataclass(frozen=True)
@@ -74,14 +74,10 @@ def improve_wake_word(
     if not clips:
         return None
     start = base_detector_model(wake, base.sha256, settings.models.resolved_directory())
-    misses = [load_audio(c.audio_path) for c in clips if c.kind == "missed"]
-    false_alarms = [load_audio(c.audio_path) for c in clips if c.kind == "false-alarm"]
-    takes, room = _enrollment_takes(wake.name, start.manifest.sha256 if start.manifest else None)
-    checker = TakeChecker(base, start.phrase_duration_s)
-    verdicts = [checker.check(clip) for clip in misses]
-    miss_takes = [v.speech for v in verdicts if v.ok]
+    kept = kept_material(wake.name, base, start, clips)
+    takes, misses, false_alarms = kept.enrolled_takes, kept.misses, kept.false_alarms
     result = enroll_wake_word(
-        start, base, takes + miss_takes, room=room, false_alarms=false_alarms, min_takes=0,
+        start, base, kept.takes, room=kept.room, false_alarms=false_alarms, min_takes=0,
         recipe=recipe or EnrollRecipe(hold_out=False), smoothing_hops=wake.smoothing_hops,
         refractory_s=wake.refractory_s, progress=progress,
     )  # fmt: skip
@@ -106,10 +102,50 @@ def improve_wake_word(
         learned.save(path, **result.report)
         for written in folder.glob(f"{wake.name}.*"):
             written.chmod(PRIVATE_FILE)
-    unusable = sum(not v.ok for v in verdicts)
     return Improvement(
-        wake.name, accepted, before, after, path, time.perf_counter() - started, unusable
-    )
+        wake.name, accepted, before, after, path, time.perf_counter() - started,
+        kept.unusable_misses,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class KeptMaterial:
+    """What a device keeps of its user for one wake word, ready to learn from."""
+
+    enrolled_takes: list[np.ndarray]
+    """The enrollment's takes, when the enrolled detector is the one learning starts from."""
+    room: np.ndarray | None
+    misses: list[np.ndarray]
+    """Reported misses, as kept."""
+    miss_takes: list[np.ndarray]
+    """... cut to their speech (those in which the take check finds a phrase)."""
+    false_alarms: list[np.ndarray]
+
+    @property
+    def takes(self) -> list[np.ndarray]:
+        """Every phrase to learn from: enrollment takes and the misses' speech."""
+        return self.enrolled_takes + self.miss_takes
+
+    @property
+    def unusable_misses(self) -> int:
+        """Reported misses in which no phrase-like speech was found."""
+        return len(self.misses) - len(self.miss_takes)
+
+
+def kept_material(
+    name: str, base: Embedder, start: WakeWordModel, clips: list[FeedbackClip]
+) -> KeptMaterial:
+    """The takes, misses and false alarms kept for ``name``, learning from detector ``start``.
+
+    Used by `earshot train --feedback` and by a fleet device's round (`agent.fleet.device`).
+    """
+    misses = [load_audio(c.audio_path) for c in clips if c.kind == "missed"]
+    false_alarms = [load_audio(c.audio_path) for c in clips if c.kind == "false-alarm"]
+    takes, room = _enrollment_takes(name, start.manifest.sha256 if start.manifest else None)
+    checker = TakeChecker(base, start.phrase_duration_s)
+    verdicts = [checker.check(clip) for clip in misses]
+    miss_takes = [v.speech for v in verdicts if v.ok]
+    return KeptMaterial(takes, room, misses, miss_takes, false_alarms)
 
 
 def _enrollment_takes(
@@ -119,8 +155,6 @@ def _enrollment_takes(
     enrolled = enrollment(enrollment_dir(), name)
     if enrolled is None or not enrolled.model_path.is_file():
         return [], None
-    from models.wake.model import WakeWordModel
-
     enrolled_model = WakeWordModel.load(enrolled.model_path)
     if enrolled_model.manifest is None or enrolled_model.manifest.sha256 != start_sha256:
         return [], None
