@@ -35,7 +35,8 @@ from wyoming.wake import Detect, Detection, NotDetected
 from agent.daemon.detectors import load_models
 from agent.paths import DEMO_AUDIO
 from agent.settings import load_settings
-from agent.wyoming_service.service import WakeService, server_for_uri
+from agent.wyoming_service.address import server_for_uri
+from agent.wyoming_service.service import WakeService
 from kernels.errors import ConfigError
 from models.wake.detector import Detector
 from tests.conftest import EARSHOT, REPO, agent_home, run_earshot

@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         A wake word's model is missing or stale.
     """
     from agent.daemon.detectors import load_models
-    from agent.wyoming_service.service import WakeService, server_for_uri
+    from agent.wyoming_service.address import server_for_uri
+    from agent.wyoming_service.service import WakeService
 
     server = server_for_uri(args.uri)  # a bad --uri stops here, before anything loads
     settings = load_settings(config_path(args))

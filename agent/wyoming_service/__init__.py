@@ -7,7 +7,8 @@ word heard, or one ``not-detected`` at the end of a stream without any. The prot
 official ``wyoming`` package's; this package supplies only the handler behind it.
 
 - `agent.wyoming_service.service`: the connection handler (`WakeHandler`), the shared
-  `WakeService` that builds one detector per connection, `server_for_uri` and `serve`;
+  `WakeService` that builds one detector per connection, and `serve`;
+- `agent.wyoming_service.address`: ``--uri`` checked and turned into a server (`server_for_uri`);
 - `agent.wyoming_service.info`: the ``info`` answer to ``describe``.
 
 Privacy: the service only receives audio. It forwards none anywhere, writes none to disk, and

@@ -32,14 +32,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
-import stat
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar, cast
-from urllib.parse import urlparse
 
 import numpy as np
 from wyoming.audio import AudioChunk, AudioChunkConverter, AudioStart, AudioStop
@@ -47,10 +43,9 @@ from wyoming.error import Error
 from wyoming.event import Event, async_read_event
 from wyoming.info import Describe
 from wyoming.ping import Ping, Pong
-from wyoming.server import AsyncEventHandler, AsyncServer, AsyncTcpServer, AsyncUnixServer
+from wyoming.server import AsyncEventHandler, AsyncServer
 from wyoming.wake import Detect, Detection, NotDetected
 
-from agent.wyoming_service import DEFAULT_URI
 from dsp.constants import SAMPLE_RATE_HZ
 from kernels.errors import ConfigError
 from kernels.runtime import Backend
@@ -61,8 +56,6 @@ from models.wake.detector import Detector, WakeWord
 _LOGGER = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-URI_FORMS = "tcp://HOST:PORT (e.g. tcp://127.0.0.1:10400) or unix://PATH (e.g. unix:///run/x.sock)"
-"""What ``--uri`` accepts, for messages."""
 SAMPLE_WIDTHS = (1, 2, 3, 4)
 """Bytes per sample a client may send (8-bit unsigned, 16-, 24- and 32-bit signed)."""
 RATE_RANGE_HZ = (1000, 384_000)
@@ -83,68 +76,6 @@ class ClientError(Exception):
 
 class UnreadableStream(Exception):
     """The bytes a client sent cannot be read as Wyoming events; the connection ends."""
-
-
-def server_for_uri(uri: str) -> AsyncServer:
-    """The package's server for ``--uri``: `AsyncTcpServer` or `AsyncUnixServer`.
-
-    Raises
-    ------
-    ConfigError
-        The URI is neither form, names no port or path, or a path that is not a socket.
-    """
-    try:
-        parsed = urlparse(uri)
-        port = parsed.port if parsed.scheme == "tcp" else None
-    except ValueError as err:  # a port that is not a number, or out of range
-        raise ConfigError(f"--uri: got {uri!r} ({err}), expected {URI_FORMS}") from None
-    if parsed.scheme == "tcp":
-        if not parsed.hostname or port is None or port == 0 or parsed.path not in ("", "/"):
-            raise ConfigError(
-                f"--uri: got {uri!r}, expected tcp://HOST:PORT with a port from 1 to 65535, "
-                f"e.g. {DEFAULT_URI}"
-            )
-        return AsyncTcpServer(parsed.hostname, port)
-    if parsed.scheme == "unix":
-        path = Path(parsed.netloc + parsed.path)
-        check_socket_path(uri, path)
-        return AsyncUnixServer(path)
-    raise ConfigError(f"--uri: got {uri!r}, expected {URI_FORMS}")
-
-
-def check_socket_path(uri: str, path: Path) -> None:
-    """Refuse a Unix socket path the server cannot, or must not, listen on.
-
-    The server replaces a stale socket at ``path``; it refuses anything else there, a socket
-    another server listens on, and a folder that does not exist.
-
-    Raises
-    ------
-    ConfigError
-        The message names ``--uri``, the path and the reason.
-    """
-    if not str(path) or str(path) == ".":
-        raise ConfigError(f"--uri: got {uri!r}, which names no socket path; expected {URI_FORMS}")
-    if not path.parent.is_dir():
-        raise ConfigError(f"--uri: {uri!r}: the folder {path.parent} does not exist")
-    try:
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise ConfigError(
-            f"--uri: {uri!r}: {path} exists and is not a socket; expected a new path or a "
-            "stale socket to replace"
-        )
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(1.0)
-        probe.connect(str(path))
-    except OSError:
-        return  # a stale socket: the server replaces it
-    finally:
-        probe.close()
-    raise ConfigError(f"--uri: {uri!r}: another server is listening on {path}")
 
 
 class WakeService:
