@@ -20,7 +20,7 @@ import yaml
 
 from agent.fleet.coordinator import load_round
 from agent.fleet.device import head_arrays, local_update
-from agent.learning.feedback import FeedbackStore
+from agent.learning.feedback import FeedbackStore, learned_models_dir
 from agent.settings import load_settings
 from models.speech.synth import Voice
 from models.wake.model import WakeWordModel, model_path
@@ -162,6 +162,37 @@ def test_each_device_audits_what_it_sent(fleet):
             assert {s["name"] for s in entry["sent"]} == {
                 "seven/0.weight", "seven/0.bias", "seven/2.weight", "seven/2.bias"}
             assert entry["bytes"] == sum(s["bytes"] for s in entry["sent"])
+
+
+def test_every_device_checks_the_final_heads_before_using_them(fleet):
+    """The run's last written heads are offered to each device, which checks them on its own
+    kept clips (`agent.fleet.adopt`), audits its decision and, if it accepts, uses them."""
+    out = fleet["root"] / "out"
+    offered = json.loads((out / "replies" / "offer.json").read_text())
+    assert len(offered) == len(DEVICES)
+    for reply in offered:  # only how many heads were taken: nothing of the device's clips
+        assert reply["arrays"] == {} and reply["metrics"] == {"metrics": ["accepted", "refused"]}
+    final = load_round(out, "seven", ROUNDS).state()
+    port = load_settings(fleet["coordinator"]).fleet.listen
+    decisions = []
+    for config in fleet["devices"]:
+        settings = load_settings(config)
+        lines = [json.loads(line) for line in
+                 settings.privacy.resolved_audit_log().read_text().splitlines()]  # fmt: skip
+        [entry] = [e for e in lines if e["kind"] == "fleet-head"]
+        assert (entry["endpoint"], entry["round"], entry["wake_word"]) == (port, ROUNDS, "seven")
+        learned = model_path(learned_models_dir(settings.learning), "seven")
+        decisions.append(entry["result"])
+        if entry["result"] == "accepted":
+            state = WakeWordModel.load(learned).head.state()
+            for key, value in final.items():
+                np.testing.assert_array_equal(state[key], value)
+            assert entry["fleet"]["heard"] >= entry["in_use"]["heard"]
+        else:
+            assert entry["reason"] in ("it hears fewer kept phrases",
+                                       "it fires on more marked false alarms")  # fmt: skip
+            assert not learned.exists()
+    assert "accepted" in decisions, decisions
 
 
 def test_no_flower_process_is_left(fleet):

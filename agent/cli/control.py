@@ -137,6 +137,7 @@ STATUS_FIELDS: dict[str, tuple[str, Callable[[object], str]]] = {
     "source": ("source", str),
     "microphone_lost": ("microphone lost", _yes_no),
     "wake_words": ("wake words", _listing),
+    "detectors": ("detectors (sha256)", _listing),
     "commands": ("commands", _listing),
     "level_dbfs": ("input level", _number(" dBFS")),
     "cpu_percent": ("CPU", _number(" %")),

@@ -447,10 +447,13 @@ class Daemon:
             "cpu_percent": round(cpu_percent, 1),
             "rss_mb": round((proc_status() or {}).get("VmRSS", 0) / 1024, 1),
             "wake_words": [w.name for w in self.models.detector.wake_words],
+            "detectors": {
+                w.name: w.model.manifest.sha256[:12] if w.model.manifest else None
+                for w in self.models.detector.wake_words
+            },  # fmt: skip
             "commands": [c.name for c, _ in self.models.matcher.commands],
             "counts": dict(self.counts),
             "dropped_blocks": self.audio.dropped,
             "uploads_in_flight": self.gate.in_flight,
             "endpoint": self.models.settings.endpoint.url,
         }
-

@@ -5,8 +5,10 @@ heads (``FedAvg``, weighted by each device's example count; optionally with serv
 differential privacy, fixed clipping) and hands every round to
 `agent.fleet.coordinator.RoundWriter`; it also writes, per round, what reached it of each reply
 (`describe_reply`: array names, shapes and types, metric names, or the error), so what a
-coordinator learns can be checked. The
-ClientApp calls `agent.fleet.device.local_update` and sends back only the arrays and the count.
+coordinator learns can be checked. After the last round it offers the newest written heads to
+every device (`offer_heads`). The ClientApp trains with `agent.fleet.device.local_update` and
+sends back only the arrays and the count; offered heads it checks and uses only when they are no
+worse on its own kept clips (`agent.fleet.adopt`), answering just how many it took.
 The app folder Flower ships to its processes (``agent/fleet/app``) only points here.
 """
 
@@ -17,13 +19,23 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg, Strategy
 
+from agent.fleet.adopt import FleetRound, adopt_heads
 from agent.fleet.coordinator import RoundWriter, head_arrays, starting_heads
-from agent.fleet.device import local_update
+from agent.fleet.device import local_update, split_heads
 from agent.settings import load_settings
 
 server = ServerApp()
@@ -109,6 +121,7 @@ def coordinate(grid: Grid, context: Context) -> None:
         num_rounds=int(run["rounds"]), timeout=float(run["round-timeout"]),
         train_config=ConfigRecord({"rounds": int(run["rounds"])}),
     )  # fmt: skip
+    offer_heads(grid, writer, out, float(run["round-timeout"]))
     writer.finish(int(context.run_id))
 
 
@@ -130,3 +143,46 @@ def train(message: Message, context: Context) -> Message:
         "metrics": MetricRecord({"num-examples": examples, **metrics}),
     })  # fmt: skip
     return Message(content=content, reply_to=message)
+
+
+def offer_heads(grid: Grid, writer: RoundWriter, out: Path, timeout_s: float) -> None:
+    """Send the run's newest written heads to every device, which checks them before use.
+
+    What each device answered (how many heads it accepted and refused, nothing of its clips) is
+    written to ``out/replies/offer.json``.
+    """
+    if writer.latest is None:
+        return
+    record, heads = writer.latest
+    arrays = {k: Array(v) for k, v in head_arrays(heads).items()}
+    config = {"round": record["round"], "base-sha256": writer.base_sha256,
+              "contributors": record["contributors"]}  # fmt: skip
+    messages = [
+        Message(
+            RecordDict({"arrays": ArrayRecord(arrays), "config": ConfigRecord(config)}),
+            dst_node_id=node,
+            message_type=MessageType.EVALUATE,
+        )  # fmt: skip
+        for node in grid.get_node_ids()
+    ]
+    replies = grid.send_and_receive(messages, timeout=timeout_s)
+    (out / "replies").mkdir(parents=True, exist_ok=True)
+    seen = [describe_reply(m) for m in replies]
+    (out / "replies" / "offer.json").write_text(json.dumps(seen, indent=2))
+
+
+@client.evaluate()
+def adopt(message: Message, context: Context) -> Message:
+    """The run's final heads: use each one only if it is no worse here (`agent.fleet.adopt`)."""
+    record = message.content.array_records["arrays"]
+    config = message.content.config_records["config"]
+    origin = FleetRound(
+        source=str(context.node_config.get("coordinator", "")), round=int(str(config["round"])),
+        base_sha256=str(config["base-sha256"]), contributors=int(str(config["contributors"])),
+    )  # fmt: skip
+    settings = load_settings(Path(str(context.node_config["config"])))
+    heads = split_heads({name: record[name].numpy() for name in record.keys()})
+    decisions = adopt_heads(settings, heads, origin)
+    accepted = sum(d.accepted for d in decisions)
+    metrics = MetricRecord({"accepted": accepted, "refused": len(decisions) - accepted})
+    return Message(RecordDict({"metrics": metrics}), reply_to=message)

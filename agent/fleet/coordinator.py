@@ -51,6 +51,8 @@ class RoundWriter:
         self.base_sha256 = base_sha256
         self.min_devices = min_devices
         self.rounds: list[dict[str, Any]] = []
+        self.latest: tuple[dict[str, Any], dict[str, WakeHead]] | None = None
+        """The newest written round: its record and heads (what devices are offered)."""
 
     def write(
         self,
@@ -67,7 +69,9 @@ class RoundWriter:
         }  # fmt: skip
         if accepted:
             assert arrays is not None
-            for name, head in split_heads(arrays).items():
+            heads = split_heads(arrays)
+            self.latest = (record, heads)
+            for name, head in heads.items():
                 folder = self.directory / name
                 folder.mkdir(parents=True, exist_ok=True)
                 state = {k: np.asarray(v) for k, v in head.state().items()}
@@ -77,8 +81,10 @@ class RoundWriter:
                     np.savez(f, **stored)
                 partial.replace(folder / f"round-{round_number}.npz")
                 shapes = {k: list(v.shape) for k, v in state.items()}
-                _atomic(folder / f"round-{round_number}.json",
-                        json.dumps({**record, "word": name, "shapes": shapes}, indent=2).encode())
+                _atomic(
+                    folder / f"round-{round_number}.json",
+                    json.dumps({**record, "word": name, "shapes": shapes}, indent=2).encode(),
+                )
                 _atomic(folder / "latest.json", json.dumps({"round": round_number}).encode())
         self.rounds.append(record)
         return accepted

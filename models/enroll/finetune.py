@@ -292,3 +292,46 @@ def enroll_wake_word(
         "curve": curve,
     }
     return EnrollmentResult(enrolled, report, before, after)
+
+
+def with_head(
+    model: WakeWordModel,
+    head: WakeHead,
+    base: Embedder,
+    *,
+    extra: dict[str, Any] | None = None,
+    smoothing_hops: int = 2,
+    refractory_s: float = 2.0,
+    voices: Sequence[Voice] | None = None,
+    speech_cache: SpeechCache | None = None,
+    progress: Progress | None = None,
+) -> tuple[WakeWordModel, dict[str, Any]]:
+    """``model`` with another ``head`` (a fleet's), calibrated again; and its calibration curve.
+
+    The threshold for a false-alarm rate belongs to a head: the new one scores the same cached
+    calibration stream as enrollment's (`negatives_for`). ``extra`` is added to the model's.
+
+    Raises
+    ------
+    ModelError
+        ``head``'s arrays differ in shape from ``model``'s.
+    """
+    shapes = {k: v.shape for k, v in head.state().items()}
+    expected = {k: v.shape for k, v in model.head.state().items()}
+    if shapes != expected:
+        raise ModelError(f"{model.name}: a head of shapes {shapes} does not fit this detector's "
+                         f"{expected}")  # fmt: skip
+    voices = list(voices) if voices is not None else available_voices()
+    negatives = negatives_for(
+        model.phrase, base, text_recipe(model), voices=voices, speech_cache=speech_cache,
+        progress=progress,
+    )  # fmt: skip
+    changed = replace(
+        model,
+        head=head,
+        calibration=calibration_scores(head, negatives.calibration, model.phrase, base.geometry),
+        calibration_hours=negatives.calibration.hours,
+        manifest=None,
+        extra={**model.extra, **(extra or {})},
+    )
+    return changed, calibration_report(changed, smoothing_hops, refractory_s)
