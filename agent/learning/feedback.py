@@ -30,6 +30,8 @@ from agent.settings import LearningSettings
 from dsp.constants import SAMPLE_RATE_HZ
 
 MODELS_FOLDER = "models"
+EXAMPLES_FOLDER = "examples"
+"""Placed, embedded examples of the user's takes, kept between fine-tunes (a cache)."""
 """Detectors learned from the clips (`agent.learning.improve`), in the feedback folder."""
 Kind = Literal["false-alarm", "missed"]
 KINDS: tuple[Kind, ...] = ("false-alarm", "missed")
@@ -133,9 +135,15 @@ class FeedbackStore:
         models = self.directory / MODELS_FOLDER
         learned = models.glob("*" if wake_word is None else f"{wake_word}.*")
         strays = self.directory.glob("*.wav") if wake_word is None else iter(())
-        for path in [*learned, *strays]:  # strays: audio whose description was lost
+        examples = (self.directory / EXAMPLES_FOLDER).glob("*")  # derived from the user's voice
+        for path in [*learned, *strays, *examples]:  # strays: audio whose description was lost
             path.unlink(missing_ok=True)
         return len(clips)
+
+
+def examples_cache_dir(settings: LearningSettings) -> Path:
+    """Where the examples made from the user's takes are kept between fine-tunes (owner-only)."""
+    return settings.resolved_directory() / EXAMPLES_FOLDER
 
 
 def learned_models_dir(settings: LearningSettings) -> Path:

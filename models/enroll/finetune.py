@@ -18,8 +18,12 @@ wake words as cheap as one.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,6 +59,52 @@ def phrase_impostors(
     rng = np.random.default_rng([seed, 11])
     renditions = sample_renditions([phrase], voices, per_word=per_word, rng=rng)
     return synthesize(renditions, SpeechCache(), progress)
+
+
+TAKE_RECIPE_FIELDS = ("take_copies", "room_share", "room_gain_db", "seed")
+"""What of an `EnrollRecipe` the takes' examples depend on."""
+
+
+def _own_examples(
+    model: WakeWordModel,
+    base: Embedder,
+    takes: Sequence[np.ndarray],
+    room: np.ndarray | None,
+    examples: PhraseExamples,
+    recipe: EnrollRecipe,
+    cache: Path | None,
+) -> np.ndarray:
+    """`take_examples` of ``takes``, read from ``cache`` when they were made there before.
+
+    They are seeded, so the same takes give the same examples: a device that fine-tunes again
+    from other weights (a fleet's rounds) need not place and embed them again.
+    """
+    if not takes:
+        return examples.positives[:0]
+
+    def make() -> np.ndarray:
+        rng = np.random.default_rng([recipe.seed, len(takes)])
+        return take_examples(
+            base, takes, room=room, fillers=examples.fillers, recipe=recipe, rng=rng
+        )
+
+    if cache is None:
+        return make()
+    digest = hashlib.sha256(json.dumps([
+        base.sha256, model.phrase, text_recipe(model).as_dict(),
+        {k: getattr(recipe, k) for k in TAKE_RECIPE_FIELDS},
+    ]).encode())  # fmt: skip
+    for clip in (*takes, *(() if room is None else (room,))):
+        digest.update(np.ascontiguousarray(clip, np.float32).tobytes())
+    path = cache / f"takes-{digest.hexdigest()[:32]}.npy"
+    if path.is_file():
+        return np.load(path)
+    own = make()
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    with partial.open("wb") as f:
+        np.save(f, own)
+    partial.replace(path)
+    return own
 
 
 @dataclass(frozen=True)
@@ -168,12 +218,9 @@ def _fine_tune(
     recipe: EnrollRecipe,
     progress: Progress | None,
     false_alarms: np.ndarray,
+    take_cache: Path | None = None,
 ) -> tuple[WakeHead, dict[str, Any], int]:
-    rng = np.random.default_rng([recipe.seed, len(takes)])
-    own = (
-        take_examples(base, takes, room=room, fillers=examples.fillers, recipe=recipe, rng=rng)
-        if takes else examples.positives[:0]
-    )  # fmt: skip
+    own = _own_examples(model, base, takes, room, examples, recipe, take_cache)
     marked = np.repeat(false_alarms, recipe.false_alarm_copies, axis=0)
     head, metrics = fit_wake_head(
         np.concatenate([examples.positives, own]),
@@ -198,6 +245,7 @@ def enroll_wake_word(
     refractory_s: float = 2.0,
     voices: Sequence[Voice] | None = None,
     speech_cache: SpeechCache | None = None,
+    take_cache: Path | None = None,
     progress: Progress | None = None,
 ) -> EnrollmentResult:
     """Fine-tune ``model`` (trained from text) on the user's ``takes``; see the module docstring.
@@ -223,6 +271,9 @@ def enroll_wake_word(
         The detection settings the stored calibration curve is drawn for.
     voices, speech_cache
         As for `models.wake.training.train_wake_word` (its cached material is reused).
+    take_cache : Path, optional
+        A folder (owner-only: they come from the user's voice) where the takes' examples are
+        kept for the next fine-tune from the same takes.
     progress : callable, optional
         ``progress(stage, done, total)``.
 
@@ -259,8 +310,9 @@ def enroll_wake_word(
         after = peak_score(base, trial, held_out, smoothing_hops=smoothing_hops)
         timer.lap("held-out trial")
     head, metrics, n_own = _fine_tune(
-        model, base, takes, room, examples, negatives, wake_recipe, recipe, progress, marked
-    )
+        model, base, takes, room, examples, negatives, wake_recipe, recipe, progress, marked,
+        take_cache,
+    )  # fmt: skip
     timer.lap("fine-tuning")
 
     text_sha = model.manifest.sha256 if model.manifest is not None else None
