@@ -2,7 +2,8 @@
 
 Three devices, each with its own config, feedback and audit log, federate the wake word
 ``seven`` (trained from text with the small recipe, `tests.test_wake_cli`) for two rounds with a
-coordinator: `earshot fleet serve` and three `earshot fleet join`, all as subprocesses.
+coordinator: `earshot fleet serve` and three `earshot fleet join`, all as subprocesses, started
+by `earshot fleet demo` (and, for the DP run, by the test itself).
 """
 
 import json
@@ -24,7 +25,7 @@ from agent.learning.feedback import FeedbackStore, learned_models_dir
 from agent.settings import load_settings
 from models.speech.synth import Voice
 from models.wake.model import WakeWordModel, model_path
-from tests.conftest import EARSHOT, REPO, require
+from tests.conftest import EARSHOT, REPO, require, run_earshot
 from tests.test_enroll_cli import voice_clip
 from tests.test_wake_cli import place, trained_seven
 
@@ -99,7 +100,28 @@ def run_fleet(tmp_path_factory, name: str, rounds: int, **fleet_settings):
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    return run_fleet(tmp_path_factory, "fleet", ROUNDS)
+    """`earshot fleet demo`: a coordinator and three devices, each keeping misses of ``seven``."""
+    require(
+        (Path(sys.executable).parent / "flower-superlink").exists(),
+        "flwr (the fleet extra) is not installed",
+    )
+    seven = trained_seven(tmp_path_factory)
+    root = tmp_path_factory.mktemp("fleet")
+    config = root / "earshot.yaml"
+    config.write_text(yaml.safe_dump({
+        "wake_words": [{"name": "seven", "phrase": "seven"}],
+        "models": {"directory": str(seven.parent / "models")},
+    }))  # fmt: skip
+    work = root / "demo"
+    done = run_earshot(
+        "fleet", "demo", "--rounds", str(ROUNDS), "--work", str(work), "--config", str(config),
+        env=dict(os.environ, XDG_DATA_HOME=str(root / "data")), timeout=900,
+    )  # fmt: skip
+    return {
+        "root": work, "out": work / "fleet", "coordinator": work / "coordinator.yaml",
+        "devices": sorted(work.glob("device-*/earshot.yaml")), "models": seven.parent / "models",
+        "demo": done,
+    }  # fmt: skip
 
 
 def device_updates(fleet, start: dict[str, np.ndarray]) -> list[tuple[dict, int, dict]]:
@@ -108,21 +130,26 @@ def device_updates(fleet, start: dict[str, np.ndarray]) -> list[tuple[dict, int,
 
 
 def test_the_coordinator_writes_every_round_from_every_device(fleet):
-    code, out, err = fleet["serve"]
-    assert code == 0, out + err[-3000:] + repr(fleet["joins"])
+    done = fleet["demo"]
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr[-3000:]
+    assert len(fleet["devices"]) == len(DEVICES)
     for number in range(1, ROUNDS + 1):
-        assert f"round {number}: {len(DEVICES)} device(s) contributed" in out
-    manifest = json.loads((fleet["root"] / "out" / "manifest.json").read_text())
+        assert f"coordinator: round {number}: {len(DEVICES)} device(s) contributed" in out
+    manifest = json.loads((fleet["out"] / "manifest.json").read_text())
     assert manifest["all_rounds_accepted"]
     assert [r["contributors"] for r in manifest["rounds"]] == [len(DEVICES)] * ROUNDS
-    record = json.loads((fleet["root"] / "out" / "seven" / f"round-{ROUNDS}.json").read_text())
+    record = json.loads((fleet["out"] / "seven" / f"round-{ROUNDS}.json").read_text())
     text = WakeWordModel.load(model_path(fleet["models"], "seven"))
     assert record["base_sha256"] == text.base_sha256
     assert record["shapes"] == {k: list(v.shape) for k, v in text.head.state().items()}
-    for code, out, err in fleet["joins"]:
-        assert code == 0, err[-2000:]
-        assert "joined the fleet" in out and "the run's last round is done" in out
-        assert "Traceback" not in err
+    for device in range(1, len(DEVICES) + 1):  # each `fleet join`, as the demo shows it
+        assert f"device-{device}: joined the fleet" in out
+        assert f"device-{device}: the run's last round is done" in out
+        assert f"device-{device}: exit 0" in out
+        assert f"device-{device}: the fleet's seven of round {ROUNDS}: " in out
+        assert f"device-{device}: round {ROUNDS}: sent 4 arrays" in out  # its audit log
+    assert "Traceback" not in out + done.stderr
 
 
 def test_only_head_arrays_reach_the_coordinator(fleet):
@@ -130,7 +157,7 @@ def test_only_head_arrays_reach_the_coordinator(fleet):
     expected = {f"seven/{k}": {"shape": list(v.shape), "dtype": "float32"}
                 for k, v in text.head.state().items()}  # fmt: skip
     for number in range(1, ROUNDS + 1):
-        path = fleet["root"] / "out" / "replies" / f"replies-{number}.json"
+        path = fleet["out"] / "replies" / f"replies-{number}.json"
         replies = json.loads(path.read_text())
         assert len(replies) == len(DEVICES)
         for reply in replies:
@@ -145,7 +172,7 @@ def test_round_one_is_the_fedavg_of_what_the_devices_sent(fleet):
     start = head_arrays({"seven": text.head})
     sent = device_updates(fleet, start)
     weights = np.array([n for _, n, _ in sent], float)
-    first = load_round(fleet["root"] / "out", "seven", 1).state()
+    first = load_round(fleet["out"], "seven", 1).state()
     for key, value in first.items():
         mean = sum(w * s[f"seven/{key}"] for w, (s, _, _) in zip(weights, sent, strict=True))
         np.testing.assert_allclose(value, mean / weights.sum(), atol=1e-5)
@@ -167,7 +194,7 @@ def test_each_device_audits_what_it_sent(fleet):
 def test_every_device_checks_the_final_heads_before_using_them(fleet):
     """The run's last written heads are offered to each device, which checks them on its own
     kept clips (`agent.fleet.adopt`), audits its decision and, if it accepts, uses them."""
-    out = fleet["root"] / "out"
+    out = fleet["out"]
     offered = json.loads((out / "replies" / "offer.json").read_text())
     assert len(offered) == len(DEVICES)
     for reply in offered:  # only how many heads were taken: nothing of the device's clips
@@ -264,7 +291,7 @@ def test_sigterm_stops_a_device_and_its_supernode(tmp_path):
     deadline = time.monotonic() + 10
     while _running_with(str(seven_free)) and time.monotonic() < deadline:
         time.sleep(0.2)  # a process killed at the end of stop() may take a moment to go
-    assert _running_with(str(seven_free)) == []
+    assert _running_with(str(seven_free)) == [], _running_with(str(seven_free))
 
 
 def _running_with(text: str) -> list[str]:

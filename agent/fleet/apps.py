@@ -36,6 +36,13 @@ from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, 
 from agent.fleet.adopt import FleetRound, adopt_heads
 from agent.fleet.coordinator import RoundWriter, head_arrays, starting_heads
 from agent.fleet.device import local_update, split_heads
+from agent.fleet.secure import (
+    fit_instructions,
+    fit_reply,
+    is_secure,
+    run_secure,
+    secure_aggregation_mod,
+)
 from agent.settings import load_settings
 
 server = ServerApp()
@@ -98,7 +105,10 @@ class RecordingStrategy(Strategy):
 
 @server.main()
 def coordinate(grid: Grid, context: Context) -> None:
-    """One fleet run: the configured rounds of FedAvg over the words' heads."""
+    """One fleet run: the configured rounds of FedAvg over the words' heads.
+
+    With ``secure-aggregation`` the rounds run under SecAgg+ (`agent.fleet.secure`).
+    """
     run = context.run_config
     settings = load_settings(Path(str(run["config"])))
     words = tuple(w for w in str(run["words"]).split(",") if w)
@@ -115,29 +125,48 @@ def coordinate(grid: Grid, context: Context) -> None:
             clipping_norm=float(run["dp-clipping-norm"]), num_sampled_clients=devices,
         )  # fmt: skip
     writer = RoundWriter(out, base_sha256, devices)
-    RecordingStrategy(strategy, writer, out / "replies").start(
-        grid=grid,
-        initial_arrays=ArrayRecord({k: Array(v) for k, v in head_arrays(heads).items()}),
-        num_rounds=int(run["rounds"]), timeout=float(run["round-timeout"]),
-        train_config=ConfigRecord({"rounds": int(run["rounds"])}),
-    )  # fmt: skip
-    offer_heads(grid, writer, out, float(run["round-timeout"]))
+    if bool(run["secure-aggregation"]):
+        run_secure(
+            grid, context, head_arrays(heads), writer, out / "replies",
+            rounds=int(run["rounds"]), timeout_s=float(run["round-timeout"]),
+        )  # fmt: skip
+    else:
+        RecordingStrategy(strategy, writer, out / "replies").start(
+            grid=grid,
+            initial_arrays=ArrayRecord({k: Array(v) for k, v in head_arrays(heads).items()}),
+            num_rounds=int(run["rounds"]), timeout=float(run["round-timeout"]),
+            train_config=ConfigRecord({"rounds": int(run["rounds"])}),
+        )  # fmt: skip
+    if bool(run.get("offer", True)):  # off for evaluations, which read the heads themselves
+        offer_heads(grid, writer, out, float(run["round-timeout"]))
     writer.finish(int(context.run_id))
 
 
-@client.train()
+@client.train(mods=[secure_aggregation_mod])
 def train(message: Message, context: Context) -> Message:
-    """One round on this device: train the heads received, reply with the new arrays."""
-    record = message.content.array_records["arrays"]
-    arrays = {name: record[name].numpy() for name in record.keys()}
-    config = message.content.config_records["config"]
+    """One round on this device: train the heads received, reply with the new arrays.
+
+    Under secure aggregation the message and the reply are SecAgg+'s legacy ones
+    (`agent.fleet.secure`): the update (new minus received arrays) leaves, masked.
+    """
+    secure = is_secure(message)
+    config: Any
+    if secure:
+        arrays, config = fit_instructions(message)
+    else:
+        record = message.content.array_records["arrays"]
+        arrays = {name: record[name].numpy() for name in record.keys()}
+        config = message.content.config_records["config"]
     server_round = int(str(config["server-round"]))
     sent, examples, metrics = local_update(
         Path(str(context.node_config["config"])), arrays,
         coordinator=str(context.node_config.get("coordinator", "")), round_number=server_round,
+        secure_aggregation=secure,
     )  # fmt: skip
     if server_round >= int(str(config["rounds"])) and "done-file" in context.node_config:
         Path(str(context.node_config["done-file"])).touch()  # see `earshot fleet join`
+    if secure:
+        return fit_reply(message, sent, arrays, examples, metrics)
     content = RecordDict({
         "arrays": ArrayRecord({k: Array(v) for k, v in sent.items()}),
         "metrics": MetricRecord({"num-examples": examples, **metrics}),

@@ -8,6 +8,10 @@ port and is ready when ``GET /health`` answers; a SuperNode is ready when it log
 starts a ``flower-superexec`` child beside each, so `FlowerProcess.stop` signals the whole tree
 by process id. Plain TCP is used only on loopback; anything else needs TLS (``ca_file`` etc.).
 
+Node authentication (`start_superlink` with ``node_auth``) admits only SuperNodes whose public
+key was registered (`register_devices`, before they join); each device signs with its private
+key (`start_supernode` with ``node_key``), a pair `write_node_keys` makes. It needs TLS.
+
 ``flwr`` itself is the optional ``fleet`` extra: `require_flower` says how to install it.
 """
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -27,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.private_files import write_private
 from agent.settings import is_loopback_host
 from kernels.errors import ConfigError, EarshotError
 
@@ -40,6 +46,14 @@ CONNECTION = "earshot"
 
 class FleetError(EarshotError):
     """A Flower process failed to start, or a run failed; the message says which and why."""
+
+
+class Refused(FleetError):
+    """The SuperLink refused a SuperNode: Flower's error ``code`` and what it ``said``."""
+
+    def __init__(self, name: str, code: int, said: str) -> None:
+        super().__init__(f"{name} was refused by the SuperLink: [code: {code}] {said}")
+        self.code, self.said = code, said
 
 
 @dataclass(frozen=True)
@@ -116,6 +130,8 @@ class FlowerProcess:
     process: subprocess.Popen[bytes]
     log: Path
     descendants: set[int] = field(default_factory=set)
+    home: Path | None = None
+    """Its FLWR_HOME, which everything it starts inherits."""
 
     @classmethod
     def start(
@@ -132,7 +148,7 @@ class FlowerProcess:
                 stderr=subprocess.STDOUT, start_new_session=True,
                 preexec_fn=(lambda: os.nice(nice)) if nice else None,
             )  # fmt: skip
-        return cls(name, process, log)
+        return cls(name, process, log, home=home)
 
     def text(self) -> str:
         """What the process has logged so far."""
@@ -158,21 +174,43 @@ class FlowerProcess:
         return " | ".join(self.text().strip().splitlines()[-lines:])
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        """SIGTERM it and everything it started, then SIGKILL what is left after ``timeout_s``."""
+        """SIGTERM it and everything it started, then SIGKILL what is left after ``timeout_s``.
+
+        What it started is found as its descendants and, once it has exited, as the processes
+        that still carry its ``FLWR_HOME`` (a helper it started while being stopped is
+        re-parented away from it).
+        """
         self.descendants.update(_descendants(self.process.pid))
-        pids = [self.process.pid, *self.descendants]
-        for pid in pids:
+        for pid in (self.process.pid, *self.descendants):
             _signal(pid, signal.SIGTERM)
         try:
             self.process.wait(timeout_s)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        _wait_gone(pids[1:], timeout_s)
-        for pid in pids[1:]:
+        strays = set(_carrying_home(self.home)) - self.descendants if self.home else set()
+        for pid in strays:
+            _signal(pid, signal.SIGTERM)
+        others = [*self.descendants, *strays]
+        _wait_gone(others, timeout_s)
+        for pid in others:
             if _alive(pid):
                 _signal(pid, signal.SIGKILL)
-        _wait_gone(pids[1:], timeout_s)  # SIGKILL takes effect soon, not at once
+        _wait_gone(others, timeout_s)  # SIGKILL takes effect soon, not at once
+
+
+def _carrying_home(home: Path) -> list[int]:
+    """Processes whose environment has ``FLWR_HOME=home`` (`flower_env`'s, inherited)."""
+    marker = f"FLWR_HOME={home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
 
 
 def _signal(pid: int, signum: signal.Signals) -> None:
@@ -210,19 +248,127 @@ def health(host: str, port: int, tls: Tls | None) -> bool:
         return False
 
 
-def start_superlink(host: str, port: int, root: Path, tls: Tls | None) -> FlowerProcess:
-    """A SuperLink on ``host:port`` (ready when it returns)."""
+def speaks_tls(host: str, port: int, timeout_s: float = 2.0) -> bool | None:
+    """Whether ``host:port`` answers a TLS handshake; None when nothing answers there.
+
+    Only a probe for error messages: the certificate is not checked, and nothing but the
+    handshake is sent.
+    """
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as raw:
+            with context.wrap_socket(raw, server_hostname=host):
+                return True
+    except ssl.SSLError:
+        return False
+    except OSError:
+        return None
+
+
+def start_superlink(
+    host: str, port: int, root: Path, tls: Tls | None, *, node_auth: bool = False
+) -> FlowerProcess:
+    """A SuperLink on ``host:port`` (ready when it returns).
+
+    With ``node_auth`` it admits only SuperNodes whose public key is registered
+    (`register_devices`); that needs ``tls``.
+    """
     command = ["flower-superlink", "--host", host, "--port", str(port),
                "--disable-runtime-dependency-installation"]  # fmt: skip
     if tls is None:
+        if node_auth:
+            raise ConfigError(
+                "fleet.authorized_keys: node authentication needs TLS; set fleet.ca_file, "
+                "fleet.cert_file and fleet.key_file"
+            )
         command.append("--insecure")
     else:
         assert tls.cert_file is not None and tls.key_file is not None
         command += ["--ssl-certfile", str(tls.cert_file), "--ssl-keyfile", str(tls.key_file),
                     "--ssl-ca-certfile", str(tls.ca_file)]  # fmt: skip
+    if node_auth:
+        command.append("--enable-supernode-auth")
     link = FlowerProcess.start("the SuperLink", command, root / "superlink", root / "superlink.log")
-    link.wait_until(lambda: health(host, port, tls))
+    _wait_or_stop(link, lambda: health(host, port, tls))
     return link
+
+
+def _wait_or_stop(process: FlowerProcess, ready: Any) -> None:
+    """`FlowerProcess.wait_until`, stopping what the process started when it fails.
+
+    Also when interrupted (SIGTERM's `SystemExit`, ^C): nothing is left running.
+    """
+    try:
+        process.wait_until(ready)
+    except BaseException:
+        process.stop()
+        raise
+
+
+def register_devices(root: Path, superlink: str, tls: Tls | None, keys: list[Path]) -> None:
+    """Admit the devices whose public key files are ``keys`` to a SuperLink with node auth.
+
+    Raises
+    ------
+    ConfigError
+        A key file is missing or not a public key Flower accepts (OpenSSH, NIST EC curve).
+    """
+    for i, key in enumerate(keys):
+        where = f"fleet.authorized_keys[{i}]"
+        if not key.is_file():
+            raise ConfigError(f"{where}: got {str(key)!r}, which is not a file")
+        try:
+            flwr(root, superlink, tls, "supernode", "register", str(key), CONNECTION)
+        except FleetError as err:
+            raise ConfigError(
+                f"{where}: {key} was refused ({_gist(str(err))}); expected a device's public "
+                "key from `earshot fleet keygen` (OpenSSH, NIST EC curve), each listed once"
+            ) from err
+
+
+def _gist(text: str) -> str:
+    """Flower's error output on one line: no colours, no banner, no pointer to its docs."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    noise = ("flwr ", "Using SuperLink", "For more information", "ERROR")
+    lines = [line.strip() for line in plain.splitlines()]
+    return "; ".join(line for line in lines if line and not line.startswith(noise))
+
+
+def write_node_keys(directory: Path, name: str = "device") -> tuple[Path, Path]:
+    """A device's key pair for node authentication: ``NAME.key`` (0600) and ``NAME.pub``.
+
+    An ECDSA key on NIST P-384, both files in OpenSSH format, as Flower reads them (the
+    SuperNode's ``--auth-supernode-private-key``, ``flwr supernode register``). Existing files
+    are not overwritten.
+
+    Raises
+    ------
+    ConfigError
+        One of the two files exists already.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private, public = directory / f"{name}.key", directory / f"{name}.pub"
+    for path in (private, public):
+        if path.exists():
+            raise ConfigError(f"{path} exists already; remove it or choose another folder")
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP384R1())
+    secret = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )  # fmt: skip
+    write_private(private, secret)
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        + b"\n"
+    )
+    return private, public
 
 
 def start_supernode(
@@ -234,10 +380,12 @@ def start_supernode(
     *,
     max_wait_s: float = 60.0,
     nice: int = 0,
+    node_key: Path | None = None,
 ) -> FlowerProcess:
     """A SuperNode connected to ``superlink`` (ready when it has registered).
 
-    It exits ``max_wait_s`` after the SuperLink stops answering.
+    It exits ``max_wait_s`` after the SuperLink stops answering. ``node_key`` is the device's
+    private key, for a SuperLink with node authentication.
     """
     config = " ".join(f"{k}={json.dumps(v)}" for k, v in node_config.items())
     command = [
@@ -246,10 +394,19 @@ def start_supernode(
         "--max-wait-time", str(max_wait_s),
     ]  # fmt: skip
     command += ["--insecure"] if tls is None else ["--root-certificates", str(tls.ca_file)]
+    if node_key is not None:
+        command += ["--auth-supernode-private-key", str(node_key)]
     node = FlowerProcess.start(
         f"SuperNode {name}", command, root / name, root / f"{name}.log", nice=nice
     )
-    node.wait_until(lambda: "SuperNode ID" in node.text())
+    try:
+        _wait_or_stop(node, lambda: "SuperNode ID" in node.text())
+    except FleetError as err:
+        # Flower logs e.g. "[code: 2004] Failed to activate SuperNode." before exiting.
+        found = re.search(r"\[code: (\d+)\] ([^\n]*)", node.text())
+        if found is None:
+            raise
+        raise Refused(node.name, int(found[1]), found[2].strip()) from err
     return node
 
 

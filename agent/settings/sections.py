@@ -188,7 +188,12 @@ class LearningSettings:
 
 @dataclass(frozen=True)
 class FleetSettings:
-    """The coordinator of fleet learning (`earshot fleet serve`); devices need only ``learning``."""
+    """Fleet learning: the coordinator's run (`earshot fleet serve`) and a device's own part.
+
+    A device (`earshot fleet join`) needs ``learning`` on; of this section it reads only the TLS
+    CA (``ca_file``), its key (``node_key_file``) and its own differential privacy
+    (``local_dp_*``).
+    """
 
     words: tuple[str, ...] = ()
     """Wake words whose heads the fleet averages (configured in ``wake_words``); empty: all."""
@@ -201,21 +206,81 @@ class FleetSettings:
     directory: str | None = None
     """Where each round's heads are written; None for ``$XDG_DATA_HOME/earshot/fleet``."""
     dp_noise_multiplier: float = field(default=0.0, metadata=in_range(0, 100))
-    """Server-side differential privacy: Gaussian noise (times the clipping norm); 0 is off."""
+    """Server-side differential privacy: Gaussian noise (times the clipping norm); 0 is off.
+    The coordinator clips and noises each device's update, so it sees them unclipped: it bounds
+    what the written heads reveal, not what the coordinator learns. Not with
+    ``secure_aggregation``."""
     dp_clipping_norm: float = field(default=1.0, metadata=in_range(1e-6, 1e6))
     """... and the norm each device's update is clipped to."""
+    secure_aggregation: bool = False
+    """Coordinator: secure aggregation (SecAgg+): each device masks its update so that the
+    coordinator can read only the sum of a round's updates, never one device's (it still sees
+    each device's example count). Needs at least 2 devices a round."""
+    local_dp_clipping_norm: float = field(default=0.0, metadata=in_range(0, 1e6))
+    """Device: clip its own update (the head it trained minus the head it received) to this L2
+    norm, over all the round's arrays, before sending; 0 is off. Bounds how much one round can
+    carry of this device's data, whoever reads the update."""
+    local_dp_noise_multiplier: float = field(default=0.0, metadata=in_range(0, 100))
+    """Device: then add Gaussian noise of standard deviation this times
+    ``local_dp_clipping_norm`` to every value sent (which needs a clipping norm); 0 is off. The
+    device's own differential privacy: the coordinator never sees its update without noise."""
     ca_file: str | None = None
     """TLS: the CA certificate devices and coordinator trust (needed beyond loopback)."""
     cert_file: str | None = None
     """TLS: the coordinator's certificate ..."""
     key_file: str | None = None
     """... and its key."""
+    authorized_keys: tuple[str, ...] = ()
+    """Coordinator: node authentication. The public key files (``earshot fleet keygen``) of the
+    only devices allowed to join; empty lets any device that trusts ``ca_file`` join. Needs
+    TLS."""
+    node_key_file: str | None = None
+    """Device: its private key (``earshot fleet keygen``), for a coordinator with
+    ``authorized_keys``; needs TLS."""
 
     def resolved_directory(self) -> Path:
         """Where the fleet's heads are written."""
         if self.directory is None:
             return data_dir() / "fleet"
         return Path(self.directory).expanduser()
+
+    def _validate(self, path: str) -> None:
+        """Refuse what cannot work together: keys without TLS, SecAgg+ with server-side DP.
+
+        Raises
+        ------
+        ConfigError
+            ``authorized_keys`` or ``node_key_file`` without ``ca_file``; ``secure_aggregation``
+            with ``dp_noise_multiplier`` or with ``min_devices`` below 2; a local noise
+            multiplier without a local clipping norm; an empty path.
+        """
+        for key in ("authorized_keys", "node_key_file"):
+            if getattr(self, key) and self.ca_file is None:
+                raise ConfigError(
+                    f"{join_path(path, key)}: node authentication needs TLS; set "
+                    f"{join_path(path, 'ca_file')} (and on the coordinator cert_file, key_file)"
+                )
+        if self.secure_aggregation and self.dp_noise_multiplier > 0:
+            raise ConfigError(
+                f"{join_path(path, 'dp_noise_multiplier')}: got {self.dp_noise_multiplier}, "
+                "expected 0 with secure_aggregation (the coordinator never sees one device's "
+                "update to clip it); set local_dp_* on the devices instead"
+            )
+        if self.secure_aggregation and self.min_devices < 2:
+            raise ConfigError(
+                f"{join_path(path, 'min_devices')}: got {self.min_devices}, expected at least 2 "
+                "with secure_aggregation (the sum of one device's update is that update)"
+            )
+        if self.local_dp_noise_multiplier > 0 and self.local_dp_clipping_norm == 0:
+            raise ConfigError(
+                f"{join_path(path, 'local_dp_noise_multiplier')}: got "
+                f"{self.local_dp_noise_multiplier}, which needs local_dp_clipping_norm above 0 "
+                "(the noise is a multiple of it)"
+            )
+        paths = [(f"authorized_keys[{i}]", v) for i, v in enumerate(self.authorized_keys)]
+        for key, value in [*paths, ("node_key_file", self.node_key_file)]:
+            if value is not None and not value.strip():
+                raise ConfigError(f"{join_path(path, key)}: got {show(value)}, expected a path")
 
 
 @dataclass(frozen=True)
