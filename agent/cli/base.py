@@ -140,7 +140,7 @@ def _train_commands(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    """``earshot eval base``, ``wake``, ``enroll`` or ``takes``."""
+    """``earshot eval base``, ``wake``, ``enroll``, ``takes`` or ``fleet``."""
     if args.eval_command == "wake":
         from agent.cli import wake_eval
 
@@ -153,6 +153,10 @@ def run_eval(args: argparse.Namespace) -> int:
         from agent.cli import enroll_eval
 
         return enroll_eval.run_eval_takes(args)
+    if args.eval_command == "fleet":
+        from agent.cli import fleet_eval
+
+        return fleet_eval.run_eval_fleet(args)
     return _eval_base(args)
 
 

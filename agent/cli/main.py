@@ -25,7 +25,7 @@ from agent.cli import control as control_commands
 from agent.cli import data as data_command
 from agent.cli import endpoint as endpoint_commands
 from agent.cli import enroll as enroll_commands
-from agent.cli import enroll_eval, output
+from agent.cli import enroll_eval, fleet_eval, output
 from agent.cli import feedback as feedback_command
 from agent.cli import fleet as fleet_command
 from agent.cli import model as import_commands
@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     fleet_command.add_parser(commands)
     wyoming_command.add_parser(commands)
     enroll_eval.add_eval_parser(eval_what)
+    fleet_eval.add_eval_parser(eval_what)
 
     bench = commands.add_parser("bench", help="benchmarks that print measured figures")
     bench.add_argument(

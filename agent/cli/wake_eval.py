@@ -217,15 +217,10 @@ def fsdd_text_models(
     base: Embedder, digits: Sequence[str], progress: Any
 ) -> dict[str, WakeWordModel]:
     """Each digit word's detector trained from text only (cached per base and recipe)."""
-    import hashlib
-
-    from models.speech.cache import cache_dir
     from models.wake.model import WakeWordModel, model_path, stale_reason
-    from models.wake.recipe import WakeRecipe
     from models.wake.training import train_wake_word
 
-    recipe = json.dumps(WakeRecipe().as_dict(), sort_keys=True).encode()
-    directory = cache_dir("fsdd-wake") / base.name / hashlib.sha256(recipe).hexdigest()[:12]
+    directory = fsdd_text_models_dir(base)
     models = {}
     for digit in digits:
         path = model_path(directory, digit)
@@ -234,3 +229,14 @@ def fsdd_text_models(
             model.save(path, **report)
         models[digit] = WakeWordModel.load(path, base_sha256=base.sha256)
     return models
+
+
+def fsdd_text_models_dir(base: Embedder) -> Path:
+    """Where `fsdd_text_models` keeps the digits' text-only detectors."""
+    import hashlib
+
+    from models.speech.cache import cache_dir
+    from models.wake.recipe import WakeRecipe
+
+    recipe = json.dumps(WakeRecipe().as_dict(), sort_keys=True).encode()
+    return cache_dir("fsdd-wake") / base.name / hashlib.sha256(recipe).hexdigest()[:12]

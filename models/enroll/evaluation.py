@@ -69,7 +69,7 @@ def speaker_gate(
     return gate
 
 
-def _miss(
+def miss_rate(
     geometry: Geometry,
     model: WakeWordModel,
     labelled: NegativeStream,
@@ -154,9 +154,9 @@ def fsdd_enrollment(
                 {
                     "speaker": speaker,
                     "digit": word,
-                    "text": _miss(base.geometry, text, labelled, synthetic, test, options),
-                    "enrolled": _miss(base.geometry, model, labelled, synthetic, test, options),
-                    "enrolled_speaker_check": _miss(
+                    "text": miss_rate(base.geometry, text, labelled, synthetic, test, options),
+                    "enrolled": miss_rate(base.geometry, model, labelled, synthetic, test, options),
+                    "enrolled_speaker_check": miss_rate(
                         base.geometry,
                         model,
                         labelled,
