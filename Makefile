@@ -17,10 +17,14 @@ DEB_PACKAGES := libportaudio2 libsndfile1 mesa-vulkan-drivers libvulkan1 \
 	pulseaudio pulseaudio-utils libasound2-plugins \
 	espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox
 
-.PHONY: run test setup system-packages
+.PHONY: run test fleet-demo setup system-packages
 
 run: setup
 	$(BIN)/earshot run
+
+# A coordinator and three devices on this machine, federating the first wake word (README).
+fleet-demo: setup
+	$(BIN)/earshot fleet demo
 
 test: setup
 	$(BIN)/ruff check .

@@ -1,6 +1,7 @@
 """earshot's Flower apps: the ServerApp the coordinator runs and the ClientApp each device runs.
 
-The only module that imports Flower's app API. The ServerApp averages the configured words'
+With `agent.fleet.secure` (SecAgg+, on Flower's legacy workflow), the only module that imports
+Flower's app API. The ServerApp averages the configured words'
 heads (``FedAvg``, weighted by each device's example count; optionally with server-side
 differential privacy, fixed clipping) and hands every round to
 `agent.fleet.coordinator.RoundWriter`; it also writes, per round, what reached it of each reply
