@@ -304,3 +304,16 @@ def _cmdline(process: Path) -> str:
         return (process / "cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return ""
+
+
+def test_a_flwr_call_that_does_not_answer_is_an_error_and_polling_asks_again(tmp_path):
+    """A busy machine can stall one `flwr` call: a clear error, not a traceback, and the run's
+    status is asked again before giving up."""
+    from agent.fleet.flower import FleetError, flwr, run_status
+
+    with pytest.raises(FleetError, match=r"^flwr ls: no answer within 0 s$"):
+        flwr(tmp_path, "127.0.0.1:9", None, "ls", "earshot", timeout_s=0.01)
+    started = time.monotonic()
+    with pytest.raises(FleetError, match=r"^flwr ls: "):
+        run_status(tmp_path, f"127.0.0.1:{free_port()}", None, 1, tries=2)
+    assert time.monotonic() - started >= 1.0  # it waited and asked a second time

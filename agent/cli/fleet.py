@@ -184,13 +184,11 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _wait(root: Path, superlink: str, tls: Tls | None, run_id: int, out: Path, rounds: int) -> str:
     """Poll the run until it finishes, printing each round as the ServerApp writes it."""
-    from agent.fleet.flower import flwr
+    from agent.fleet.flower import run_status
 
     shown = 0
     while True:
-        answer = flwr(root, superlink, tls, "ls", "earshot", "--run-id", str(run_id))
-        runs = answer.get("runs", [])
-        status = str(runs[0]["status"]) if runs else ""
+        status = run_status(root, superlink, tls, run_id)
         for number in range(shown + 1, rounds + 1):
             record = out / "replies" / f"replies-{number}.json"
             if not record.is_file():

@@ -34,7 +34,14 @@ import yaml
 from agent.enroll.store import save_enrollment
 from agent.fleet.accounting import DELTA, noise_multiplier
 from agent.fleet.coordinator import load_round
-from agent.fleet.flower import FleetError, flwr, free_port, start_superlink, start_supernode
+from agent.fleet.flower import (
+    FleetError,
+    flwr,
+    free_port,
+    run_status,
+    start_superlink,
+    start_supernode,
+)
 from agent.private_files import private_dir, wav_bytes
 from dsp.audio import load_audio
 from models.base.evaluation import fsdd_recordings
@@ -156,13 +163,19 @@ def federate(
     dp_noise_multiplier: float = 0.0,
     timeout_s: float = 1800.0,
 ) -> dict[str, WakeHead]:
-    """One fleet run of ``devices`` over real Flower processes on loopback; its final heads."""
+    """One fleet run of ``devices`` over real Flower processes on loopback; its final heads.
+
+    A run already finished in ``root`` (all its rounds written) is read back, not run again.
+    """
+    out = root / "out"
+    done = out / "manifest.json"
+    if done.is_file() and json.loads(done.read_text())["all_rounds_accepted"]:
+        return {word: load_round(out, word, rounds) for word in text_models}
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     port = free_port()
     config = root / "coordinator.yaml"
     _write_config(config, models_dir, text_models, {})
-    out = root / "out"
     overrides = {
         "config": str(config), "words": ",".join(text_models), "rounds": rounds,
         "min-devices": len(devices), "round-timeout": timeout_s, "out-dir": str(out),
@@ -195,8 +208,7 @@ def federate(
 def _wait(home: Path, superlink: str, run_id: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        runs = flwr(home, superlink, None, "ls", "earshot", "--run-id", str(run_id))["runs"]
-        if runs and str(runs[0]["status"]).startswith("finished"):
+        if run_status(home, superlink, None, run_id).startswith("finished"):
             return
         time.sleep(POLL_S)
     raise FleetError(f"fleet run {run_id} did not finish within {timeout_s:.0f} s")

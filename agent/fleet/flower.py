@@ -419,10 +419,13 @@ def flwr(root: Path, superlink: str, tls: Tls | None, *args: str, timeout_s: flo
         f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
         f'address = "{superlink}"\n{security}\n'
     )
-    done = subprocess.run(
-        [str(BIN / "flwr"), *args, "--format", "json"], env=flower_env(home), cwd=home,
-        capture_output=True, text=True, timeout=timeout_s,
-    )  # fmt: skip
+    try:
+        done = subprocess.run(
+            [str(BIN / "flwr"), *args, "--format", "json"], env=flower_env(home), cwd=home,
+            capture_output=True, text=True, timeout=timeout_s,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise FleetError(f"flwr {args[0]}: no answer within {timeout_s:.0f} s") from None
     try:
         answer = json.loads(done.stdout[done.stdout.index("{") :])
     except ValueError:
@@ -430,3 +433,24 @@ def flwr(root: Path, superlink: str, tls: Tls | None, *args: str, timeout_s: flo
     if done.returncode != 0 or answer.get("success") is False:
         raise FleetError(f"flwr {args[0]}: {answer.get('error-message', answer)}")
     return answer
+
+
+def run_status(
+    root: Path, superlink: str, tls: Tls | None, run_id: int, *, tries: int = 5
+) -> str:
+    """The run's status (``running``, ``finished:completed`` ...) from ``flwr ls``.
+
+    A busy machine can make one ``flwr`` call fail or time out: it is asked again, up to
+    ``tries`` times in a row, before the last failure is raised.
+    """
+    for attempt in range(tries):
+        try:
+            answer = flwr(root, superlink, tls, "ls", "earshot", "--run-id", str(run_id))
+        except FleetError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(1.0)
+            continue
+        runs = answer.get("runs", [])
+        return str(runs[0]["status"]) if runs else ""
+    raise AssertionError("unreachable")
